@@ -1,0 +1,59 @@
+//! `sandbox-host call PROVIDER LEAF JSON`: one contract call, locally, through the same
+//! path iii calls take. Prints the JSON answer, or `[Sxxx] …` on stderr with the code's
+//! exit status.
+
+use super::GlobalArgs;
+use crate::{Host, Leaf};
+use clap::Args;
+use std::io::Read as _;
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Provider (plugin) name, e.g. `e2b`.
+    pub provider: String,
+    /// Leaf: create, exec, stop, list, snapshot, branch, expose_port, fs::read, fs::write.
+    pub leaf: String,
+    /// JSON input (`-` reads standard input). Defaults to `{}`.
+    #[arg(default_value = "{}")]
+    pub json: String,
+}
+
+pub async fn run(global: &GlobalArgs, args: CallArgs) -> anyhow::Result<u8> {
+    let Some(leaf) = Leaf::parse(&args.leaf) else {
+        eprintln!(
+            "error: unknown leaf {:?}; expected one of: {}",
+            args.leaf,
+            Leaf::ALL.iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        return Ok(1);
+    };
+    let text = if args.json == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s
+    } else {
+        args.json.clone()
+    };
+    let payload: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            let err = crate::CallError::bad_input(format!("{leaf}: the input is not valid JSON ({e})."));
+            eprintln!("{err}");
+            return Ok(err.code.exit_status());
+        }
+    };
+    let (host, diags) = Host::start(global.host_config()?).await?;
+    for d in &diags {
+        eprintln!("warning: plugin not loaded: {d}");
+    }
+    match host.call(&args.provider, leaf, &payload).await {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(e.code.exit_status())
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! `sandbox-host check FILE.wasm`: does this component satisfy the provider world?
+//! Prints its `describe()` (and the resolved policy when a `.toml` sits beside it).
+
+use super::GlobalArgs;
+use crate::plugin::loader::Loader;
+use crate::runtime::engine::Runtime;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The component to check.
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<u8> {
+    let config = global.host_config()?;
+    let loader = Loader::new(Runtime::new(config.cache_dir)?)?;
+    match loader.load_file(&args.file).await {
+        Ok(p) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&super::plugins::describe_json(&p))?);
+            } else {
+                let d = &p.descriptor;
+                println!("ok: {} satisfies {}", args.file.display(), crate::runtime::wit::WORLD);
+                println!("name: {}\nversion: {}", d.name, d.version);
+                println!("capabilities: {}", d.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "));
+                println!("leaves: {}", p.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", "));
+                println!("default egress hosts: {}", d.default_egress_hosts.join(", "));
+                for c in &d.credentials {
+                    println!("credential: {} -> header {} (prefix {:?}) for {}", c.name, c.header, c.value_prefix, c.hosts.join(", "));
+                }
+            }
+            Ok(0)
+        }
+        Err(d) => {
+            eprintln!("error: {d}");
+            Ok(1)
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The `sandbox-host` command line: one module per subcommand. `main.rs` only parses
+//! and turns [`run`]'s result into an exit status.
+//!
+//! Exit statuses: 0 success; 1 usage or start-up failure; for `call`, the S-code's
+//! class (see [`crate::Code::exit_status`]): 2 caller error, 3 policy refusal,
+//! 4 upstream error, 5 plugin fault.
+
+pub mod call;
+pub mod check;
+pub mod plugins;
+
+use crate::config::HostConfig;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "sandbox-host", version, about = "Runs sandbox provider plugins (WebAssembly components) and serves them as iii functions.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory holding <name>.wasm plugins and their <name>.toml policies.
+    #[arg(long, global = true, env = "SANDBOX_PLUGINS_DIR")]
+    pub plugins_dir: Option<PathBuf>,
+    /// Directory for precompiled components (default: <plugins-dir>/.cache).
+    #[arg(long, global = true, env = "SANDBOX_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every plugin afresh and write no cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Host settings file (plugins_dir, cache_dir, default_provider, router, http_triggers).
+    #[arg(long, global = true, env = "SANDBOX_HOST_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    /// Flags override the config file, which overrides the defaults.
+    pub fn host_config(&self) -> anyhow::Result<HostConfig> {
+        let mut c = match &self.config {
+            Some(path) => HostConfig::load(path)?,
+            None => HostConfig::new(PathBuf::from("plugins")),
+        };
+        if let Some(dir) = &self.plugins_dir {
+            let cache_was_default = c.cache_dir.as_ref() == Some(&c.plugins_dir.join(".cache"));
+            c.plugins_dir = dir.clone();
+            if cache_was_default {
+                c.cache_dir = Some(dir.join(".cache"));
+            }
+        }
+        if let Some(dir) = &self.cache_dir {
+            c.cache_dir = Some(dir.clone());
+        }
+        if self.no_cache {
+            c.cache_dir = None;
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List loaded plugins: version, capabilities, leaves and resolved policy.
+    Plugins(plugins::PluginsArgs),
+    /// Check that a .wasm satisfies the provider world and print its describe().
+    Check(check::CheckArgs),
+    /// Run one contract call locally and print the JSON result.
+    Call(call::CallArgs),
+}
+
+/// Runs the parsed command; returns the process exit status.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Plugins(a) => plugins::run(&cli.global, a).await,
+        Command::Check(a) => check::run(&cli.global, a).await,
+        Command::Call(a) => call::run(&cli.global, a).await,
+    }
+}

@@ -1,0 +1,92 @@
+//! `sandbox-host plugins`: what is loaded, what each plugin offers, and the policy in force.
+
+use super::GlobalArgs;
+use crate::plugin::LoadedPlugin;
+use crate::Host;
+use clap::Args;
+use serde_json::{json, Value};
+
+#[derive(Debug, Args)]
+pub struct PluginsArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(global: &GlobalArgs, args: PluginsArgs) -> anyhow::Result<u8> {
+    let (host, diags) = Host::start(global.host_config()?).await?;
+    let plugins = host.registry.all();
+    if args.json {
+        let v = json!({
+            "plugins": plugins.iter().map(|p| describe_json(p)).collect::<Vec<_>>(),
+            "failed": diags.iter().map(|d| json!({"file": d.file, "reason": d.reason})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        if plugins.is_empty() {
+            println!("no plugins loaded from {}", host.config.plugins_dir.display());
+        }
+        for p in &plugins {
+            print!("{}", describe_text(p));
+        }
+        for d in &diags {
+            println!("FAILED {d}");
+        }
+    }
+    Ok(if diags.is_empty() { 0 } else { 1 })
+}
+
+pub fn describe_json(p: &LoadedPlugin) -> Value {
+    let pol = &p.policy;
+    json!({
+        "name": &*p.name,
+        "version": p.descriptor.version,
+        "file": p.file,
+        "sha256": p.sha256,
+        "capabilities": p.capabilities().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "leaves": p.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+        "policy": {
+            "api_base": pol.api_base,
+            "allowed_hosts": pol.egress.allow.entries().collect::<Vec<_>>(),
+            "credentials": pol.egress.credentials.iter().map(|c| json!({
+                "name": c.name, "env": c.env_var, "header": c.header.as_str(), "set": c.value.is_some(),
+                "hosts": c.hosts.entries().collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "max_concurrent_sandboxes": pol.max_concurrent_sandboxes,
+            "image_allowlist": pol.images.0,
+            "default_idle_timeout_secs": pol.default_idle_timeout_secs,
+            "limits": {
+                "memory_mib": pol.limits.memory_bytes >> 20,
+                "cpu_ms": pol.limits.cpu.as_millis() as u64,
+                "call_timeout_ms": pol.limits.call_timeout.as_millis() as u64,
+            },
+        },
+    })
+}
+
+fn describe_text(p: &LoadedPlugin) -> String {
+    let pol = &p.policy;
+    let caps: Vec<&str> = p.capabilities().iter().map(|c| c.as_str()).collect();
+    let creds: Vec<String> = pol
+        .egress
+        .credentials
+        .iter()
+        .map(|c| format!("{} <- ${} ({}, {})", c.name, c.env_var, c.header, if c.value.is_some() { "set" } else { "NOT SET" }))
+        .collect();
+    format!(
+        "{} {}  ({})\n  capabilities: {}\n  leaves: {}\n  allowed_hosts: {}\n  credentials: {}\n  max_concurrent_sandboxes: {}  image_allowlist: {}  default_idle_timeout_secs: {}\n  limits: memory {} MiB, cpu {} ms, call {} ms\n",
+        p.name,
+        p.descriptor.version,
+        p.file.display(),
+        if caps.is_empty() { "none".to_string() } else { caps.join(", ") },
+        p.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", "),
+        pol.egress.allow.entries().collect::<Vec<_>>().join(", "),
+        if creds.is_empty() { "none".to_string() } else { creds.join("; ") },
+        pol.max_concurrent_sandboxes,
+        if pol.images.0.is_empty() { "all".to_string() } else { pol.images.0.join(", ") },
+        pol.default_idle_timeout_secs,
+        pol.limits.memory_bytes >> 20,
+        pol.limits.cpu.as_millis(),
+        pol.limits.call_timeout.as_millis(),
+    )
+}

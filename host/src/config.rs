@@ -1,0 +1,70 @@
+//! Host-wide settings: defaults in one place, raw (flags / optional `sandbox-host.toml`)
+//! resolved into [`HostConfig`] once.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// `sandbox-host.toml` as written (every key optional).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHostConfig {
+    pub plugins_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    /// Provider used by the router when a call names none.
+    pub default_provider: Option<String>,
+    /// `false` disables the `sandbox::<leaf>` router (another worker provides it).
+    pub router: Option<bool>,
+    #[serde(default)]
+    pub http_triggers: Vec<HttpTrigger>,
+}
+
+/// Binds a function id to an iii `http` trigger.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTrigger {
+    /// e.g. `sandbox::create` or `sandbox::provider::e2b::exec`.
+    pub function: String,
+    /// e.g. `sandbox/create`.
+    pub path: String,
+    /// `POST` by default.
+    #[serde(default = "default_method")]
+    pub method: String,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub plugins_dir: PathBuf,
+    /// `None` disables the precompiled cache.
+    pub cache_dir: Option<PathBuf>,
+    pub default_provider: Option<String>,
+    pub router: bool,
+    pub http_triggers: Vec<HttpTrigger>,
+}
+
+impl HostConfig {
+    /// Defaults: `./plugins`, cache in `<plugins>/.cache`, router on.
+    pub fn new(plugins_dir: PathBuf) -> Self {
+        HostConfig { cache_dir: Some(plugins_dir.join(".cache")), plugins_dir, default_provider: None, router: true, http_triggers: Vec::new() }
+    }
+
+    pub fn from_raw(raw: RawHostConfig) -> Self {
+        let mut c = HostConfig::new(raw.plugins_dir.unwrap_or_else(|| PathBuf::from("plugins")));
+        if let Some(dir) = raw.cache_dir {
+            c.cache_dir = Some(dir);
+        }
+        c.default_provider = raw.default_provider;
+        c.router = raw.router.unwrap_or(true);
+        c.http_triggers = raw.http_triggers;
+        c
+    }
+
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let raw: RawHostConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(Self::from_raw(raw))
+    }
+}

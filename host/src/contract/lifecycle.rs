@@ -1,0 +1,209 @@
+//! Contract semantics every provider gets from the host, once (CONTRACT.md "Semantics"):
+//! image allowlist before any upstream call, slot reservation with rollback, idempotent
+//! stop that releases a slot exactly once, list reconciliation, capability gating and
+//! RFC 3339 `started_at`. The plugin is only asked to translate.
+
+use super::codes::{CallError, Code};
+use super::shapes::{reply, Leaf, ListOutput, ListedSandbox, PluginReply, Request};
+use crate::plugin::LoadedPlugin;
+use crate::policy::concurrency::{LiveSandbox, SlotBook};
+use crate::runtime::invoke::{self, CallStats};
+use crate::runtime::wit::{ErrorKind, PluginFailure};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Runs a validated request against `plugin` with the contract's semantics.
+pub async fn execute(plugin: &LoadedPlugin, book: &std::sync::Arc<SlotBook>, req: Request) -> (Result<Value, CallError>, Option<CallStats>) {
+    let name = &*plugin.name;
+    let leaf = req.leaf();
+    if !leaf.offered_by(plugin.capabilities()) {
+        return (Err(unsupported(name, leaf)), None);
+    }
+    if let Some(c) = plugin.policy.egress.credentials.iter().find(|c| c.value.is_none()) {
+        return (Err(CallError::new(Code::AuthInvalid, c.missing_sentence(name))), None);
+    }
+    let wall = wall_budget(plugin, &req);
+    match &req {
+        Request::Create(c) => {
+            if let Err(e) = plugin.policy.images.check(name, &c.image) {
+                return (Err(e), None);
+            }
+            let reservation = match book.reserve(name, plugin.policy.max_concurrent_sandboxes) {
+                Ok(r) => r,
+                Err(e) => return (Err(e), None),
+            };
+            let (outcome, stats) = invoke::run(plugin, &req, wall).await;
+            // On any error the reservation drops here and the slot is released.
+            let result = answer(plugin, leaf, outcome).and_then(|r| match r {
+                PluginReply::Created(info) => {
+                    let started_at = match &info.started_at {
+                        Some(s) => rfc3339(s).ok_or_else(|| bad_time(name, leaf, &info.sandbox_id, s))?,
+                        None => now_rfc3339(),
+                    };
+                    if info.sandbox_id.is_empty() {
+                        return Err(CallError::new(Code::Unavailable, format!("provider `{name}` create returned an empty sandbox id; the upstream answer was unusable.")));
+                    }
+                    let image = if info.image.is_empty() { c.image.clone() } else { info.image.clone() };
+                    let row = ListedSandbox { sandbox_id: info.sandbox_id.clone(), image: image.clone(), started_at: started_at.clone() };
+                    reservation.commit(info.sandbox_id, LiveSandbox { image, started_at: Some(started_at) });
+                    Ok(reply::created(&row, plugin.capabilities()))
+                }
+                other => Err(mismatch(name, leaf, &other)),
+            });
+            (result, Some(stats))
+        }
+        Request::Stop { sandbox_id } => {
+            let (outcome, stats) = invoke::run(plugin, &req, wall).await;
+            let result = match outcome {
+                // Idempotent on the end state: gone (404) or already going (409) is success.
+                Ok(Err(f)) if f.kind == ErrorKind::NotFound || matches!(f.upstream_status, Some(404 | 409)) => Ok(PluginReply::Stopped),
+                other => answer(plugin, leaf, other),
+            }
+            .and_then(|r| match r {
+                PluginReply::Stopped => {
+                    book.release(sandbox_id);
+                    Ok(reply::empty())
+                }
+                other => Err(mismatch(name, leaf, &other)),
+            });
+            (result, Some(stats))
+        }
+        Request::List => {
+            let (outcome, stats) = invoke::run(plugin, &req, wall).await;
+            let cap = plugin.policy.max_concurrent_sandboxes;
+            let result = match outcome {
+                Ok(Ok(PluginReply::Listed(rows))) => reconcile(plugin, book, rows).map(|out| reply::listed(&out)),
+                Ok(Ok(other)) => Err(mismatch(name, leaf, &other)),
+                // Upstream list failed: answer from the local book, flagged unreconciled.
+                Ok(Err(f)) => {
+                    let why = plugin_error(plugin, leaf, f);
+                    let out = ListOutput { sandboxes: Vec::new(), in_flight: book.in_flight(), cap, reconciled: false };
+                    let mut v = reply::listed(&out);
+                    v["reconcile_error"] = Value::String(why.message());
+                    Ok(v)
+                }
+                Err(host_fault) => Err(host_fault),
+            };
+            (result, Some(stats))
+        }
+        _ => {
+            let (outcome, stats) = invoke::run(plugin, &req, wall).await;
+            let result = answer(plugin, leaf, outcome).and_then(|r| match (leaf, r) {
+                (Leaf::Exec, PluginReply::Executed(out)) => Ok(reply::executed(&out)),
+                (Leaf::Snapshot, PluginReply::Snapshotted(id)) => Ok(reply::snapshotted(&id)),
+                (Leaf::Branch, PluginReply::Branched(ids)) => Ok(reply::branched(&ids)),
+                (Leaf::ExposePort, PluginReply::Exposed(url)) => Ok(reply::exposed(&url)),
+                (Leaf::FsRead, PluginReply::Read(bytes)) => Ok(reply::read(&bytes)),
+                (Leaf::FsWrite, PluginReply::Written) => Ok(reply::empty()),
+                (_, other) => Err(mismatch(name, leaf, &other)),
+            });
+            (result, Some(stats))
+        }
+    }
+}
+
+/// Wall-clock budget: the plugin's call timeout, stretched to cover an exec's own deadline.
+fn wall_budget(plugin: &LoadedPlugin, req: &Request) -> Duration {
+    let base = plugin.policy.limits.call_timeout;
+    match req {
+        Request::Exec(e) => match e.timeout_ms {
+            Some(ms) => base.max(Duration::from_millis(ms.saturating_add(crate::policy::defaults::EXEC_GRACE_MS))),
+            None => base,
+        },
+        _ => base,
+    }
+}
+
+fn reconcile(plugin: &LoadedPlugin, book: &SlotBook, rows: Vec<crate::contract::shapes::SandboxInfo>) -> Result<ListOutput, CallError> {
+    let name = &*plugin.name;
+    let mut listed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let known = book.get(&row.sandbox_id);
+        let started_at = match &row.started_at {
+            Some(s) => rfc3339(s).ok_or_else(|| bad_time(name, Leaf::List, &row.sandbox_id, s))?,
+            None => known.and_then(|k| k.started_at).ok_or_else(|| {
+                CallError::new(
+                    Code::Unavailable,
+                    format!("provider `{name}` list returned sandbox {:?} without a start time; the upstream answer was incomplete.", row.sandbox_id),
+                )
+            })?,
+        };
+        listed.push(ListedSandbox { sandbox_id: row.sandbox_id, image: row.image, started_at });
+    }
+    book.reconcile(
+        listed.iter().map(|s| (s.sandbox_id.clone(), LiveSandbox { image: s.image.clone(), started_at: Some(s.started_at.clone()) })),
+    );
+    Ok(ListOutput { sandboxes: listed, in_flight: book.in_flight(), cap: plugin.policy.max_concurrent_sandboxes, reconciled: true })
+}
+
+/// The plugin's reply, or its failure mapped to an S-code.
+fn answer(plugin: &LoadedPlugin, leaf: Leaf, outcome: invoke::Outcome) -> Result<PluginReply, CallError> {
+    match outcome {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(f)) => Err(plugin_error(plugin, leaf, f)),
+        Err(host) => Err(host),
+    }
+}
+
+/// Maps a plugin-reported failure to its S-code, with what to do about it.
+pub fn plugin_error(plugin: &LoadedPlugin, leaf: Leaf, f: PluginFailure) -> CallError {
+    let name = &*plugin.name;
+    let (code, advice) = match f.kind {
+        ErrorKind::BadInput => (Code::BadInput, "fix the input; retrying it unchanged will fail again.".to_string()),
+        ErrorKind::NotFound => (Code::NotFound, "the sandbox does not exist (stopped or expired); create a new one.".to_string()),
+        ErrorKind::RateLimited => (
+            Code::RateLimited,
+            match f.retry_after_ms {
+                Some(ms) => format!("the provider is rate limiting; retry after {ms} ms."),
+                None => "the provider is rate limiting; retry later with backoff.".to_string(),
+            },
+        ),
+        ErrorKind::QuotaExhausted => (Code::QuotaExhausted, "the provider account's quota is exhausted; free capacity or raise the plan's limits.".to_string()),
+        ErrorKind::Unavailable => (Code::Unavailable, "the provider is unavailable; retry later.".to_string()),
+        ErrorKind::AuthInvalid => {
+            let vars: Vec<&str> = plugin.policy.egress.credentials.iter().map(|c| c.env_var.as_str()).collect();
+            (Code::AuthInvalid, format!("the provider rejected the credential; check {}.", if vars.is_empty() { "the plugin's credentials".to_string() } else { vars.join(", ") }))
+        }
+        ErrorKind::Unsupported => return unsupported(name, leaf),
+    };
+    let message = f.message.trim().trim_end_matches('.');
+    CallError::new(code, format!("provider `{name}` {leaf} failed: {message}; {advice}")).with_retry_after(f.retry_after_ms)
+}
+
+fn unsupported(name: &str, leaf: Leaf) -> CallError {
+    CallError::new(
+        Code::Unsupported,
+        format!("provider `{name}` does not support `{leaf}`; check its capabilities (sandbox-host plugins) or use a provider that has it."),
+    )
+}
+
+fn mismatch(name: &str, leaf: Leaf, got: &PluginReply) -> CallError {
+    CallError::new(Code::PluginTrapped, format!("plugin `{name}` answered `{leaf}` with the wrong kind of result ({got:?}); report this to the plugin's author."))
+}
+
+fn bad_time(name: &str, leaf: Leaf, id: &str, s: &str) -> CallError {
+    CallError::new(
+        Code::Unavailable,
+        format!("provider `{name}` {leaf} returned start time {s:?} for sandbox {id:?}, which is not RFC 3339; the upstream answer was unusable."),
+    )
+}
+
+/// Normalises an RFC 3339 timestamp to UTC with a `Z` suffix.
+pub fn rfc3339(s: &str) -> Option<String> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+pub fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_are_normalised_to_utc() {
+        assert_eq!(super::rfc3339("2025-01-02T03:04:05+02:00").as_deref(), Some("2025-01-02T01:04:05Z"));
+        assert_eq!(super::rfc3339("2025-01-02T03:04:05.5Z").as_deref(), Some("2025-01-02T03:04:05.500Z"));
+        assert_eq!(super::rfc3339("yesterday"), None);
+    }
+}

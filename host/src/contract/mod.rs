@@ -1,0 +1,6 @@
+//! The caller contract (`../shared/CONTRACT.md`), implemented once for all plugins.
+
+pub mod codes;
+pub mod lifecycle;
+pub mod shapes;
+pub mod validate;

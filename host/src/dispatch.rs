@@ -1,0 +1,80 @@
+//! The host's one entry point for a contract call: provider lookup (S600), JSON
+//! validation (S422), contract semantics and the plugin run. Every front end — the CLI's
+//! `call`, the iii bridge, the router, benches — goes through [`Host::call`], and a
+//! panic anywhere below it is caught here and reported as S700, never propagated.
+
+use crate::config::HostConfig;
+use crate::contract::codes::{CallError, Code};
+use crate::contract::lifecycle;
+use crate::contract::shapes::Leaf;
+use crate::contract::validate;
+use crate::plugin::loader::{Diagnostic, Loader};
+use crate::plugin::registry::Registry;
+use crate::runtime::engine::Runtime;
+use futures_util::FutureExt as _;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub struct Host {
+    pub config: HostConfig,
+    pub loader: Loader,
+    pub registry: Registry,
+}
+
+impl Host {
+    /// Builds the engine and loads every plugin in the configured directory.
+    /// Returns the host and the files that failed to load.
+    pub async fn start(config: HostConfig) -> anyhow::Result<(Arc<Host>, Vec<Diagnostic>)> {
+        let loader = Loader::new(Runtime::new(config.cache_dir.clone())?)?;
+        Self::start_with(config, loader).await
+    }
+
+    pub async fn start_with(config: HostConfig, loader: Loader) -> anyhow::Result<(Arc<Host>, Vec<Diagnostic>)> {
+        let (plugins, diags) = loader.load_dir(&config.plugins_dir).await;
+        for d in &diags {
+            tracing::error!("plugin not loaded: {d}");
+        }
+        let registry = Registry::default();
+        for p in plugins {
+            tracing::info!(plugin = %p.name, version = %p.descriptor.version, "plugin loaded");
+            registry.insert(p);
+        }
+        Ok((Arc::new(Host { config, loader, registry }), diags))
+    }
+
+    /// Runs `leaf` on `provider` with the caller's JSON `payload`.
+    pub async fn call(&self, provider: &str, leaf: Leaf, payload: &Value) -> Result<Value, CallError> {
+        let Some(plugin) = self.registry.get(provider) else {
+            return Err(self.unknown_provider(provider));
+        };
+        if !leaf.offered_by(plugin.capabilities()) {
+            return Err(CallError::new(
+                Code::Unsupported,
+                format!("provider `{provider}` does not support `{leaf}`; it offers: {}.", plugin.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", ")),
+            ));
+        }
+        let req = validate::parse_request(leaf, payload)?;
+        let book = self.registry.book(provider);
+        let run = std::panic::AssertUnwindSafe(lifecycle::execute(&plugin, &book, req)).catch_unwind();
+        match run.await {
+            Ok((result, _stats)) => result,
+            Err(panic) => {
+                let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+                tracing::error!(plugin = provider, %leaf, "host panic while serving a call: {what}");
+                Err(CallError::new(Code::PluginTrapped, format!("the host failed while running `{leaf}` on `{provider}` ({what}); the call was abandoned, other calls are unaffected.")))
+            }
+        }
+    }
+
+    /// S600 naming the loaded providers.
+    pub fn unknown_provider(&self, provider: &str) -> CallError {
+        let names = self.registry.names();
+        CallError::new(
+            Code::UnknownProvider,
+            format!(
+                "no provider named {provider:?} is loaded; loaded providers: {}.",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ),
+        )
+    }
+}

@@ -1,0 +1,30 @@
+//! `sandbox-host`: runs sandbox provider plugins (WebAssembly components of the
+//! `iii:sandbox/provider-plugin` world) and serves the caller contract for them.
+//!
+//! Module map:
+//! - [`contract`]: S-codes, JSON shapes and validation, lifecycle semantics — the same for every plugin.
+//! - [`policy`]: one module per quota (egress, credentials, images, concurrency, memory, CPU).
+//! - [`runtime`]: the wasmtime engine and precompiled cache, Store contents, the WIT edge, one call's run.
+//! - [`plugin`]: loading `.wasm` + `.toml` into a checked plugin; the live registry.
+//! - [`dispatch`]: [`dispatch::Host::call`], the entry point every front end uses.
+//! - [`cli`]: the `sandbox-host` subcommands.
+//!
+//! One call end to end: `Host::call("e2b", Leaf::Create, json)` → registry lookup (S600) →
+//! capability gate (S404) → `validate::parse_request` (S422) → `lifecycle::execute`:
+//! image allowlist (S100), slot reservation (S400) → `invoke::run`: fresh Store from the
+//! plugin's `InstancePre`, memory limiter, CPU budget, wall-clock deadline → the guest's
+//! `create` export, whose HTTP leaves through `policy::egress` (allowlist, credential
+//! injection) → outcome classified (S70x, or the plugin's error kind → S-code) →
+//! reservation committed or rolled back → the contract's JSON answer.
+
+pub mod cli;
+pub mod config;
+pub mod contract;
+pub mod dispatch;
+pub mod plugin;
+pub mod policy;
+pub mod runtime;
+
+pub use contract::codes::{CallError, Code};
+pub use contract::shapes::Leaf;
+pub use dispatch::Host;

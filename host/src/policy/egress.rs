@@ -1,0 +1,250 @@
+//! Outbound HTTP policy: the one `WasiHttpHooks` impl through which a plugin's requests
+//! leave the host. It decides (allowlist on the real destination authority), records
+//! (denials, request counts) and only then delegates to `default_send_request`,
+//! after injecting credentials and clamping the guest's timeouts to the policy's.
+//!
+//! Deciding and reporting are separate: [`EgressPolicy::decide`] is pure; the per-call
+//! [`EgressRecord`] collects what happened so the host can answer S703 even when the
+//! guest swallowed the error (wstd reports a denial as "connection reset").
+
+use super::allowed_hosts::{entry_for, AllowList};
+use super::credentials::Credential;
+use http::uri::Scheme;
+use http::{HeaderName, Uri};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime_wasi_http::{
+    default_send_request, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
+    DEFAULT_FORBIDDEN_HEADERS,
+};
+
+/// Upper bounds on upstream waits; a guest may ask for less, never more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTimeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub between_bytes: Duration,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        UpstreamTimeouts {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(60),
+            between_bytes: Duration::from_secs(60),
+        }
+    }
+}
+
+impl UpstreamTimeouts {
+    /// The guest's options clamped to these bounds.
+    pub fn clamp(&self, guest: Option<RequestOptions>) -> RequestOptions {
+        let g = guest.unwrap_or_default();
+        let pick = |asked: Option<Duration>, cap: Duration| Some(asked.map_or(cap, |a| a.min(cap)));
+        RequestOptions {
+            connect_timeout: pick(g.connect_timeout, self.connect),
+            first_byte_timeout: pick(g.first_byte_timeout, self.first_byte),
+            between_bytes_timeout: pick(g.between_bytes_timeout, self.between_bytes),
+        }
+    }
+}
+
+/// A refused request, as reported to the caller and the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// `scheme://host:port` the plugin tried to reach.
+    pub destination: String,
+    /// The `allowed_hosts` entry that would admit it.
+    pub entry: String,
+}
+
+/// A plugin's resolved egress policy, shared by all its calls.
+#[derive(Debug)]
+pub struct EgressPolicy {
+    pub plugin: Arc<str>,
+    pub allow: AllowList,
+    pub credentials: Vec<Credential>,
+    pub timeouts: UpstreamTimeouts,
+}
+
+/// Where a request may go, decided before anything is sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed; indexes into `credentials` of those to inject.
+    Allow { credentials: Vec<usize> },
+    Deny(Denial),
+}
+
+impl EgressPolicy {
+    pub fn decide(&self, uri: &Uri) -> Decision {
+        let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTPS);
+        let Some(authority) = uri.authority() else {
+            return Decision::Deny(Denial { destination: uri.to_string(), entry: "<no authority>".into() });
+        };
+        let host = authority.host().to_ascii_lowercase();
+        let port = authority.port_u16().unwrap_or(if scheme == Scheme::HTTP { 80 } else { 443 });
+        if !self.allow.allows(&host, port) {
+            return Decision::Deny(Denial {
+                destination: format!("{scheme}://{host}:{port}"),
+                entry: entry_for(&host, port),
+            });
+        }
+        let credentials = self
+            .credentials
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.hosts.allows(&host, port))
+            .map(|(i, _)| i)
+            .collect();
+        Decision::Allow { credentials }
+    }
+
+    /// Header names the guest may not set: the defaults plus every credential header.
+    pub fn forbidden_headers(&self) -> Vec<HeaderName> {
+        DEFAULT_FORBIDDEN_HEADERS.iter().cloned().chain(self.credentials.iter().map(|c| c.header.clone())).collect()
+    }
+}
+
+/// What one call's requests did; read by the host after the call.
+#[derive(Debug, Default)]
+pub struct EgressRecord {
+    denials: Mutex<Vec<Denial>>,
+    requests: AtomicU64,
+}
+
+impl EgressRecord {
+    pub fn denials(&self) -> Vec<Denial> {
+        self.denials.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+    fn deny(&self, d: Denial) {
+        self.denials.lock().unwrap_or_else(|p| p.into_inner()).push(d);
+    }
+}
+
+/// The hooks placed in each call's Store.
+pub struct EgressHooks {
+    pub policy: Arc<EgressPolicy>,
+    pub record: Arc<EgressRecord>,
+    forbidden: Arc<[HeaderName]>,
+}
+
+impl EgressHooks {
+    pub fn new(policy: Arc<EgressPolicy>, record: Arc<EgressRecord>) -> Self {
+        let forbidden = policy.forbidden_headers().into();
+        EgressHooks { policy, record, forbidden }
+    }
+}
+
+type SendFuture = Box<
+    dyn std::future::Future<
+            Output = Result<(http::Response<WasiBody>, Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>), HttpError>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for EgressHooks {
+    fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        let forbidden = self.forbidden.clone();
+        Arc::new(move |name| forbidden.contains(name))
+    }
+
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        drop(fut);
+        let inject = match self.policy.decide(request.uri()) {
+            Decision::Deny(denial) => {
+                tracing::warn!(
+                    plugin = %self.policy.plugin,
+                    destination = %denial.destination,
+                    "plugin `{}` tried to reach {} which is not in its egress allowlist; if that is intended, add \
+                     \"{}\" to allowed_hosts in plugins/{}.toml",
+                    self.policy.plugin, denial.destination, denial.entry, self.policy.plugin
+                );
+                self.record.deny(denial);
+                return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            }
+            Decision::Allow { credentials } => credentials,
+        };
+        self.record.requests.fetch_add(1, Ordering::Relaxed);
+        for i in inject {
+            let cred = &self.policy.credentials[i];
+            // A missing value was already refused before the call (S503).
+            if let Some(v) = cred.header_value() {
+                request.headers_mut().insert(cred.header.clone(), v);
+            }
+        }
+        let options = self.policy.timeouts.clamp(options);
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) = default_send_request(request, Some(options)).await?;
+            Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::credentials::Secret;
+
+    fn policy() -> EgressPolicy {
+        EgressPolicy {
+            plugin: "e2b".into(),
+            allow: AllowList::parse(&["api.e2b.app", "*.e2b.app", "127.0.0.1:9000"]).unwrap(),
+            credentials: vec![Credential {
+                name: "api-key".into(),
+                env_var: "E2B_API_KEY".into(),
+                header: HeaderName::from_static("x-api-key"),
+                value_prefix: String::new(),
+                hosts: AllowList::parse(&["api.e2b.app"]).unwrap(),
+                value: Some(Secret::new("k".into())),
+            }],
+            timeouts: UpstreamTimeouts::default(),
+        }
+    }
+
+    #[test]
+    fn allowed_destinations_get_only_their_credentials() {
+        let p = policy();
+        assert_eq!(p.decide(&"https://api.e2b.app/sandboxes".parse().unwrap()), Decision::Allow { credentials: vec![0] });
+        assert_eq!(p.decide(&"https://49983-x.e2b.app/files".parse().unwrap()), Decision::Allow { credentials: vec![] });
+        assert_eq!(p.decide(&"http://127.0.0.1:9000/".parse().unwrap()), Decision::Allow { credentials: vec![] });
+    }
+
+    #[test]
+    fn denials_name_the_destination_and_the_entry_to_add() {
+        let p = policy();
+        assert_eq!(
+            p.decide(&"http://10.0.0.1:8080/x".parse().unwrap()),
+            Decision::Deny(Denial { destination: "http://10.0.0.1:8080".into(), entry: "10.0.0.1:8080".into() })
+        );
+        // The default port of the scheme counts: http://api.e2b.app is port 80, allowed.
+        assert!(matches!(p.decide(&"http://api.e2b.app/".parse().unwrap()), Decision::Allow { .. }));
+        assert!(matches!(p.decide(&"https://api.e2b.app:8443/".parse().unwrap()), Decision::Deny(_)));
+    }
+
+    #[test]
+    fn credential_headers_are_forbidden_to_the_guest() {
+        let p = Arc::new(policy());
+        let mut hooks = EgressHooks::new(p, Arc::default());
+        let f = hooks.forbidden_header_filter();
+        assert!(f(&HeaderName::from_static("x-api-key")));
+        assert!(f(&http::header::HOST));
+        assert!(!f(&http::header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn guest_timeouts_are_clamped() {
+        let t = UpstreamTimeouts { connect: Duration::from_secs(1), ..Default::default() };
+        let o = t.clamp(Some(RequestOptions { connect_timeout: Some(Duration::from_secs(30)), ..Default::default() }));
+        assert_eq!(o.connect_timeout, Some(Duration::from_secs(1)));
+        assert_eq!(o.first_byte_timeout, Some(Duration::from_secs(60)));
+    }
+}

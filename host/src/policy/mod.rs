@@ -1,0 +1,310 @@
+//! Per-plugin policy: `plugins/<name>.toml` → [`RawPolicy`] (serde, unknown keys
+//! rejected, no I/O) → [`PluginPolicy`] (built matchers, resolved credentials,
+//! durations), once the plugin's `describe()` is known.
+//!
+//! One module per quota: `allowed_hosts` + `egress` (where requests may go),
+//! `credentials` (what the host injects), `image` (S100), `concurrency` (S400),
+//! `memory` (S702), `cpu` (S701).
+//!
+//! ```toml
+//! api_base = "https://api.e2b.app"          # passed to the plugin as config `api-base`
+//! allowed_hosts = ["api.e2b.app", "*.e2b.app"]   # default: the plugin's own list + api_base
+//! max_concurrent_sandboxes = 10
+//! image_allowlist = []                       # empty = every image
+//! default_idle_timeout_secs = 300
+//! [credentials]
+//! api-key = "E2B_API_KEY"                    # or { env = "E2B_API_KEY", hosts = ["api.e2b.app"] }
+//! [config]                                   # non-secret strings the plugin may read
+//! domain = "e2b.app"
+//! [limits]
+//! memory_mib = 64
+//! cpu_ms = 5000
+//! call_timeout_ms = 120000
+//! connect_timeout_ms = 10000
+//! first_byte_timeout_ms = 60000
+//! between_bytes_timeout_ms = 60000
+//! ```
+
+pub mod allowed_hosts;
+pub mod concurrency;
+pub mod cpu;
+pub mod credentials;
+pub mod egress;
+pub mod image;
+pub mod memory;
+
+use allowed_hosts::{entry_for, AllowList};
+use credentials::{Credential, Secret};
+use egress::{EgressPolicy, UpstreamTimeouts};
+use image::ImageAllowlist;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Defaults for every key, in one list (shown by `sandbox-host plugins`).
+pub mod defaults {
+    pub const MAX_CONCURRENT_SANDBOXES: usize = 10;
+    pub const IDLE_TIMEOUT_SECS: u64 = 300;
+    pub const MEMORY_MIB: u64 = 64;
+    pub const CPU_MS: u64 = 5_000;
+    pub const CALL_TIMEOUT_MS: u64 = 120_000;
+    pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
+    pub const FIRST_BYTE_TIMEOUT_MS: u64 = 60_000;
+    pub const BETWEEN_BYTES_TIMEOUT_MS: u64 = 60_000;
+    /// Extra wall-clock allowed on top of an exec's own `timeout_ms`.
+    pub const EXEC_GRACE_MS: u64 = 15_000;
+}
+
+/// `plugins/<name>.toml` as written.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub api_base: Option<String>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub max_concurrent_sandboxes: Option<usize>,
+    pub image_allowlist: Option<Vec<String>>,
+    pub default_idle_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, RawCredential>,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawCredential {
+    Env(String),
+    Full { env: String, hosts: Option<Vec<String>> },
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub memory_mib: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    pub call_timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
+    pub between_bytes_timeout_ms: Option<u64>,
+}
+
+impl RawPolicy {
+    /// Parses the TOML text of a policy file; the error names the bad key or value.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+        raw.check()?;
+        Ok(raw)
+    }
+
+    /// Checks that need no I/O and no plugin.
+    fn check(&self) -> Result<(), String> {
+        if let Some(base) = &self.api_base {
+            api_base_entry(base)?;
+        }
+        if let Some(hosts) = &self.allowed_hosts {
+            AllowList::parse(hosts).map_err(|e| format!("allowed_hosts: {e}"))?;
+        }
+        if self.max_concurrent_sandboxes == Some(0) {
+            return Err("max_concurrent_sandboxes must be at least 1".into());
+        }
+        if self.default_idle_timeout_secs == Some(0) {
+            return Err("default_idle_timeout_secs must be at least 1".into());
+        }
+        for (name, c) in &self.credentials {
+            if let RawCredential::Full { hosts: Some(h), .. } = c {
+                AllowList::parse(h).map_err(|e| format!("credentials.{name}.hosts: {e}"))?;
+            }
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            ("memory_mib", l.memory_mib),
+            ("cpu_ms", l.cpu_ms),
+            ("call_timeout_ms", l.call_timeout_ms),
+            ("connect_timeout_ms", l.connect_timeout_ms),
+            ("first_byte_timeout_ms", l.first_byte_timeout_ms),
+            ("between_bytes_timeout_ms", l.between_bytes_timeout_ms),
+        ] {
+            if v == Some(0) {
+                return Err(format!("limits.{key} must be at least 1"));
+            }
+        }
+        if l.memory_mib.is_some_and(|m| m > 4096) {
+            return Err("limits.memory_mib must be at most 4096".into());
+        }
+        Ok(())
+    }
+}
+
+/// The allowlist entry for an `api_base` URL (its authority).
+fn api_base_entry(base: &str) -> Result<String, String> {
+    let uri: http::Uri = base.parse().map_err(|e| format!("api_base {base:?} is not a URL: {e}"))?;
+    let scheme = uri.scheme_str().ok_or_else(|| format!("api_base {base:?} needs a scheme (https://…)"))?;
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("api_base {base:?} must be http or https"));
+    }
+    let auth = uri.authority().ok_or_else(|| format!("api_base {base:?} has no host"))?;
+    let port = auth.port_u16().unwrap_or(if scheme == "http" { 80 } else { 443 });
+    Ok(entry_for(&auth.host().to_ascii_lowercase(), port))
+}
+
+/// What a plugin declares about its credentials (from `describe()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialSpec {
+    pub name: String,
+    pub header: String,
+    pub value_prefix: String,
+    pub hosts: Vec<String>,
+}
+
+/// Resolved limits of one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub cpu: Duration,
+    pub call_timeout: Duration,
+}
+
+/// A plugin's policy, ready to enforce.
+#[derive(Debug, Clone)]
+pub struct PluginPolicy {
+    pub api_base: Option<String>,
+    pub max_concurrent_sandboxes: usize,
+    pub images: ImageAllowlist,
+    pub default_idle_timeout_secs: u64,
+    /// Non-secret config visible to the plugin (`api-base` included when set).
+    pub config: BTreeMap<String, String>,
+    pub egress: Arc<EgressPolicy>,
+    pub limits: Limits,
+}
+
+impl PluginPolicy {
+    /// Resolves `raw` for plugin `name` that declared `default_hosts` and `specs`.
+    /// `env` looks up environment variables (injected so tests need not touch the process env).
+    pub fn resolve(
+        name: &str,
+        raw: &RawPolicy,
+        default_hosts: &[String],
+        specs: &[CredentialSpec],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let base_entry = raw.api_base.as_deref().map(api_base_entry).transpose()?;
+        let allow = match &raw.allowed_hosts {
+            Some(list) => AllowList::parse(list),
+            None => AllowList::parse(&default_hosts.iter().cloned().chain(base_entry.clone()).collect::<Vec<_>>()),
+        }
+        .map_err(|e| format!("allowed_hosts: {e}"))?;
+
+        for key in raw.credentials.keys() {
+            if !specs.iter().any(|s| &s.name == key) {
+                return Err(format!(
+                    "credentials.{key}: plugin `{name}` declares no credential of that name (it declares: {})",
+                    specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        let mut credentials = Vec::new();
+        for spec in specs {
+            let (env_var, hosts) = match raw.credentials.get(&spec.name) {
+                Some(RawCredential::Env(v)) => (v.clone(), None),
+                Some(RawCredential::Full { env, hosts }) => (env.clone(), hosts.clone()),
+                None => (default_env_var(name, &spec.name), None),
+            };
+            let hosts = hosts.unwrap_or_else(|| spec.hosts.iter().cloned().chain(base_entry.clone()).collect());
+            let header = http::HeaderName::from_bytes(spec.header.as_bytes())
+                .map_err(|_| format!("plugin `{name}` declares credential `{}` with an invalid header {:?}", spec.name, spec.header))?;
+            credentials.push(Credential {
+                name: spec.name.clone(),
+                value: env(&env_var).filter(|v| !v.is_empty()).map(Secret::new),
+                env_var,
+                header,
+                value_prefix: spec.value_prefix.clone(),
+                hosts: AllowList::parse(&hosts).map_err(|e| format!("credential `{}` hosts: {e}", spec.name))?,
+            });
+        }
+
+        let l = &raw.limits;
+        let ms = |v: Option<u64>, d: u64| Duration::from_millis(v.unwrap_or(d));
+        let mut config = raw.config.clone();
+        if let Some(base) = &raw.api_base {
+            config.insert("api-base".into(), base.trim_end_matches('/').to_string());
+        }
+        Ok(PluginPolicy {
+            api_base: raw.api_base.clone(),
+            max_concurrent_sandboxes: raw.max_concurrent_sandboxes.unwrap_or(defaults::MAX_CONCURRENT_SANDBOXES),
+            images: ImageAllowlist(raw.image_allowlist.clone().unwrap_or_default()),
+            default_idle_timeout_secs: raw.default_idle_timeout_secs.unwrap_or(defaults::IDLE_TIMEOUT_SECS),
+            config,
+            egress: Arc::new(EgressPolicy {
+                plugin: name.into(),
+                allow,
+                credentials,
+                timeouts: UpstreamTimeouts {
+                    connect: ms(l.connect_timeout_ms, defaults::CONNECT_TIMEOUT_MS),
+                    first_byte: ms(l.first_byte_timeout_ms, defaults::FIRST_BYTE_TIMEOUT_MS),
+                    between_bytes: ms(l.between_bytes_timeout_ms, defaults::BETWEEN_BYTES_TIMEOUT_MS),
+                },
+            }),
+            limits: Limits {
+                memory_bytes: (l.memory_mib.unwrap_or(defaults::MEMORY_MIB) as usize) << 20,
+                cpu: ms(l.cpu_ms, defaults::CPU_MS),
+                call_timeout: ms(l.call_timeout_ms, defaults::CALL_TIMEOUT_MS),
+            },
+        })
+    }
+}
+
+/// `E2B_API_KEY` for plugin `e2b`, credential `api-key`.
+pub fn default_env_var(plugin: &str, credential: &str) -> String {
+    format!("{plugin}_{credential}").to_ascii_uppercase().replace('-', "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Vec<CredentialSpec> {
+        vec![CredentialSpec {
+            name: "api-key".into(),
+            header: "x-api-key".into(),
+            value_prefix: String::new(),
+            hosts: vec!["api.e2b.app".into()],
+        }]
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected_naming_them() {
+        assert!(RawPolicy::from_toml("max_concurent_sandboxes = 3").unwrap_err().contains("max_concurent_sandboxes"));
+        assert!(RawPolicy::from_toml("max_concurrent_sandboxes = 0").unwrap_err().contains("at least 1"));
+        assert!(RawPolicy::from_toml("allowed_hosts = [\"https://x.com\"]").unwrap_err().contains("\"https://x.com\""));
+        assert!(RawPolicy::from_toml("api_base = \"api.e2b.app\"").unwrap_err().contains("scheme"));
+        assert!(RawPolicy::from_toml("[limits]\nmemroy_mib = 3").unwrap_err().contains("memroy_mib"));
+    }
+
+    #[test]
+    fn defaults_fill_every_key_and_api_base_joins_hosts_and_credentials() {
+        let raw = RawPolicy::from_toml("api_base = \"http://127.0.0.1:9000/\"").unwrap();
+        let env = |k: &str| (k == "E2B_API_KEY").then(|| "secret".to_string());
+        let p = PluginPolicy::resolve("e2b", &raw, &["*.e2b.app".into()], &spec(), &env).unwrap();
+        assert_eq!(p.max_concurrent_sandboxes, 10);
+        assert_eq!(p.default_idle_timeout_secs, 300);
+        assert_eq!(p.config.get("api-base").unwrap(), "http://127.0.0.1:9000");
+        assert!(p.egress.allow.allows("127.0.0.1", 9000));
+        assert!(p.egress.allow.allows("x.e2b.app", 443));
+        let c = &p.egress.credentials[0];
+        assert_eq!(c.env_var, "E2B_API_KEY");
+        assert!(c.hosts.allows("127.0.0.1", 9000) && c.hosts.allows("api.e2b.app", 443));
+        assert!(!c.hosts.allows("x.e2b.app", 443));
+        assert!(c.value.is_some());
+        assert_eq!(p.limits.memory_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn a_credential_the_plugin_does_not_declare_is_an_error() {
+        let raw = RawPolicy::from_toml("[credentials]\ntoken = \"X\"").unwrap();
+        let err = PluginPolicy::resolve("e2b", &raw, &[], &spec(), &|_| None).unwrap_err();
+        assert!(err.contains("credentials.token") && err.contains("api-key"), "{err}");
+    }
+}

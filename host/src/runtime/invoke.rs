@@ -1,0 +1,180 @@
+//! Runs one contract call in a fresh Store + instance, under the plugin's budgets, and
+//! classifies how it ended. The Store is dropped at the end of every call, so a trap
+//! never leaves a poisoned instance behind: the next call starts clean from the
+//! cached `InstancePre`.
+//!
+//! Outcome precedence: memory cap (S702) > CPU/wall budget (S701) > egress denial
+//! (S703, whatever the guest then reported) > other trap (S700) > the plugin's answer.
+
+use crate::contract::codes::{CallError, Code};
+use crate::contract::shapes::{PluginReply, Request};
+use crate::plugin::LoadedPlugin;
+use crate::policy::cpu::{ticks_for, CpuMeter};
+use crate::policy::egress::EgressRecord;
+use crate::runtime::store::StoreState;
+use crate::runtime::wit::{self, Descriptor, PluginFailure};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+/// What the host learned about a call besides its answer (for metrics and tests).
+#[derive(Debug, Clone, Default)]
+pub struct CallStats {
+    pub cpu: Duration,
+    pub peak_memory_bytes: usize,
+    pub upstream_requests: u64,
+    pub elapsed: Duration,
+}
+
+/// A finished call: the plugin's answer or failure, or a host-detected fault.
+pub type Outcome = Result<Result<PluginReply, PluginFailure>, CallError>;
+
+/// Runs `req` against `plugin` with a wall-clock budget of `wall`.
+pub async fn run(plugin: &LoadedPlugin, req: &Request, wall: Duration) -> (Outcome, CallStats) {
+    let record = Arc::new(EgressRecord::default());
+    let mut store = new_store(plugin, record.clone());
+    let meter = CpuMeter::default();
+    arm_cpu_budget(&mut store, &meter, ticks_for(plugin.policy.limits.cpu));
+    let started = Instant::now();
+    let idle = plugin.policy.default_idle_timeout_secs;
+    let result = tokio::time::timeout(wall, async {
+        let instance = plugin.pre.instantiate_async(&mut store).await?;
+        wit::invoke(&instance, &mut store, req, idle).await
+    })
+    .await;
+    let stats = CallStats {
+        cpu: meter.approx_cpu(),
+        peak_memory_bytes: store.data().limiter.peak_bytes,
+        upstream_requests: record.requests(),
+        elapsed: started.elapsed(),
+    };
+    (classify(plugin, req, &store, &record, result, wall), stats)
+}
+
+/// Calls `describe()` once, as at load time.
+pub async fn describe(plugin_name: &str, pre: &wit::ProviderPluginPre<StoreState>, policy: &crate::policy::PluginPolicy) -> anyhow::Result<Descriptor> {
+    let record = Arc::new(EgressRecord::default());
+    let state = StoreState::new(plugin_name.into(), policy, Arc::default(), record);
+    let mut store = Store::new(pre.engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    let meter = CpuMeter::default();
+    arm_cpu_budget(&mut store, &meter, ticks_for(policy.limits.cpu));
+    let wall = policy.limits.call_timeout;
+    let fut = async {
+        let instance = pre.instantiate_async(&mut store).await?;
+        wit::describe(&instance, &mut store).await
+    };
+    match tokio::time::timeout(wall, fut).await {
+        Ok(r) => r.map_err(|e| anyhow::anyhow!("describe() failed: {e:#}")),
+        Err(_) => anyhow::bail!("describe() did not return within {wall:?}"),
+    }
+}
+
+fn new_store(plugin: &LoadedPlugin, record: Arc<EgressRecord>) -> Store<StoreState> {
+    let state = StoreState::new(plugin.name.clone(), &plugin.policy, plugin.config.clone(), record);
+    let mut store = Store::new(plugin.pre.engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    store
+}
+
+/// Charges one tick per epoch that lands while the guest runs, yielding to the
+/// executor each time; traps once `budget` ticks are spent.
+fn arm_cpu_budget(store: &mut Store<StoreState>, meter: &CpuMeter, budget: u64) {
+    let meter = meter.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if meter.charge() >= budget {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+}
+
+fn classify(
+    plugin: &LoadedPlugin,
+    req: &Request,
+    store: &Store<StoreState>,
+    record: &EgressRecord,
+    result: Result<wasmtime::Result<Result<PluginReply, PluginFailure>>, tokio::time::error::Elapsed>,
+    wall: Duration,
+) -> Outcome {
+    let name = &*plugin.name;
+    let leaf = req.leaf();
+    let limiter = &store.data().limiter;
+    if let Some(asked) = limiter.exceeded {
+        return Err(CallError::new(
+            Code::PluginMemory,
+            format!(
+                "plugin `{name}` exceeded its memory limit of {} MiB during `{leaf}` (it asked for {} bytes); \
+                 the call was stopped. Raise limits.memory_mib in plugins/{name}.toml if this plugin legitimately needs more.",
+                limiter.limit_bytes() >> 20,
+                asked
+            ),
+        ));
+    }
+    let trap = match result {
+        Err(_) => {
+            return Err(CallError::new(
+                Code::PluginTimeout,
+                format!(
+                    "plugin `{name}` did not finish `{leaf}` within its wall-clock budget of {} ms (upstream waits included); \
+                     the call was stopped. Retry, or raise limits.call_timeout_ms in plugins/{name}.toml.",
+                    wall.as_millis()
+                ),
+            ));
+        }
+        Ok(Err(trap)) => trap,
+        Ok(Ok(answer)) => {
+            if let Some(d) = record.denials().into_iter().next() {
+                return Err(egress_denied(name, leaf, &d));
+            }
+            return Ok(answer);
+        }
+    };
+    if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return Err(CallError::new(
+            Code::PluginTimeout,
+            format!(
+                "plugin `{name}` used more than its CPU budget of {} ms during `{leaf}` and was stopped; \
+                 raise limits.cpu_ms in plugins/{name}.toml if that is expected.",
+                plugin.policy.limits.cpu.as_millis()
+            ),
+        ));
+    }
+    if let Some(d) = record.denials().into_iter().next() {
+        return Err(egress_denied(name, leaf, &d));
+    }
+    if trap.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        return Err(CallError::new(
+            Code::RateLimited,
+            format!("the host is running its maximum number of plugin instances; `{leaf}` on `{name}` was not started. Retry shortly."),
+        )
+        .with_retry_after(Some(100)));
+    }
+    let stderr = store.data().stderr_tail(512);
+    let detail = if stderr.is_empty() { format!("{trap:#}") } else { format!("{trap:#}; plugin stderr: {stderr}") };
+    Err(CallError::new(
+        Code::PluginTrapped,
+        format!("plugin `{name}` crashed during `{leaf}` ({}); the host is unaffected and the next call starts a fresh instance. Report this to the plugin's author.", one_line(&detail, 600)),
+    ))
+}
+
+fn egress_denied(name: &str, leaf: crate::contract::shapes::Leaf, d: &crate::policy::egress::Denial) -> CallError {
+    CallError::new(
+        Code::EgressDenied,
+        format!(
+            "plugin `{name}` tried to reach {} during `{leaf}`, which is outside its egress allowlist; the request was blocked. \
+             If that host is legitimate, add \"{}\" to allowed_hosts in plugins/{name}.toml.",
+            d.destination, d.entry
+        ),
+    )
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &flat[..i]),
+        None => flat,
+    }
+}

@@ -1,0 +1,6 @@
+//! Running plugins: the shared engine, per-call Store state, the WIT edge and one call's run.
+
+pub mod engine;
+pub mod invoke;
+pub mod store;
+pub mod wit;

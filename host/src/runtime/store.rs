@@ -1,0 +1,69 @@
+//! What lives in a call's [`Store`]: WASI and wasi-http contexts, the egress hooks,
+//! the memory limiter, the plugin's non-secret config. One Store per call, dropped
+//! after it (and always after a trap), so no state leaks between calls.
+
+use crate::policy::egress::{EgressHooks, EgressRecord};
+use crate::policy::memory::MemoryLimiter;
+use crate::policy::PluginPolicy;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Bytes of guest stderr kept per call (panic messages end up here).
+const STDERR_CAPACITY: usize = 64 * 1024;
+
+pub struct StoreState {
+    pub plugin: Arc<str>,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: EgressHooks,
+    pub limiter: MemoryLimiter,
+    pub config: Arc<BTreeMap<String, String>>,
+    pub stderr: MemoryOutputPipe,
+}
+
+impl StoreState {
+    pub fn new(plugin: Arc<str>, policy: &PluginPolicy, config: Arc<BTreeMap<String, String>>, record: Arc<EgressRecord>) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // No env, no args, no preopens, no sockets, no name lookup: wasi:http is the only way out.
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        StoreState {
+            plugin,
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: EgressHooks::new(policy.egress.clone(), record),
+            limiter: MemoryLimiter::new(policy.limits.memory_bytes),
+            config,
+            stderr,
+        }
+    }
+
+    /// The guest's stderr so far, lossy UTF-8, last `max` bytes.
+    pub fn stderr_tail(&self, max: usize) -> String {
+        let bytes = self.stderr.contents();
+        let start = bytes.len().saturating_sub(max);
+        String::from_utf8_lossy(&bytes[start..]).trim().to_string()
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
