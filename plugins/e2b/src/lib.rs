@@ -1,0 +1,86 @@
+//! E2B provider plugin: the contract's leaves translated onto E2B's control-plane REST
+//! API (`api.e2b.app`) and the in-sandbox `envd` daemon (processes over Connect RPC,
+//! files over HTTP). The API key is injected by the host on control-plane requests only;
+//! envd calls carry the sandbox's own `X-Access-Token` (sandboxes are created `secure`).
+//!
+//! Config keys (non-secret, from `[config]` in `plugins/e2b.toml`):
+//! `api-base` (default `https://api.e2b.app`), `domain` (default `e2b.app`, used when
+//! the API reports none), `envd-url` (send every envd call to this base instead of
+//! `https://49983-{id}.{domain}`; routing then relies on the `E2b-Sandbox-Id` /
+//! `E2b-Sandbox-Port` headers, as E2B's own shared `sandbox.{domain}` host does).
+
+mod api;
+mod envd;
+
+use provider_kit::errors::bad_input;
+use provider_kit::{
+    register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, FsWriteRequest, Provider,
+    Sandbox,
+};
+
+pub struct E2b;
+
+impl Provider for E2b {
+    fn describe() -> Descriptor {
+        Descriptor {
+            name: "e2b".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: vec![Capability::Snapshot, Capability::ExposePort, Capability::Fs],
+            default_egress_hosts: vec!["api.e2b.app".into(), "*.e2b.app".into()],
+            credentials: vec![CredentialSpec {
+                name: "api-key".into(),
+                header: "x-api-key".into(),
+                value_prefix: String::new(),
+                hosts: vec!["api.e2b.app".into()],
+            }],
+        }
+    }
+
+    async fn create(req: CreateRequest) -> Result<Sandbox, Error> {
+        if req.image.is_empty() {
+            return Err(bad_input("E2B needs a template id or alias in `image` (e.g. \"base\")"));
+        }
+        let created = api::create(&req).await?;
+        Ok(Sandbox { sandbox_id: created.sandbox_id, image: req.image, started_at: None })
+    }
+
+    async fn exec(req: ExecRequest) -> Result<ExecResult, Error> {
+        let target = envd::Target::resolve(&req.sandbox_id).await?;
+        envd::run(&target, &req).await
+    }
+
+    async fn stop(sandbox_id: String) -> Result<(), Error> {
+        api::kill(&sandbox_id).await
+    }
+
+    async fn list() -> Result<Vec<Sandbox>, Error> {
+        api::list_running().await
+    }
+
+    async fn snapshot(sandbox_id: String) -> Result<String, Error> {
+        api::pause(&sandbox_id).await?;
+        // A paused E2B sandbox is resumed by its own id: that id is the snapshot handle.
+        Ok(sandbox_id)
+    }
+
+    async fn expose_port(sandbox_id: String, port: u16) -> Result<String, Error> {
+        let detail = api::detail(&sandbox_id).await?;
+        Ok(format!("https://{port}-{sandbox_id}.{}", detail.domain()))
+    }
+
+    async fn fs_read(sandbox_id: String, path: String) -> Result<Vec<u8>, Error> {
+        let target = envd::Target::resolve(&sandbox_id).await?;
+        envd::read_file(&target, &path).await
+    }
+
+    async fn fs_write(req: FsWriteRequest) -> Result<(), Error> {
+        let target = envd::Target::resolve(&req.sandbox_id).await?;
+        envd::write_file(&target, &req.path, &req.bytes).await?;
+        if let Some(mode) = req.mode {
+            envd::chmod(&target, &req.path, mode).await?;
+        }
+        Ok(())
+    }
+}
+
+register_provider!(E2b);

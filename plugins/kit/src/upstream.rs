@@ -1,0 +1,200 @@
+//! Upstream HTTP for providers: one request in, one fully-read [`Reply`] out, every
+//! failure already an [`Error`] of the right kind. Credentials are not set here: the
+//! host injects them on the way out.
+
+use crate::errors::{self, from_status, unavailable};
+use crate::Error;
+use serde::de::DeserializeOwned;
+use wstd::http::{Body, Client, HeaderMap, Method, Request};
+use wstd::time::Duration;
+
+/// Largest upstream body a plugin reads into memory.
+pub const MAX_BODY_BYTES: usize = 32 << 20;
+
+/// A fully read upstream answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    /// `METHOD /path` for messages.
+    pub what: String,
+}
+
+impl Reply {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as JSON `T`; an unparsable body is `unavailable` (S502).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            unavailable(format!("{} answered a body that is not the expected JSON ({e}): {}", self.what, snippet(&self.body)))
+        })
+    }
+
+    /// `Ok(self)` for 2xx, otherwise the mapped error with the upstream's own message.
+    pub fn ok(self) -> Result<Self, Error> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        Err(self.error())
+    }
+
+    /// This answer as an error (for statuses a caller decided are failures).
+    pub fn error(&self) -> Error {
+        from_status(&self.what, self.status, &error_detail(&self.body), self.retry_after_ms())
+    }
+
+    /// `Retry-After` in milliseconds (delta-seconds form).
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        let v = self.headers.get("retry-after")?.to_str().ok()?.trim();
+        v.parse::<u64>().ok().map(|s| s.saturating_mul(1000))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The human message inside a provider's error body: `message`, `detail` (FastAPI,
+/// string or list), `error`, else the raw text.
+pub fn error_detail(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        for key in ["message", "detail", "error"] {
+            match v.get(key) {
+                Some(serde_json::Value::String(s)) => return s.clone(),
+                Some(other @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => return snippet(other.to_string().as_bytes()),
+                _ => {}
+            }
+        }
+    }
+    snippet(body)
+}
+
+fn snippet(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&body[..body.len().min(300)]).replace(['\n', '\r'], " ");
+    if body.len() > 300 { format!("{s}…") } else { s }
+}
+
+/// One outgoing request.
+pub struct Call {
+    method: Method,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    timeout: Option<Duration>,
+}
+
+impl Call {
+    pub fn new(method: Method, url: impl Into<String>) -> Self {
+        Call { method, url: url.into(), headers: Vec::new(), body: Vec::new(), timeout: None }
+    }
+    pub fn get(url: impl Into<String>) -> Self {
+        Call::new(Method::GET, url)
+    }
+    pub fn post(url: impl Into<String>) -> Self {
+        Call::new(Method::POST, url)
+    }
+    pub fn delete(url: impl Into<String>) -> Self {
+        Call::new(Method::DELETE, url)
+    }
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+    pub fn json(self, value: &serde_json::Value) -> Self {
+        let body = serde_json::to_vec(value).unwrap_or_default();
+        self.header("content-type", "application/json").body(body)
+    }
+    pub fn body(mut self, body: Vec<u8>) -> Self {
+        self.body = body;
+        self
+    }
+    /// Upper bound on waiting for the first byte and between bytes (the host clamps it further).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// Sends and reads the whole answer. Transport failures and timeouts are `unavailable`.
+    pub async fn send(self) -> Result<Reply, Error> {
+        let path = self.url.split_once("://").map(|(_, rest)| rest).and_then(|r| r.find('/').map(|i| &r[i..])).unwrap_or("/");
+        let path = path.split('?').next().unwrap_or(path).to_string();
+        let what = format!("{} {}", self.method, path);
+        let mut builder = Request::builder().method(self.method).uri(&self.url);
+        for (k, v) in &self.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let request = builder.body(Body::from(self.body)).map_err(|e| errors::bad_input(format!("{what}: cannot build the request ({e})")))?;
+        let mut client = Client::new();
+        if let Some(t) = self.timeout {
+            client.set_first_byte_timeout(t);
+            client.set_between_bytes_timeout(t);
+        }
+        let response = client.send(request).await.map_err(|e| unavailable(format!("{what} failed before an answer arrived ({e:#})")))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let mut body = response.into_body();
+        if body.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(unavailable(format!("{what} answered a body larger than {MAX_BODY_BYTES} bytes")));
+        }
+        let bytes = body.contents().await.map_err(|e| unavailable(format!("{what}: reading the answer failed ({e:#})")))?;
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(unavailable(format!("{what} answered a body larger than {MAX_BODY_BYTES} bytes")));
+        }
+        Ok(Reply { status, headers, body: bytes.to_vec(), what })
+    }
+}
+
+/// Percent-encodes a query or path component (RFC 3986 unreserved kept).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A `multipart/form-data` body with one file part; returns (content type, body).
+pub fn multipart_file(field: &str, filename: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    // A boundary that cannot occur in the payload: extend it until it does not.
+    let mut boundary = String::from("----iii-sandbox-boundary-7f3a9c");
+    while bytes.windows(boundary.len()).any(|w| w == boundary.as_bytes()) {
+        boundary.push('x');
+    }
+    let filename = filename.replace(['"', '\r', '\n'], "_");
+    let mut body = Vec::with_capacity(bytes.len() + 256);
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_keeps_unreserved_only() {
+        assert_eq!(encode("/home/user/a b.txt"), "%2Fhome%2Fuser%2Fa%20b.txt");
+    }
+
+    #[test]
+    fn error_detail_reads_common_shapes() {
+        assert_eq!(error_detail(br#"{"code":401,"message":"bad key"}"#), "bad key");
+        assert_eq!(error_detail(br#"{"detail":"Not found"}"#), "Not found");
+        assert_eq!(error_detail(b"plain"), "plain");
+    }
+
+    #[test]
+    fn multipart_boundary_avoids_the_payload() {
+        let (ct, body) = multipart_file("file", "a.txt", b"----iii-sandbox-boundary-7f3a9c");
+        assert!(ct.ends_with("7f3a9cx"));
+        assert!(body.ends_with(b"7f3a9cx--\r\n"));
+    }
+}

@@ -1,0 +1,213 @@
+//! The part every simulator shares: a hyper server on `127.0.0.1:0`, the request log,
+//! fault injection, and the auth check on the provider's credential header.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    /// `METHOD /path`.
+    pub fn route(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+    /// A query parameter, percent-decoded.
+    pub fn query_param(&self, key: &str) -> Option<String> {
+        self.query.as_deref()?.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == key).then(|| percent_decode(v))
+        })
+    }
+}
+
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An injected answer for the next request matching `method` + `path_prefix`.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: String,
+    pub path_prefix: String,
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+    /// Wait this long before answering (slow upstream).
+    pub delay: Duration,
+}
+
+impl Fault {
+    pub fn new(method: &str, path_prefix: &str, status: u16, body: &str) -> Self {
+        Fault { method: method.into(), path_prefix: path_prefix.into(), status, body: body.into(), headers: Vec::new(), delay: Duration::ZERO }
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+}
+
+pub type Reply = Response<Full<Bytes>>;
+pub type Handler = Arc<dyn Fn(Recorded) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
+
+/// A running simulator: address, log, faults. Dropping it stops the server.
+pub struct Sim {
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<Recorded>>>,
+    faults: Arc<Mutex<VecDeque<Fault>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Sim {
+    /// Serves `handler` on 127.0.0.1 (`port` 0 = any free port).
+    pub async fn serve(port: u16, handler: Handler) -> std::io::Result<Sim> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let log: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let faults: Arc<Mutex<VecDeque<Fault>>> = Arc::default();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (log2, faults2) = (log.clone(), faults.clone());
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    _ = &mut stopped => return,
+                    accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
+                };
+                let (log, faults, handler) = (log2.clone(), faults2.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (log, faults, handler) = (log.clone(), faults.clone(), handler.clone());
+                        async move {
+                            let rec = record(req).await;
+                            log.lock().unwrap().push(rec.clone());
+                            let fault = {
+                                let mut f = faults.lock().unwrap();
+                                let pos = f.iter().position(|x| x.method == rec.method && rec.path.starts_with(&x.path_prefix));
+                                pos.and_then(|i| f.remove(i))
+                            };
+                            let reply = match fault {
+                                Some(f) => {
+                                    tokio::time::sleep(f.delay).await;
+                                    let mut b = Response::builder().status(f.status).header("content-type", "application/json");
+                                    for (k, v) in &f.headers {
+                                        b = b.header(k, v);
+                                    }
+                                    b.body(Full::new(Bytes::from(f.body))).unwrap()
+                                }
+                                None => handler(rec).await,
+                            };
+                            Ok::<_, std::convert::Infallible>(reply)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Ok(Sim { addr, log, faults, stop: Some(stop) })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `127.0.0.1:<port>`, the allowlist entry for this simulator.
+    pub fn authority(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.log.lock().unwrap().clear();
+    }
+
+    /// Makes the next request matching `fault` get its answer instead of the simulator's.
+    pub fn inject(&self, fault: Fault) {
+        self.faults.lock().unwrap().push_back(fault);
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+async fn record(req: Request<Incoming>) -> Recorded {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    Recorded {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect(),
+        body,
+    }
+}
+
+/// A JSON answer.
+pub fn json(status: u16, value: &serde_json::Value) -> Reply {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(value).unwrap_or_default())))
+        .unwrap()
+}
+
+/// A raw answer.
+pub fn raw(status: u16, content_type: &str, body: Vec<u8>) -> Reply {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+pub fn empty(status: u16) -> Reply {
+    raw(status, "text/plain", Vec::new())
+}
