@@ -45,21 +45,43 @@ pub struct State {
 }
 
 pub struct E2bSim {
-    pub sim: Sim,
+    /// The control plane (`api.e2b.app`).
+    pub api: Sim,
+    /// Every sandbox's envd, routed by `E2b-Sandbox-Id` (E2B's `sandbox.{domain}` host).
+    pub envd: Sim,
     pub state: Arc<State>,
     pub api_key: String,
 }
 
 impl E2bSim {
-    /// Starts on `port` (0 = any) accepting `api_key` in `X-API-Key`.
+    /// Starts the control plane on `port` (0 = any) accepting `api_key` in `X-API-Key`,
+    /// and envd on `port + 1` (or any free port when `port` is 0).
     pub async fn start(port: u16, api_key: &str) -> std::io::Result<E2bSim> {
         let state: Arc<State> = Arc::default();
         let (st, key) = (state.clone(), api_key.to_string());
-        let handler: Handler = Arc::new(move |rec| {
+        let api: Handler = Arc::new(move |rec| {
             let (st, key) = (st.clone(), key.clone());
             Box::pin(async move { route(&st, &key, rec).await })
         });
-        Ok(E2bSim { sim: Sim::serve(port, handler).await?, state, api_key: api_key.to_string() })
+        let st = state.clone();
+        let envd_handler: Handler = Arc::new(move |rec| {
+            let st = st.clone();
+            Box::pin(async move { envd(&st, rec).await })
+        });
+        let api = Sim::serve(port, api).await?;
+        let envd = Sim::serve(if port == 0 { 0 } else { port + 1 }, envd_handler).await?;
+        Ok(E2bSim { api, envd, state, api_key: api_key.to_string() })
+    }
+
+    /// Policy lines pointing the e2b plugin at this simulator.
+    pub fn policy_toml(&self) -> String {
+        format!(
+            "api_base = \"{}\"\nallowed_hosts = [\"{}\", \"{}\"]\n[config]\nenvd-url = \"{}\"\n",
+            self.api.base_url(),
+            self.api.authority(),
+            self.envd.authority(),
+            self.envd.base_url()
+        )
     }
 
     pub fn live_count(&self) -> usize {
@@ -68,6 +90,20 @@ impl E2bSim {
 
     pub fn root_of(&self, id: &str) -> Option<PathBuf> {
         self.state.sandboxes.lock().unwrap().get(id).map(|s| s.root.path().to_path_buf())
+    }
+
+    /// Creates a sandbox directly upstream, as another client of the same account would.
+    pub fn create_out_of_band(&self, template: &str) -> String {
+        let rec = Recorded {
+            method: "POST".into(),
+            path: "/sandboxes".into(),
+            query: None,
+            headers: vec![],
+            body: serde_json::to_vec(&json!({"templateID": template})).unwrap(),
+        };
+        let _ = create(&self.state, &rec);
+        let boxes = self.state.sandboxes.lock().unwrap();
+        boxes.values().max_by_key(|s| (s.started_at, s.id.clone())).map(|s| s.id.clone()).unwrap_or_default()
     }
 }
 
@@ -80,9 +116,6 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 async fn route(st: &State, key: &str, rec: Recorded) -> Reply {
-    if rec.header("e2b-sandbox-id").is_some() {
-        return envd(st, rec).await;
-    }
     if rec.header("x-api-key") != Some(key) {
         return error(401, "Invalid API key, it must start with 'e2b_'");
     }
@@ -219,7 +252,9 @@ struct EnvdTarget {
 }
 
 fn envd_target(st: &State, rec: &Recorded) -> Result<EnvdTarget, Reply> {
-    let id = rec.header("e2b-sandbox-id").unwrap_or_default();
+    let Some(id) = rec.header("e2b-sandbox-id") else {
+        return Err(raw(400, "text/plain", b"Invalid host".to_vec()));
+    };
     if rec.header("e2b-sandbox-port") != Some("49983") {
         return Err(raw(400, "text/plain", b"Missing header: E2b-Sandbox-Port".to_vec()));
     }

@@ -5,7 +5,9 @@
 //! body) so tests can check exactly what a plugin sent, and takes injected faults
 //! ("the next `POST /sandboxes` answers 500") to drive error mappings.
 
+pub mod daytona;
 pub mod e2b;
+pub mod morph;
 pub mod server;
 
 pub use server::{Fault, Recorded, Sim};

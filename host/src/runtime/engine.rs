@@ -30,6 +30,7 @@ pub enum CacheOutcome {
     Compiled,
 }
 
+#[derive(Clone)]
 pub struct Runtime {
     pub engine: Engine,
     cache_dir: Option<PathBuf>,
@@ -85,7 +86,10 @@ impl Runtime {
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    // Unique per process and per write, so concurrent loads never share a temp file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}.tmp{}-{seq}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())

@@ -126,7 +126,15 @@ impl Call {
         for (k, v) in &self.headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
-        let request = builder.body(Body::from(self.body)).map_err(|e| errors::bad_input(format!("{what}: cannot build the request ({e})")))?;
+        // An empty body must send no frame at all: wstd writes even a zero-length chunk,
+        // and if the server has already answered (and hyper dropped the body), that write
+        // fails as "connection reset" and loses a perfectly good answer.
+        let body = if self.body.is_empty() {
+            Body::from_http_body(http_body_util::Empty::<bytes::Bytes>::new())
+        } else {
+            Body::from(self.body)
+        };
+        let request = builder.body(body).map_err(|e| errors::bad_input(format!("{what}: cannot build the request ({e})")))?;
         let mut client = Client::new();
         if let Some(t) = self.timeout {
             client.set_first_byte_timeout(t);

@@ -1,0 +1,1 @@
+//! daytona provider plugin (being written).

@@ -1,0 +1,1 @@
+//! morph provider plugin (being written).

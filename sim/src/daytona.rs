@@ -1,0 +1,1 @@
+//! daytona-shaped simulator (being written).

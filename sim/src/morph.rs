@@ -1,0 +1,1 @@
+//! morph-shaped simulator (being written).

@@ -1,0 +1,366 @@
+//! The case list every provider must pass, generic over its mock [`Upstream`].
+//! Each case states one line of the contract (CONTRACT.md) and checks both what the
+//! caller got and what the upstream received (method, path, credential, nothing extra).
+
+use sandbox_host::{Code, Leaf};
+use sandbox_tests::upstream::{Upstream, SECRET};
+use sandbox_tests::{is_rfc3339, PluginSetup, TestHost};
+use provider_sims::Fault;
+use serde_json::{json, Value};
+
+/// `upstream.policy()` with `overrides` (TOML) merged over it, tables merged key by key.
+pub fn policy_with<U: Upstream>(up: &U, overrides: &str) -> String {
+    let mut base: toml::Table = up.policy().parse().expect("mock policy is TOML");
+    let extra: toml::Table = overrides.parse().expect("override is TOML");
+    merge(&mut base, extra);
+    toml::to_string(&base).unwrap()
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// A started mock and a host serving its provider with `overrides` merged into the policy.
+pub async fn fresh<U: Upstream>(overrides: &str) -> (U, TestHost) {
+    let up = U::start().await;
+    let policy = policy_with(&up, overrides);
+    let h = TestHost::start(vec![PluginSetup::new(U::PROVIDER, policy)], &[(U::KEY_ENV, SECRET)]).await;
+    assert!(h.diagnostics.is_empty(), "{:?}", h.diagnostics);
+    (up, h)
+}
+
+async fn create<U: Upstream>(h: &TestHost) -> String {
+    let v = h.ok(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE})).await;
+    v["sandbox_id"].as_str().expect("sandbox_id").to_string()
+}
+
+async fn in_flight<U: Upstream>(h: &TestHost) -> Value {
+    h.ok(U::PROVIDER, Leaf::List, json!({})).await["in_flight"].clone()
+}
+
+fn offers<U: Upstream>(h: &TestHost, leaf: Leaf) -> bool {
+    h.host.registry.get(U::PROVIDER).unwrap().leaves().contains(&leaf)
+}
+
+pub async fn create_returns_the_contract_shape<U: Upstream>() {
+    let (up, h) = fresh::<U>("").await;
+    let v = h.ok(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE, "_caller_worker_id": "w-1"})).await;
+    let plugin = h.host.registry.get(U::PROVIDER).unwrap();
+    let caps: Vec<&str> = plugin.capabilities().iter().map(|c| c.as_str()).collect();
+    assert_eq!(v["capabilities"], json!(caps));
+    assert_eq!(v["image"], U::IMAGE);
+    assert!(!v["sandbox_id"].as_str().unwrap().is_empty());
+    assert!(is_rfc3339(v["started_at"].as_str().unwrap()), "{v}");
+    assert_eq!(v.as_object().unwrap().len(), 4, "exactly the contract's fields: {v}");
+    assert_eq!(up.live(), 1);
+    let (method, path) = U::route(Leaf::Create, "");
+    let sent: Vec<_> = up.api().requests().into_iter().filter(|r| r.method == method && r.path.starts_with(&path)).collect();
+    assert_eq!(sent.len(), 1, "one create request upstream");
+    U::assert_authenticated(&sent[0]);
+}
+
+pub async fn image_allowlist_rejects_before_any_upstream_call<U: Upstream>() {
+    let (up, h) = fresh::<U>(&format!("image_allowlist = [\"{}\"]", U::IMAGE)).await;
+    let msg = h.err(U::PROVIDER, Leaf::Create, json!({"image": "not-allowed-image"}), Code::ImageNotAllowed).await;
+    assert!(msg.contains("not-allowed-image"), "{msg}");
+    assert!(up.requests().is_empty(), "nothing may reach the upstream: {:?}", up.requests());
+    create::<U>(&h).await;
+}
+
+pub async fn create_failures_roll_back_the_slot<U: Upstream>() {
+    let (up, h) = fresh::<U>("max_concurrent_sandboxes = 1").await;
+    let (method, path) = U::route(Leaf::Create, "");
+    let cases = [
+        (500, r#"{"code":500,"message":"boom","detail":"boom"}"#, Code::Unavailable),
+        (503, "upstream overloaded", Code::Unavailable),
+        (401, r#"{"code":401,"message":"Invalid API key","detail":"Invalid API key"}"#, Code::AuthInvalid),
+        (403, r#"{"message":"forbidden"}"#, Code::AuthInvalid),
+        (402, r#"{"message":"quota exceeded","detail":"quota exceeded"}"#, Code::QuotaExhausted),
+        (429, r#"{"message":"slow down","detail":"slow down"}"#, Code::RateLimited),
+        (200, "this is not json", Code::Unavailable),
+    ];
+    for (status, body, code) in cases {
+        up.api().inject(Fault::new(method, &path, status, body).header("retry-after", "2"));
+        let msg = h.err(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE}), code).await;
+        if code == Code::RateLimited {
+            assert!(msg.contains("retry after 2000 ms"), "{msg}");
+        }
+        assert_eq!(in_flight::<U>(&h).await, 0, "slot released after {status}");
+    }
+    // The single slot is free: a real create still works.
+    create::<U>(&h).await;
+    assert_eq!(in_flight::<U>(&h).await, 1);
+}
+
+pub async fn cap_reached_is_s400_without_upstream_call<U: Upstream>() {
+    let (up, h) = fresh::<U>("max_concurrent_sandboxes = 2").await;
+    create::<U>(&h).await;
+    create::<U>(&h).await;
+    up.clear();
+    let msg = h.err(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE}), Code::CapReached).await;
+    assert!(msg.contains("cap of 2"), "{msg}");
+    assert!(up.requests().is_empty());
+    let listed = h.ok(U::PROVIDER, Leaf::List, json!({})).await;
+    assert_eq!((listed["in_flight"].clone(), listed["cap"].clone(), listed["remaining"].clone()), (json!(2), json!(2), json!(0)));
+}
+
+pub async fn stop_404_and_409_are_success_and_release_once<U: Upstream>() {
+    let (up, h) = fresh::<U>("max_concurrent_sandboxes = 2").await;
+    for status in [404u16, 409] {
+        let a = create::<U>(&h).await;
+        let b = create::<U>(&h).await;
+        let (method, path) = U::route(Leaf::Stop, &a);
+        up.api().inject(Fault::new(method, &path, status, r#"{"message":"gone or busy","detail":"gone or busy"}"#));
+        assert_eq!(h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": a})).await, json!({}));
+        // A second stop of the same id: still success, and b's slot is not released by it.
+        assert_eq!(h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": a})).await, json!({}));
+        let listed = h.ok(U::PROVIDER, Leaf::List, json!({})).await;
+        // The upstream still has `a` when we injected the answer, so reconcile counts it;
+        // stop it for real and check the book never goes negative.
+        let _ = listed;
+        h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": a})).await;
+        h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": b})).await;
+        h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": b})).await;
+        assert_eq!(in_flight::<U>(&h).await, 0, "after {status}");
+        assert_eq!(up.live(), 0);
+    }
+    // The book alone (no reconcile): create, stop twice → exactly one release.
+    let a = create::<U>(&h).await;
+    let book = h.host.registry.book(U::PROVIDER);
+    assert_eq!(book.in_flight(), 1);
+    h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": a})).await;
+    h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": a})).await;
+    assert_eq!(book.in_flight(), 0);
+}
+
+pub async fn stop_5xx_is_s502_and_keeps_the_slot<U: Upstream>() {
+    let (up, h) = fresh::<U>("").await;
+    let a = create::<U>(&h).await;
+    let (method, path) = U::route(Leaf::Stop, &a);
+    up.api().inject(Fault::new(method, &path, 500, r#"{"message":"internal","detail":"internal"}"#));
+    h.err(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": a}), Code::Unavailable).await;
+    assert_eq!(h.host.registry.book(U::PROVIDER).in_flight(), 1);
+    assert_eq!(up.live(), 1);
+    h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": a})).await;
+    assert_eq!(h.host.registry.book(U::PROVIDER).in_flight(), 0);
+}
+
+pub async fn list_reconciles_with_upstream<U: Upstream>() {
+    let (up, h) = fresh::<U>("max_concurrent_sandboxes = 5").await;
+    let mine = create::<U>(&h).await;
+    let theirs = up.create_out_of_band().await;
+    let listed = h.ok(U::PROVIDER, Leaf::List, json!({})).await;
+    assert_eq!(listed["reconciled"], true);
+    assert_eq!((listed["in_flight"].clone(), listed["remaining"].clone()), (json!(2), json!(3)));
+    let rows = listed["sandboxes"].as_array().unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r["sandbox_id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&mine.as_str()) && ids.contains(&theirs.as_str()), "{listed}");
+    for r in rows {
+        assert!(is_rfc3339(r["started_at"].as_str().unwrap()), "{r}");
+        assert_eq!(r.as_object().unwrap().len(), 3, "{r}");
+    }
+    // The out-of-band sandbox now holds a slot, and stopping it releases it once.
+    h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": theirs})).await;
+    assert_eq!(h.host.registry.book(U::PROVIDER).in_flight(), 1);
+}
+
+pub async fn list_falls_back_when_upstream_fails<U: Upstream>() {
+    let (up, h) = fresh::<U>("max_concurrent_sandboxes = 3").await;
+    create::<U>(&h).await;
+    let (method, path) = U::route(Leaf::List, "");
+    up.api().inject(Fault::new(method, &path, 503, r#"{"message":"down","detail":"down"}"#));
+    let listed = h.ok(U::PROVIDER, Leaf::List, json!({})).await;
+    assert_eq!(listed["reconciled"], false);
+    assert_eq!((listed["in_flight"].clone(), listed["cap"].clone(), listed["remaining"].clone()), (json!(1), json!(3), json!(2)));
+    assert!(listed["reconcile_error"].as_str().unwrap().starts_with("[S502]"), "{listed}");
+}
+
+pub async fn exec_passes_args_env_cwd_and_reports_exit_codes<U: Upstream>() {
+    let (_up, h) = fresh::<U>("").await;
+    let id = create::<U>(&h).await;
+    let out = h
+        .ok(
+            U::PROVIDER,
+            Leaf::Exec,
+            json!({
+                "sandbox_id": id, "cmd": "sh",
+                "args": ["-c", "printf '%s|%s|' \"$1\" \"$GREETING\"; pwd; echo oops >&2; exit 3", "sh", "two  words 'quoted' $HOME"],
+                "env": {"GREETING": "hi there"}, "cwd": U::existing_dir(),
+            }),
+        )
+        .await;
+    assert_eq!(out["stdout"].as_str().unwrap().split('\n').next().unwrap(), format!("two  words 'quoted' $HOME|hi there|{}", U::existing_dir()), "{out}");
+    assert!(format!("{}{}", out["stdout"], out["stderr"]).contains("oops"), "{out}");
+    assert_eq!(out["exit_code"], 3);
+    assert_eq!(out["timed_out"], false);
+    let ok = h.ok(U::PROVIDER, Leaf::Exec, json!({"sandbox_id": id, "cmd": "echo", "args": ["hello"]})).await;
+    assert_eq!((ok["stdout"].clone(), ok["exit_code"].clone()), (json!("hello\n"), json!(0)));
+}
+
+pub async fn exec_timeout_reports_timed_out<U: Upstream>() {
+    let (_up, h) = fresh::<U>("").await;
+    let id = create::<U>(&h).await;
+    let started = std::time::Instant::now();
+    let out = h.ok(U::PROVIDER, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sleep", "args": ["30"], "timeout_ms": 1000})).await;
+    assert_eq!(out["timed_out"], true, "{out}");
+    assert_ne!(out["exit_code"], 0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "the deadline was honoured");
+}
+
+pub async fn exec_on_a_missing_sandbox_is_s410<U: Upstream>() {
+    let (_up, h) = fresh::<U>("").await;
+    h.err(U::PROVIDER, Leaf::Exec, json!({"sandbox_id": "missing-sandbox-1", "cmd": "true"}), Code::NotFound).await;
+}
+
+pub async fn fs_round_trips_bytes_or_is_absent<U: Upstream>() {
+    let (up, h) = fresh::<U>("").await;
+    let id = create::<U>(&h).await;
+    if !offers::<U>(&h, Leaf::FsWrite) {
+        up.clear();
+        h.err(U::PROVIDER, Leaf::FsWrite, json!({"sandbox_id": id, "path": "a", "bytes_base64": ""}), Code::Unsupported).await;
+        h.err(U::PROVIDER, Leaf::FsRead, json!({"sandbox_id": id, "path": "a"}), Code::Unsupported).await;
+        assert!(up.requests().is_empty());
+        return;
+    }
+    use base64::Engine as _;
+    let bytes: Vec<u8> = (0..=255u8).chain(b"\r\n--boundary--\r\n".iter().copied()).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let path = U::writable_path();
+    assert_eq!(h.ok(U::PROVIDER, Leaf::FsWrite, json!({"sandbox_id": id, "path": path, "bytes_base64": b64, "mode": 0o640})).await, json!({}));
+    let read = h.ok(U::PROVIDER, Leaf::FsRead, json!({"sandbox_id": id, "path": path})).await;
+    assert_eq!(read, json!({"bytes_base64": b64}));
+    let mode = h.ok(U::PROVIDER, Leaf::Exec, json!({"sandbox_id": id, "cmd": "stat", "args": ["-c", "%a", path]})).await;
+    assert_eq!(mode["stdout"], "640\n", "{mode}");
+    h.err(U::PROVIDER, Leaf::FsRead, json!({"sandbox_id": id, "path": "does/not/exist.txt"}), Code::NotFound).await;
+}
+
+pub async fn every_bad_input_is_s422_with_nothing_sent<U: Upstream>() {
+    let (up, h) = fresh::<U>("").await;
+    let bad = [
+        (Leaf::Create, json!({})),
+        (Leaf::Create, json!({"image": 7})),
+        (Leaf::Create, json!({"image": U::IMAGE, "env": {"A": 1}})),
+        (Leaf::Create, json!({"image": U::IMAGE, "metadata": ["x"]})),
+        (Leaf::Create, json!({"image": U::IMAGE, "idle_timeout_secs": "60"})),
+        (Leaf::Create, json!({"image": U::IMAGE, "idle_timeout_secs": 0})),
+        (Leaf::Create, json!("base")),
+        (Leaf::Exec, json!({"sandbox_id": "s1"})),
+        (Leaf::Exec, json!({"sandbox_id": "s1", "cmd": "ls", "args": ["-l", 5]})),
+        (Leaf::Exec, json!({"sandbox_id": "s1", "cmd": "ls", "args": "-l"})),
+        (Leaf::Exec, json!({"sandbox_id": "s1", "cmd": "ls", "timeout_ms": -5})),
+        (Leaf::Exec, json!({"sandbox_id": "s1", "cmd": "ls", "cwd": 3})),
+        (Leaf::Exec, json!({"sandbox_id": 12, "cmd": "ls"})),
+        (Leaf::Stop, json!({})),
+        (Leaf::Stop, json!({"sandbox_id": "../../admin"})),
+        (Leaf::Snapshot, json!({"sandbox_id": ""})),
+        (Leaf::Branch, json!({"sandbox_id": "s1", "count": 0})),
+        (Leaf::Branch, json!({"sandbox_id": "s1", "count": 1.5})),
+        (Leaf::ExposePort, json!({"sandbox_id": "s1", "port": 0})),
+        (Leaf::ExposePort, json!({"sandbox_id": "s1", "port": 65536})),
+        (Leaf::ExposePort, json!({"sandbox_id": "s1"})),
+        (Leaf::FsRead, json!({"sandbox_id": "s1"})),
+        (Leaf::FsWrite, json!({"sandbox_id": "s1", "path": "/a", "bytes_base64": "not base64!"})),
+        (Leaf::FsWrite, json!({"sandbox_id": "s1", "path": "/a", "bytes_base64": "", "mode": 4294967296u64})),
+        (Leaf::FsWrite, json!({"sandbox_id": "s1", "path": "/a", "bytes_base64": "", "mode": -1})),
+    ];
+    for (leaf, payload) in bad {
+        if !offers::<U>(&h, leaf) {
+            continue; // an absent leaf answers S404 first (covered below)
+        }
+        h.err(U::PROVIDER, leaf, payload, Code::BadInput).await;
+    }
+    assert!(up.requests().is_empty(), "bad input must never reach the upstream: {:?}", up.requests().iter().map(|r| r.route()).collect::<Vec<_>>());
+}
+
+pub async fn unsupported_leaves_are_s404_without_upstream_call<U: Upstream>() {
+    let (up, h) = fresh::<U>("").await;
+    let plugin = h.host.registry.get(U::PROVIDER).unwrap();
+    for leaf in Leaf::ALL {
+        if plugin.leaves().contains(&leaf) {
+            continue;
+        }
+        let msg = h.err(U::PROVIDER, leaf, json!({"sandbox_id": "s1", "port": 80, "path": "/a", "bytes_base64": ""}), Code::Unsupported).await;
+        assert!(msg.contains(leaf.as_str()), "{msg}");
+    }
+    assert!(up.requests().is_empty());
+    // The floor is always there.
+    for leaf in [Leaf::Create, Leaf::Exec, Leaf::Stop, Leaf::List] {
+        assert!(plugin.leaves().contains(&leaf));
+    }
+}
+
+pub async fn egress_outside_the_allowlist_is_s703<U: Upstream>() {
+    let (up, h) = fresh::<U>("allowed_hosts = [\"api.example.invalid\"]").await;
+    let msg = h.err(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE}), Code::EgressDenied).await;
+    let authority = up.api().authority();
+    assert!(msg.contains(&authority), "S703 names the destination: {msg}");
+    assert!(msg.contains(&format!("add \"{authority}\" to allowed_hosts in plugins/{}.toml", U::PROVIDER)), "{msg}");
+    assert!(up.requests().is_empty(), "a denied request never leaves the host");
+    assert_eq!(h.host.registry.book(U::PROVIDER).in_flight(), 0, "the reservation was rolled back");
+}
+
+pub async fn the_credential_reaches_only_the_control_plane<U: Upstream>() {
+    let (up, h) = fresh::<U>("").await;
+    let id = create::<U>(&h).await;
+    h.ok(U::PROVIDER, Leaf::Exec, json!({"sandbox_id": id, "cmd": "printenv"})).await;
+    h.ok(U::PROVIDER, Leaf::List, json!({})).await;
+    h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": id})).await;
+    let reqs = up.requests();
+    assert!(!reqs.is_empty());
+    for r in &reqs {
+        if U::needs_credential(r) {
+            U::assert_authenticated(r);
+        }
+        let mut visible = format!("{} {} {:?} {}", r.method, r.path, r.query, String::from_utf8_lossy(&r.body));
+        for (k, v) in &r.headers {
+            let is_auth = k.eq_ignore_ascii_case("x-api-key") || k.eq_ignore_ascii_case("authorization");
+            if !(is_auth && U::needs_credential(r)) {
+                visible.push_str(&format!(" {k}: {v}"));
+            }
+        }
+        assert!(!visible.contains(SECRET), "the key leaked into {}: {visible}", r.route());
+    }
+    // Nothing the guest can read holds it: its config is non-secret, its env is empty.
+    let plugin = h.host.registry.get(U::PROVIDER).unwrap();
+    assert!(plugin.config.values().all(|v| !v.contains(SECRET)));
+}
+
+/// Generates one `#[tokio::test]` per case for `$upstream`.
+macro_rules! conformance_suite {
+    ($suite:ident, $upstream:ty) => {
+        mod $suite {
+            use crate::cases;
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        cases::$name::<$upstream>().await
+                    }
+                };
+            }
+            case!(create_returns_the_contract_shape);
+            case!(image_allowlist_rejects_before_any_upstream_call);
+            case!(create_failures_roll_back_the_slot);
+            case!(cap_reached_is_s400_without_upstream_call);
+            case!(stop_404_and_409_are_success_and_release_once);
+            case!(stop_5xx_is_s502_and_keeps_the_slot);
+            case!(list_reconciles_with_upstream);
+            case!(list_falls_back_when_upstream_fails);
+            case!(exec_passes_args_env_cwd_and_reports_exit_codes);
+            case!(exec_timeout_reports_timed_out);
+            case!(exec_on_a_missing_sandbox_is_s410);
+            case!(fs_round_trips_bytes_or_is_absent);
+            case!(every_bad_input_is_s422_with_nothing_sent);
+            case!(unsupported_leaves_are_s404_without_upstream_call);
+            case!(egress_outside_the_allowlist_is_s703);
+            case!(the_credential_reaches_only_the_control_plane);
+        }
+    };
+}

@@ -1,0 +1,142 @@
+//! E2B's mock upstream (control plane + envd on separate loopback ports) and the
+//! E2B-specific cases: the envd stream, routing headers, access token, pagination.
+
+use crate::cases::fresh;
+use provider_sims::e2b::E2bSim;
+use provider_sims::{Fault, Recorded, Sim};
+use sandbox_host::{Code, Leaf};
+use sandbox_tests::upstream::{Upstream, SECRET};
+use serde_json::json;
+
+pub struct E2bUpstream(pub E2bSim);
+
+impl Upstream for E2bUpstream {
+    const PROVIDER: &'static str = "e2b";
+    const IMAGE: &'static str = "base";
+    const KEY_ENV: &'static str = "E2B_API_KEY";
+
+    async fn start() -> Self {
+        E2bUpstream(E2bSim::start(0, SECRET).await.unwrap())
+    }
+
+    fn sims(&self) -> Vec<&Sim> {
+        vec![&self.0.api, &self.0.envd]
+    }
+
+    fn policy(&self) -> String {
+        self.0.policy_toml()
+    }
+
+    fn assert_authenticated(req: &Recorded) {
+        assert_eq!(req.header("x-api-key"), Some(SECRET), "{} must carry the injected X-API-Key", req.route());
+    }
+
+    fn needs_credential(req: &Recorded) -> bool {
+        // envd requests are routed by these headers; only the control plane gets the key.
+        req.header("e2b-sandbox-id").is_none()
+    }
+
+    fn route(leaf: Leaf, id: &str) -> (&'static str, String) {
+        match leaf {
+            Leaf::Create => ("POST", "/sandboxes".into()),
+            Leaf::Stop => ("DELETE", format!("/sandboxes/{id}")),
+            Leaf::List => ("GET", "/v2/sandboxes".into()),
+            Leaf::Snapshot => ("POST", format!("/sandboxes/{id}/pause")),
+            // exec, fs and expose_port first look the sandbox up.
+            _ => ("GET", format!("/sandboxes/{id}")),
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.0.live_count()
+    }
+
+    async fn create_out_of_band(&self) -> String {
+        self.0.create_out_of_band("base")
+    }
+}
+
+#[tokio::test]
+async fn create_sends_the_documented_body_and_a_secure_sandbox_gets_its_token_on_envd() {
+    let (up, h) = fresh::<E2bUpstream>("").await;
+    let created = h
+        .ok("e2b", Leaf::Create, json!({"image":"base","idle_timeout_secs":120,"env":{"A":"1"},"metadata":{"team":"x"}}))
+        .await;
+    let id = created["sandbox_id"].as_str().unwrap().to_string();
+    let reqs = up.0.api.requests();
+    let create = reqs.iter().find(|r| r.route() == "POST /sandboxes").unwrap();
+    assert_eq!(
+        create.json(),
+        json!({"templateID":"base","timeout":120,"autoPause":false,"secure":true,"envVars":{"A":"1"},"metadata":{"team":"x"}})
+    );
+    h.ok("e2b", Leaf::Exec, json!({"sandbox_id": id, "cmd":"true"})).await;
+    let start = up.0.envd.requests().into_iter().find(|r| r.path == "/process.Process/Start").unwrap();
+    assert_eq!(start.header("x-access-token"), Some(format!("tok-{id}").as_str()));
+    assert_eq!(start.header("e2b-sandbox-port"), Some("49983"));
+    assert_eq!(start.header("content-type"), Some("application/connect+json"));
+    assert_eq!(start.header("connect-timeout-ms"), Some("60000"));
+}
+
+#[tokio::test]
+async fn a_missing_command_exits_127_instead_of_failing_the_call() {
+    let (_up, h) = fresh::<E2bUpstream>("").await;
+    let id = h.ok("e2b", Leaf::Create, json!({"image":"base"})).await["sandbox_id"].as_str().unwrap().to_string();
+    let out = h.ok("e2b", Leaf::Exec, json!({"sandbox_id": id, "cmd":"no-such-command-xyz"})).await;
+    assert_eq!(out["exit_code"], 127);
+    assert!(out["stderr"].as_str().unwrap().contains("no-such-command-xyz"));
+}
+
+#[tokio::test]
+async fn list_follows_x_next_token_pages() {
+    let (up, h) = fresh::<E2bUpstream>("").await;
+    *up.0.state.page_size.lock().unwrap() = Some(2);
+    for _ in 0..5 {
+        up.0.create_out_of_band("base");
+    }
+    let listed = h.ok("e2b", Leaf::List, json!({})).await;
+    assert_eq!(listed["sandboxes"].as_array().unwrap().len(), 5);
+    assert_eq!(listed["in_flight"], 5);
+    let pages: Vec<_> = up.0.api.requests().into_iter().filter(|r| r.path == "/v2/sandboxes").collect();
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages[1].query_param("nextToken").as_deref(), Some("page-2"));
+}
+
+#[tokio::test]
+async fn snapshot_pauses_and_is_idempotent_on_an_already_paused_sandbox() {
+    let (up, h) = fresh::<E2bUpstream>("").await;
+    let id = h.ok("e2b", Leaf::Create, json!({"image":"base"})).await["sandbox_id"].as_str().unwrap().to_string();
+    assert_eq!(h.ok("e2b", Leaf::Snapshot, json!({"sandbox_id": id})).await, json!({"snapshot_id": id}));
+    assert_eq!(up.live(), 0);
+    // 409 "already paused": the plugin checks the state and reports success.
+    assert_eq!(h.ok("e2b", Leaf::Snapshot, json!({"sandbox_id": id})).await, json!({"snapshot_id": id}));
+    // A paused sandbox cannot run commands: a clear caller error, not a 502.
+    let msg = h.err("e2b", Leaf::Exec, json!({"sandbox_id": id, "cmd":"true"}), Code::BadInput).await;
+    assert!(msg.contains("paused"), "{msg}");
+}
+
+#[tokio::test]
+async fn an_unknown_template_is_a_caller_error() {
+    let (_up, h) = fresh::<E2bUpstream>("").await;
+    let msg = h.err("e2b", Leaf::Create, json!({"image":"no-such-template"}), Code::BadInput).await;
+    assert!(msg.contains("template 'no-such-template' not found"), "{msg}");
+    assert_eq!(h.ok("e2b", Leaf::List, json!({})).await["in_flight"], 0);
+}
+
+#[tokio::test]
+async fn envd_failures_map_to_contract_codes() {
+    let (up, h) = fresh::<E2bUpstream>("").await;
+    let id = h.ok("e2b", Leaf::Create, json!({"image":"base"})).await["sandbox_id"].as_str().unwrap().to_string();
+    h.err("e2b", Leaf::FsRead, json!({"sandbox_id": id, "path":"missing.txt"}), Code::NotFound).await;
+    up.0.envd.inject(Fault::new("POST", "/process.Process/Start", 502, r#"{"message":"The sandbox was not found"}"#));
+    h.err("e2b", Leaf::Exec, json!({"sandbox_id": id, "cmd":"true"}), Code::Unavailable).await;
+    up.0.envd.inject(Fault::new("GET", "/files", 401, r#"{"code":401,"message":"invalid token"}"#));
+    h.err("e2b", Leaf::FsRead, json!({"sandbox_id": id, "path":"x"}), Code::AuthInvalid).await;
+}
+
+#[tokio::test]
+async fn expose_port_builds_the_port_host_on_the_sandbox_domain() {
+    let (_up, h) = fresh::<E2bUpstream>("[config]\ndomain = \"example.test\"").await;
+    let id = h.ok("e2b", Leaf::Create, json!({"image":"base"})).await["sandbox_id"].as_str().unwrap().to_string();
+    let url = h.ok("e2b", Leaf::ExposePort, json!({"sandbox_id": id, "port": 3000})).await;
+    assert_eq!(url, json!({"url": format!("https://3000-{id}.example.test")}));
+}

@@ -1,0 +1,10 @@
+//! Conformance: every provider plugin, built to wasm, runs through the real host
+//! against its own provider-shaped mock upstream, and must pass the same case list
+//! (`cases.rs`). A provider joins with its `Upstream` impl and one `conformance_suite!`
+//! line; provider-specific behaviour is tested in that provider's own module.
+
+#[macro_use]
+mod cases;
+mod e2b;
+
+conformance_suite!(e2b_conformance, crate::e2b::E2bUpstream);
