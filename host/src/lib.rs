@@ -17,12 +17,14 @@
 //! injection) → outcome classified (S70x, or the plugin's error kind → S-code) →
 //! reservation committed or rolled back → the contract's JSON answer.
 
+pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod dispatch;
 pub mod plugin;
 pub mod policy;
+pub mod router;
 pub mod runtime;
 
 pub use contract::codes::{CallError, Code};

@@ -4,6 +4,7 @@
 //! Plugins are built by `just build-plugins` (the `test` recipe does it first); a
 //! missing artifact fails with the command to run, never silently skips.
 
+pub mod mock_engine;
 pub mod upstream;
 
 use sandbox_host::config::HostConfig;

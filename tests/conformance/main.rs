@@ -5,6 +5,10 @@
 
 #[macro_use]
 mod cases;
+mod daytona;
 mod e2b;
+mod morph;
 
 conformance_suite!(e2b_conformance, crate::e2b::E2bUpstream);
+conformance_suite!(morph_conformance, crate::morph::MorphUpstream);
+conformance_suite!(daytona_conformance, crate::daytona::DaytonaUpstream);

@@ -8,6 +8,7 @@
 pub mod call;
 pub mod check;
 pub mod plugins;
+pub mod serve;
 
 use crate::config::HostConfig;
 use clap::{Args, Parser, Subcommand};
@@ -70,6 +71,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Run one contract call locally and print the JSON result.
     Call(call::CallArgs),
+    /// Serve every plugin as iii functions (plus the sandbox::<leaf> router).
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the parsed command; returns the process exit status.
@@ -78,5 +81,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Plugins(a) => plugins::run(&cli.global, a).await,
         Command::Check(a) => check::run(&cli.global, a).await,
         Command::Call(a) => call::run(&cli.global, a).await,
+        Command::Serve(a) => serve::run(&cli.global, a).await,
     }
 }

@@ -2,5 +2,6 @@
 
 pub mod codes;
 pub mod lifecycle;
+pub mod schema;
 pub mod shapes;
 pub mod validate;

@@ -1,1 +1,150 @@
-//! daytona provider plugin (being written).
+//! Daytona provider plugin: the contract's leaves translated onto Daytona's REST API
+//! (`app.daytona.io/api`, [`api`]) and each sandbox's toolbox daemon ([`toolbox`]),
+//! both authenticated with `Authorization: Bearer <key>` injected by the host (the
+//! toolbox proxy, e.g. `proxy.app.daytona.io`, takes the same key).
+//!
+//! Config keys (non-secret, from `plugins/daytona.toml`): `api-base` (default
+//! `https://app.daytona.io/api`).
+//!
+//! Contract decisions that are Daytona-specific:
+//! - `image` is a Daytona snapshot name or id; empty means the organisation's default.
+//! - `idle_timeout_secs` becomes `autoStopInterval` in minutes, rounded up, at least 1.
+//! - `list` reports live sandboxes only: states that run or are about to
+//!   (started, creating, starting, snapshotting, …); stopped, archived, failed and
+//!   destroyed ones hold no compute and are left out, so a sandbox Daytona auto-stopped
+//!   at its idle timeout frees its concurrency slot, as an E2B sandbox does.
+//! - `exec` output: Daytona returns stdout and stderr as one interleaved `result`; it is
+//!   reported as `stdout` and `stderr` is always empty.
+//! - `snapshot` names a new Daytona snapshot; pass it as `image` to `create` to boot copies.
+
+mod api;
+mod shell;
+mod toolbox;
+mod units;
+
+use api::Phase;
+use provider_kit::errors::unavailable;
+use provider_kit::{
+    log, register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, FsWriteRequest, Provider,
+    Sandbox,
+};
+use toolbox::Toolbox;
+
+/// How long `create` waits for `started` (the SDK's default create timeout is 60 s).
+const START_WAIT_SECS: u64 = 60;
+/// How long `snapshot` waits for the sandbox to leave `snapshotting`.
+const SNAPSHOT_WAIT_SECS: u64 = 60;
+
+pub struct Daytona;
+
+impl Provider for Daytona {
+    fn describe() -> Descriptor {
+        let hosts = vec!["app.daytona.io".to_string(), "*.daytona.io".to_string()];
+        Descriptor {
+            name: "daytona".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: vec![Capability::Snapshot, Capability::ExposePort, Capability::Fs],
+            default_egress_hosts: hosts.clone(),
+            credentials: vec![CredentialSpec {
+                name: "api-key".into(),
+                header: "authorization".into(),
+                value_prefix: "Bearer ".into(),
+                // The API and the toolbox proxy (proxy.app.daytona.io) take the same key.
+                hosts,
+            }],
+        }
+    }
+
+    async fn create(req: CreateRequest) -> Result<Sandbox, Error> {
+        let body = api::create_body(&req.image, units::auto_stop_minutes(req.idle_timeout_secs), &req.env, &req.metadata)?;
+        let created = api::create(&body).await?;
+        let id = created.id.clone();
+        // Daytona may answer before the sandbox runs (`creating`, `pulling_snapshot`, …);
+        // like the SDK, wait for `started` so the first exec finds a toolbox.
+        let dto = api::settle(created, |p| *p == Phase::Coming, START_WAIT_SECS).await?;
+        match api::phase(dto.state()) {
+            Phase::Running | Phase::Busy => {}
+            _ => {
+                let why = match &dto.error_reason {
+                    Some(r) if !r.is_empty() => format!("it is {}: {r}", dto.state()),
+                    _ => format!("it is still {} after {} s", dto.state(), START_WAIT_SECS),
+                };
+                // Do not leave a half-made sandbox behind: the host released its slot.
+                if let Err(e) = api::delete(&id).await {
+                    log::log(log::Level::Warn, &format!("deleting unstarted sandbox {id} failed: {}", e.message));
+                }
+                return Err(unavailable(format!("Daytona sandbox {id} did not start ({why}); it was deleted")));
+            }
+        }
+        let mut sandbox = dto.into_sandbox();
+        if !req.image.is_empty() {
+            // Report the caller's name for the image, not Daytona's resolved ref.
+            sandbox.image = req.image;
+        }
+        Ok(sandbox)
+    }
+
+    async fn exec(req: ExecRequest) -> Result<ExecResult, Error> {
+        Toolbox::resolve(&req.sandbox_id).await?.exec(&req).await
+    }
+
+    async fn stop(sandbox_id: String) -> Result<(), Error> {
+        api::delete(&sandbox_id).await
+    }
+
+    async fn list() -> Result<Vec<Sandbox>, Error> {
+        let rows = api::list_all().await?;
+        Ok(rows
+            .into_iter()
+            .filter(|s| matches!(api::phase(s.state()), Phase::Running | Phase::Coming | Phase::Busy))
+            .map(api::SandboxDto::into_sandbox)
+            .collect())
+    }
+
+    async fn snapshot(sandbox_id: String) -> Result<String, Error> {
+        let name = snapshot_name(&sandbox_id);
+        let dto = api::snapshot(&sandbox_id, &name).await?;
+        // The sandbox goes `snapshotting` and back to `started` once the image is taken.
+        let dto = api::settle(dto, |p| *p == Phase::Busy, SNAPSHOT_WAIT_SECS).await?;
+        match api::phase(dto.state()) {
+            Phase::Failed => Err(unavailable(format!(
+                "Daytona could not snapshot sandbox {sandbox_id}: {}",
+                dto.error_reason.as_deref().unwrap_or(dto.state())
+            ))),
+            Phase::Busy => {
+                log::log(log::Level::Warn, &format!("snapshot {name} of {sandbox_id} still in progress after {} s", SNAPSHOT_WAIT_SECS));
+                Ok(name)
+            }
+            _ => Ok(name),
+        }
+    }
+
+    async fn expose_port(sandbox_id: String, port: u16) -> Result<String, Error> {
+        api::preview_url(&sandbox_id, port).await
+    }
+
+    async fn fs_read(sandbox_id: String, path: String) -> Result<Vec<u8>, Error> {
+        Toolbox::resolve(&sandbox_id).await?.download(&path).await
+    }
+
+    async fn fs_write(req: FsWriteRequest) -> Result<(), Error> {
+        let tb = Toolbox::resolve(&req.sandbox_id).await?;
+        tb.upload(&req.path, &req.bytes).await?;
+        if let Some(mode) = req.mode {
+            tb.chmod(&req.path, mode).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A fresh snapshot name: lower-case letters, digits and dashes only (the API checks
+/// names with `IsSafeDisplayString`), unique per call.
+fn snapshot_name(sandbox_id: &str) -> String {
+    let mut rnd = [0u8; 6];
+    provider_kit::wstd::rand::get_random_bytes(&mut rnd);
+    let prefix: String = sandbox_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>().to_ascii_lowercase();
+    let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+    format!("iii-{prefix}-{suffix}")
+}
+
+register_provider!(Daytona);

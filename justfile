@@ -1,0 +1,40 @@
+# Everyday tasks. `pip install rust-just` provides `just`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Show the recipes.
+default:
+    @just --list
+
+# Install what the build needs (the wasm32-wasip2 target).
+setup:
+    rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+# Build every provider plugin to plugins/<name>.wasm.
+build-plugins: setup
+    bash scripts/build-plugins.sh
+
+# Build the hostile-plugin fixtures to tests/fixtures/<case>.wasm.
+build-fixtures: setup
+    bash scripts/build-fixtures.sh
+
+# Build the host (release) and the plugins.
+build: build-plugins
+    cargo build --release -p sandbox-host -p provider-sims
+
+# A full create → exec → fs → list → stop lifecycle through the host against a local E2B-shaped simulator.
+demo: build
+    bash scripts/demo.sh
+
+# Everything CI runs: plugins and fixtures built, then every test in the workspace.
+test: build-plugins build-fixtures
+    cargo test --workspace --exclude e2b --exclude morph --exclude daytona --exclude provider-kit
+    bash scripts/guest-tests.sh
+
+# Benchmarks: plugin path vs native vs raw floor (ratios in one run).
+bench: build-plugins
+    cargo run --release -p sandbox-bench
+
+# Lints as CI would see them.
+lint:
+    cargo clippy --workspace --exclude e2b --exclude morph --exclude daytona --exclude provider-kit -- -D warnings

@@ -1,0 +1,237 @@
+//! The host as an iii worker, driven through a mock engine that speaks the engine's
+//! WebSocket frames to the real `iii-sdk` client: registration (exact ids, no absent
+//! optional leaf), invocation with engine-injected fields, S-codes as iii error codes,
+//! the router (S600, S404, pass-through), HTTP triggers, engine restart with
+//! re-registration, and draining shutdown with a call in flight.
+
+use provider_sims::e2b::E2bSim;
+use provider_sims::Fault;
+use sandbox_host::bridge::iii::{provider_function_id, router_function_id, Bridge, BridgeOptions};
+use sandbox_host::config::HttpTrigger;
+use sandbox_host::Leaf;
+use sandbox_tests::mock_engine::MockEngine;
+use sandbox_tests::upstream::SECRET;
+use sandbox_tests::{PluginSetup, TestHost};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct World {
+    sim: E2bSim,
+    host: TestHost,
+    engine: MockEngine,
+    bridge: Arc<Bridge>,
+}
+
+async fn world(tweak: impl FnOnce(&mut sandbox_host::config::HostConfig)) -> World {
+    world_with(&[], tweak).await
+}
+
+/// A world whose engine must see the standard ids plus `extra`.
+async fn world_with(extra: &[&str], tweak: impl FnOnce(&mut sandbox_host::config::HostConfig)) -> World {
+    let sim = E2bSim::start(0, SECRET).await.unwrap();
+    let policy = format!("image_allowlist = [\"base\"]\n{}", sim.policy_toml());
+    let host = TestHost::start_with(vec![PluginSetup::new("e2b", policy)], &[("E2B_API_KEY", SECRET)], tweak).await;
+    let engine = MockEngine::start(0).await;
+    let bridge = Bridge::connect(host.host.clone(), &BridgeOptions { url: engine.url(), otel: Some(false) });
+    bridge.wait_registered(WAIT).await.expect("the worker registers with the engine");
+    let mut ids = expected_ids(true);
+    ids.extend(extra.iter().map(|s| s.to_string()));
+    engine.wait_for_functions(&ids, WAIT).await;
+    World { sim, host, engine, bridge }
+}
+
+fn e2b_leaves() -> Vec<Leaf> {
+    vec![Leaf::Create, Leaf::Exec, Leaf::Stop, Leaf::List, Leaf::Snapshot, Leaf::ExposePort, Leaf::FsRead, Leaf::FsWrite]
+}
+
+fn expected_ids(router: bool) -> Vec<String> {
+    let mut ids: Vec<String> = e2b_leaves().into_iter().map(|l| provider_function_id("e2b", l)).collect();
+    if router {
+        ids.extend(Leaf::ALL.into_iter().map(router_function_id));
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_exactly_the_plugins_leaves_and_the_router_with_schemas() {
+    let w = world(|_| {}).await;
+    assert_eq!(w.bridge.function_ids(), { let mut e = expected_ids(true); e.sort(); e });
+    // No optional leaf e2b lacks: branch is absent for the provider, present only as a router id.
+    assert!(w.engine.function("sandbox::provider::e2b::branch").is_none());
+    let create = w.engine.function("sandbox::provider::e2b::create").unwrap();
+    assert!(create["description"].as_str().unwrap().starts_with("Start a sandbox"));
+    assert_eq!(create["request_format"]["required"], json!(["image"]));
+    assert_eq!(create["response_format"]["required"], json!(["sandbox_id", "image", "capabilities", "started_at"]));
+    let routed = w.engine.function("sandbox::fs::read").unwrap();
+    assert_eq!(routed["request_format"]["properties"]["provider"]["type"], "string");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_functions_answer_with_the_contract_shapes() {
+    let w = world(|_| {}).await;
+    let created = w.engine.invoke("sandbox::provider::e2b::create", json!({"image": "base"})).await.unwrap();
+    let id = created["sandbox_id"].as_str().unwrap().to_string();
+    assert_eq!(created["capabilities"], json!(["snapshot", "expose_port", "fs"]));
+    let out = w.engine.invoke("sandbox::provider::e2b::exec", json!({"sandbox_id": id, "cmd": "echo", "args": ["via iii"]})).await.unwrap();
+    assert_eq!(out, json!({"stdout": "via iii\n", "stderr": "", "exit_code": 0, "timed_out": false}));
+    let listed = w.engine.invoke("sandbox::provider::e2b::list", json!({})).await.unwrap();
+    assert_eq!((listed["in_flight"].clone(), listed["reconciled"].clone()), (json!(1), json!(true)));
+    assert_eq!(w.engine.invoke("sandbox::provider::e2b::stop", json!({"sandbox_id": id})).await.unwrap(), json!({}));
+    assert_eq!(w.sim.live_count(), 0);
+    // The same call through `sandbox-host call`'s path gives the same shape.
+    let direct = w.host.ok("e2b", Leaf::List, json!({})).await;
+    assert_eq!(direct.as_object().unwrap().keys().collect::<Vec<_>>(), listed.as_object().unwrap().keys().collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_reach_callers_as_s_codes() {
+    let w = world(|_| {}).await;
+    let e = w.engine.invoke("sandbox::provider::e2b::exec", json!({"sandbox_id": "s1", "cmd": "ls", "args": ["-l", 5]})).await.unwrap_err();
+    assert_eq!(e.code, "S422");
+    assert!(e.message.starts_with("[S422] exec: field `args` must be an array of strings, but element 1 is an integer"), "{}", e.message);
+    let e = w.engine.invoke("sandbox::provider::e2b::create", json!({"image": "ubuntu"})).await.unwrap_err();
+    assert_eq!(e.code, "S100");
+    let e = w.engine.invoke("sandbox::provider::e2b::exec", json!({"sandbox_id": "gone", "cmd": "ls"})).await.unwrap_err();
+    assert_eq!(e.code, "S410");
+    // An optional leaf the plugin lacks was never registered: the engine's own answer.
+    let e = w.engine.invoke("sandbox::provider::e2b::branch", json!({"sandbox_id": "s1"})).await.unwrap_err();
+    assert_eq!(e.code, "function_not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_dispatches_in_process_and_passes_codes_through() {
+    let w = world(|_| {}).await;
+    let created = w.engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "base"})).await.unwrap();
+    assert_eq!(created["image"], "base");
+    let e = w.engine.invoke("sandbox::create", json!({"provider": "nope", "image": "base"})).await.unwrap_err();
+    assert_eq!(e.code, "S600");
+    assert_eq!(e.message, "[S600] no provider named \"nope\" is loaded; loaded providers: e2b.");
+    let e = w.engine.invoke("sandbox::create", json!({"image": "base"})).await.unwrap_err();
+    assert_eq!(e.code, "S600", "no provider and no default: {}", e.message);
+    let e = w.engine.invoke("sandbox::branch", json!({"provider": "e2b", "sandbox_id": "s1"})).await.unwrap_err();
+    assert_eq!(e.code, "S404", "a leaf the provider lacks is S404, not S600: {}", e.message);
+    // The plugin's own code passes through unchanged, never wrapped in S502.
+    let e = w.engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "ubuntu"})).await.unwrap_err();
+    assert_eq!(e.code, "S100");
+    w.sim.api.inject(Fault::new("POST", "/sandboxes", 429, r#"{"code":429,"message":"slow down"}"#));
+    let e = w.engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "base"})).await.unwrap_err();
+    assert_eq!(e.code, "S500");
+    let e = w.engine.invoke("sandbox::create", json!({"provider": 7, "image": "base"})).await.unwrap_err();
+    assert_eq!(e.code, "S422");
+    let stopped = w.engine.invoke("sandbox::stop", json!({"provider": "e2b", "sandbox_id": created["sandbox_id"]})).await.unwrap();
+    assert_eq!(stopped, json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_provider_serves_calls_that_name_none() {
+    let w = world(|c| c.default_provider = Some("e2b".into())).await;
+    let listed = w.engine.invoke("sandbox::list", json!({})).await.unwrap();
+    assert_eq!(listed["reconciled"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_can_be_turned_off() {
+    let sim = E2bSim::start(0, SECRET).await.unwrap();
+    let host = TestHost::start_with(vec![PluginSetup::new("e2b", sim.policy_toml())], &[("E2B_API_KEY", SECRET)], |c| c.router = false).await;
+    let engine = MockEngine::start(0).await;
+    let bridge = Bridge::connect(host.host.clone(), &BridgeOptions { url: engine.url(), otel: Some(false) });
+    bridge.wait_registered(WAIT).await.unwrap();
+    engine.wait_for_functions(&expected_ids(false), WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_triggers_bind_an_adapter_that_speaks_http_envelopes() {
+    let w = world_with(&["sandbox::create::http"], |c| {
+        c.http_triggers = vec![HttpTrigger { function: "sandbox::create".into(), path: "sandbox/create".into(), method: "post".into() }]
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while w.engine.triggers().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = &w.engine.triggers()[0];
+    assert_eq!((t["trigger_type"].clone(), t["function_id"].clone()), (json!("http"), json!("sandbox::create::http")));
+    assert_eq!(t["config"], json!({"api_path": "sandbox/create", "http_method": "POST"}));
+    let envelope = |body: Value| json!({"method": "POST", "path": "/sandbox/create", "headers": {}, "query_params": {}, "path_params": {}, "body": body});
+    let ok = w.engine.invoke("sandbox::create::http", envelope(json!({"provider": "e2b", "image": "base"}))).await.unwrap();
+    assert_eq!(ok["status_code"], 200);
+    assert!(ok["body"]["sandbox_id"].is_string());
+    let bad = w.engine.invoke("sandbox::create::http", envelope(json!({"provider": "e2b", "image": 3}))).await.unwrap();
+    assert_eq!((bad["status_code"].clone(), bad["body"]["code"].clone()), (json!(422), json!("S422")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_restart_re_registers_everything_and_serves_the_next_call() {
+    let w = world(|_| {}).await;
+    let port = w.engine.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let engine = MockEngine::start(port).await;
+    engine.wait_for_functions(&expected_ids(true), Duration::from_secs(20)).await;
+    let frames = engine.frames();
+    assert_eq!(frames[0]["type"], "reattach", "the first frame after a reconnect is reattach: {}", frames[0]);
+    assert_eq!(frames[0]["previous_worker_id"], "worker-1");
+    let listed = engine.invoke("sandbox::provider::e2b::list", json!({})).await.unwrap();
+    assert_eq!(listed["reconciled"], true);
+    drop(w.host);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_the_call_in_flight_and_refuses_new_ones() {
+    let w = world(|_| {}).await;
+    w.sim.api.inject(Fault::new("GET", "/v2/sandboxes", 200, "[]").delay(Duration::from_millis(1500)));
+    let engine = Arc::new(w.engine);
+    let slow = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.invoke("sandbox::provider::e2b::list", json!({})).await })
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while w.bridge.in_flight() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.bridge.in_flight(), 1);
+    let bridge = w.bridge.clone();
+    let drain = tokio::spawn(async move { bridge.drain(Duration::from_secs(10)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = engine.invoke("sandbox::provider::e2b::list", json!({})).await.unwrap_err();
+    assert_eq!(refused.code, "S502");
+    assert!(refused.message.contains("shutting down"), "{}", refused.message);
+    assert!(drain.await.unwrap(), "the in-flight call finished within the grace period");
+    let listed = slow.await.unwrap().expect("the in-flight call got its answer");
+    assert_eq!((listed["reconciled"].clone(), listed["in_flight"].clone()), (json!(true), json!(0)));
+    w.bridge.shutdown().await;
+    let unregistered = engine.frames().iter().filter(|f| f["type"] == "unregisterfunction").count();
+    assert_eq!(unregistered, expected_ids(true).len(), "shutdown unregisters every function");
+}
+
+/// The real binary: `sandbox-host serve` registers, answers, and exits 0 on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serve_command_registers_answers_and_exits_cleanly_on_sigterm() {
+    let bin = sandbox_tests::root().join("target/debug/sandbox-host");
+    assert!(bin.exists(), "{} is missing: `just test` builds it (cargo build -p sandbox-host)", bin.display());
+    let sim = E2bSim::start(0, SECRET).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(sandbox_tests::plugin_wasm("e2b"), dir.path().join("e2b.wasm")).unwrap();
+    std::fs::write(dir.path().join("e2b.toml"), sim.policy_toml()).unwrap();
+    let engine = MockEngine::start(0).await;
+    let mut child = tokio::process::Command::new(&bin)
+        .args(["serve", "--otel", "false", "--plugins-dir"])
+        .arg(dir.path())
+        .env("III_URL", engine.url())
+        .env("E2B_API_KEY", SECRET)
+        .env("SANDBOX_CACHE_DIR", sandbox_tests::root().join("target/test-plugin-cache-bin"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    engine.wait_for_functions(&expected_ids(true), Duration::from_secs(60)).await;
+    let created = engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "base"})).await.unwrap();
+    assert!(created["sandbox_id"].is_string());
+    let e = engine.invoke("sandbox::provider::e2b::exec", json!({"sandbox_id": "s", "cmd": ""})).await.unwrap_err();
+    assert_eq!(e.code, "S422");
+    let pid = child.id().unwrap() as i32;
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exits after SIGTERM").unwrap();
+    assert!(status.success(), "exit status {status}");
+}

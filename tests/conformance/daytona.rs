@@ -1,0 +1,324 @@
+//! Daytona's mock upstream (API under `/api` and the toolbox proxy under `/toolbox`, one
+//! loopback port, both behind the bearer key) and the Daytona-specific cases: minutes
+//! rounding, the `sh -c` wrapper, 408 timeouts, the toolbox-URL fallbacks, the three list
+//! shapes, snapshots that boot, preview URLs.
+
+use crate::cases::fresh;
+use base64::Engine as _;
+use provider_sims::daytona::{DaytonaSim, ListShape, DEFAULT_SNAPSHOT};
+use provider_sims::{Fault, Recorded, Sim};
+use sandbox_host::{Code, Leaf};
+use sandbox_tests::upstream::{Upstream, SECRET};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+
+pub struct DaytonaUpstream(pub DaytonaSim);
+
+impl Upstream for DaytonaUpstream {
+    const PROVIDER: &'static str = "daytona";
+    const IMAGE: &'static str = "daytona-small";
+    const KEY_ENV: &'static str = "DAYTONA_API_KEY";
+
+    async fn start() -> Self {
+        DaytonaUpstream(DaytonaSim::start(0, SECRET).await.unwrap())
+    }
+
+    fn sims(&self) -> Vec<&Sim> {
+        vec![&self.0.sim]
+    }
+
+    fn policy(&self) -> String {
+        self.0.policy_toml()
+    }
+
+    fn assert_authenticated(req: &Recorded) {
+        let expected = format!("Bearer {SECRET}");
+        assert_eq!(req.header("authorization"), Some(expected.as_str()), "{} must carry the injected bearer key", req.route());
+    }
+
+    fn needs_credential(_req: &Recorded) -> bool {
+        // The API and the toolbox proxy both take the bearer key.
+        true
+    }
+
+    fn route(leaf: Leaf, id: &str) -> (&'static str, String) {
+        match leaf {
+            Leaf::Create => ("POST", "/api/sandbox".into()),
+            Leaf::Stop => ("DELETE", format!("/api/sandbox/{id}")),
+            Leaf::List => ("GET", "/api/sandbox".into()),
+            Leaf::Snapshot => ("POST", format!("/api/sandbox/{id}/snapshot")),
+            Leaf::ExposePort => ("GET", format!("/api/sandbox/{id}/ports/")),
+            // exec and fs first look the sandbox up.
+            _ => ("GET", format!("/api/sandbox/{id}")),
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.0.live_count()
+    }
+
+    async fn create_out_of_band(&self) -> String {
+        self.0.create_out_of_band(Self::IMAGE)
+    }
+}
+
+const P: &str = "daytona";
+
+async fn create(h: &sandbox_tests::TestHost) -> String {
+    h.ok(P, Leaf::Create, json!({"image": DaytonaUpstream::IMAGE})).await["sandbox_id"].as_str().unwrap().to_string()
+}
+
+fn sent(up: &DaytonaUpstream, method: &str, path: &str) -> Vec<Recorded> {
+    up.0.sim.requests().into_iter().filter(|r| r.method == method && r.path == path).collect()
+}
+
+/// The script inside the `sh -c 'eval "$(echo B64 | base64 -d)"'` wrapper.
+fn decoded_script(command: &str) -> String {
+    let b64 = command.strip_prefix("sh -c 'eval \"$(echo ").and_then(|s| s.strip_suffix(" | base64 -d)\"'")).expect(command);
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn create_sends_minutes_rounded_up_and_the_documented_body() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    for (secs, minutes) in [(59u64, 1u64), (61, 2), (1, 1), (120, 2)] {
+        up.0.sim.clear_requests();
+        h.ok(P, Leaf::Create, json!({"image": "daytona-small", "idle_timeout_secs": secs})).await;
+        let body = sent(&up, "POST", "/api/sandbox")[0].json();
+        assert_eq!(body["autoStopInterval"], minutes, "{secs} s → {body}");
+    }
+    up.0.sim.clear_requests();
+    let v = h.ok(P, Leaf::Create, json!({"image": "daytona-small", "env": {"A": "1"}, "metadata": {"team": "x"}})).await;
+    let body = sent(&up, "POST", "/api/sandbox")[0].json();
+    // The host's default idle timeout (300 s) is 5 minutes.
+    assert_eq!(body, json!({"snapshot": "daytona-small", "autoStopInterval": 5, "env": {"A": "1"}, "labels": {"team": "x"}}));
+    let id = v["sandbox_id"].as_str().unwrap();
+    assert_eq!(up.0.state.sandboxes.lock().unwrap()[id].labels["team"], "x");
+    // The sandbox env reaches commands.
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "printenv", "args": ["A"]})).await;
+    assert_eq!(out["stdout"], "1\n");
+}
+
+#[tokio::test]
+async fn an_empty_image_means_the_default_snapshot_and_an_unknown_one_is_a_caller_error() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    let v = h.ok(P, Leaf::Create, json!({"image": ""})).await;
+    assert_eq!(v["image"], DEFAULT_SNAPSHOT);
+    assert!(sent(&up, "POST", "/api/sandbox")[0].json().get("snapshot").is_none());
+    let msg = h.err(P, Leaf::Create, json!({"image": "no-such-snapshot"}), Code::BadInput).await;
+    assert!(msg.contains("Snapshot no-such-snapshot not found"), "{msg}");
+    assert_eq!(h.ok(P, Leaf::List, json!({})).await["in_flight"], 1);
+}
+
+#[tokio::test]
+async fn create_waits_for_started_and_a_failed_start_is_cleaned_up() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    up.0.state.start_polls.store(2, Ordering::Relaxed);
+    let id = create(&h).await;
+    assert_eq!(up.0.state_of(&id).as_deref(), Some("started"));
+    assert_eq!(sent(&up, "GET", &format!("/api/sandbox/{id}")).len(), 2, "polled until started");
+
+    // A sandbox that lands in `error` is deleted and the create fails (slot released).
+    up.0.state.start_polls.store(1, Ordering::Relaxed);
+    let broken = json!({"id": "b1", "snapshot": "daytona-small", "state": "error", "errorReason": "no capacity", "createdAt": "2024-10-01T12:00:00.000Z"});
+    up.0.sim.inject(Fault::new("GET", "/api/sandbox/", 200, &broken.to_string()));
+    let before = up.live();
+    let msg = h.err(P, Leaf::Create, json!({"image": "daytona-small"}), Code::Unavailable).await;
+    assert!(msg.contains("no capacity") && msg.contains("deleted"), "{msg}");
+    assert_eq!(up.live(), before, "the failed sandbox was deleted");
+    assert_eq!(h.host.registry.book(P).in_flight(), 1);
+}
+
+#[tokio::test]
+async fn stop_409_state_change_in_progress_is_success() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    let id = create(&h).await;
+    up.0.sim.inject(Fault::new("DELETE", &format!("/api/sandbox/{id}"), 409, r#"{"statusCode":409,"message":"Sandbox state change in progress","error":"Conflict"}"#));
+    assert_eq!(h.ok(P, Leaf::Stop, json!({"sandbox_id": id})).await, json!({}));
+    assert_eq!(h.host.registry.book(P).in_flight(), 0);
+    // A real stop destroys it; a stop after that is a 404, still success.
+    h.ok(P, Leaf::Stop, json!({"sandbox_id": id})).await;
+    assert_eq!(up.0.state_of(&id).as_deref(), Some("destroyed"));
+    h.ok(P, Leaf::Stop, json!({"sandbox_id": id})).await;
+    assert_eq!(sent(&up, "DELETE", &format!("/api/sandbox/{id}")).len(), 3);
+    h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::NotFound).await;
+}
+
+#[tokio::test]
+async fn exec_argv_and_env_survive_the_shell_wrapper() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    let id = create(&h).await;
+    let args = ["a  b", "it's", "\"q\"", "$HOME", "*", "", "x\ny", "-n"];
+    let mut argv = vec!["[%s]"];
+    argv.extend(args);
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "printf", "args": argv})).await;
+    let expected: String = args.iter().map(|a| format!("[{a}]")).collect();
+    assert_eq!(out, json!({"stdout": expected, "stderr": "", "exit_code": 0, "timed_out": false}));
+
+    let env = json!({"TWO_LINES": "one\ntwo\n", "QUOTES": "it's \"x\" $(id)", "EMPTY": ""});
+    let out = h
+        .ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sh", "args": ["-c", "printf '%s|%s|%s.' \"$TWO_LINES\" \"$QUOTES\" \"${EMPTY-unset}\""], "env": env}))
+        .await;
+    assert_eq!(out["stdout"], "one\ntwo\n|it's \"x\" $(id)|.");
+
+    // What went upstream: a `sh -c` command the daemon splits into exactly three words,
+    // no env field, the default timeout.
+    let exec = sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).pop().unwrap();
+    let body = exec.json();
+    assert_eq!(body.as_object().unwrap().keys().collect::<Vec<_>>(), ["command", "timeout"]);
+    assert_eq!(body["timeout"], 60);
+    let command = body["command"].as_str().unwrap();
+    assert_eq!(provider_sims::daytona::parse_command(command).len(), 3);
+    assert!(decoded_script(command).starts_with("export "), "{}", decoded_script(command));
+    DaytonaUpstream::assert_authenticated(&exec);
+
+    // A bad env name cannot be exported by any shell: caller error, nothing sent.
+    up.0.sim.clear_requests();
+    let msg = h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true", "env": {"NOT-VALID": "1"}}), Code::BadInput).await;
+    assert!(msg.contains("NOT-VALID"), "{msg}");
+    assert!(sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).is_empty());
+
+    // A missing command exits 127 like any shell; output is combined into stdout.
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "no-such-command-xyz"})).await;
+    assert_eq!(out["exit_code"], 127);
+    assert!(out["stdout"].as_str().unwrap().contains("no-such-command-xyz"), "{out}");
+    assert_eq!(out["stderr"], "");
+}
+
+#[tokio::test]
+async fn exec_timeout_408_is_timed_out_with_exit_minus_one() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    let id = create(&h).await;
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sleep", "args": ["20"], "timeout_ms": 1500})).await;
+    assert_eq!(out, json!({"stdout": "", "stderr": "", "exit_code": -1, "timed_out": true}));
+    let exec = sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).pop().unwrap();
+    assert_eq!(exec.json()["timeout"], 2, "timeout_ms rounds up to whole seconds");
+    // Other toolbox failures map through the status table.
+    up.0.sim.inject(Fault::new("POST", &format!("/toolbox/{id}/process/execute"), 502, "bad gateway"));
+    let msg = h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::Unavailable).await;
+    assert!(msg.contains("toolbox process/execute"), "{msg}");
+}
+
+#[tokio::test]
+async fn fs_round_trips_binary_bytes_and_applies_the_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    let id = create(&h).await;
+    let bytes: Vec<u8> = (0..=255u8).rev().chain(*b"\r\n------iii-sandbox-boundary-7f3a9c--\r\n").collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let w = h.ok(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "bin/tool.sh", "bytes_base64": b64, "mode": 0o755})).await;
+    assert_eq!(w, json!({}));
+    let on_disk = up.0.root_of(&id).unwrap().join("bin/tool.sh");
+    assert_eq!(std::fs::read(&on_disk).unwrap(), bytes);
+    assert_eq!(std::fs::metadata(&on_disk).unwrap().permissions().mode() & 0o7777, 0o755);
+    let upload = sent(&up, "POST", &format!("/toolbox/{id}/files/upload")).pop().unwrap();
+    assert_eq!(upload.query_param("path").as_deref(), Some("bin/tool.sh"));
+    assert!(upload.header("content-type").unwrap().starts_with("multipart/form-data; boundary="));
+    let chmod = sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).pop().unwrap();
+    assert!(decoded_script(chmod.json()["command"].as_str().unwrap()).contains("exec 'chmod' '755' 'bin/tool.sh'"));
+
+    let read = h.ok(P, Leaf::FsRead, json!({"sandbox_id": id, "path": on_disk.to_str().unwrap()})).await;
+    assert_eq!(read, json!({"bytes_base64": b64}));
+    // Without a mode, no chmod runs.
+    up.0.sim.clear_requests();
+    h.ok(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "plain.txt", "bytes_base64": ""})).await;
+    assert!(sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).is_empty());
+    h.err(P, Leaf::FsRead, json!({"sandbox_id": id, "path": "nope.txt"}), Code::NotFound).await;
+}
+
+#[tokio::test]
+async fn expose_port_returns_the_preview_url() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    let id = create(&h).await;
+    let v = h.ok(P, Leaf::ExposePort, json!({"sandbox_id": id, "port": 3000})).await;
+    assert_eq!(v, json!({"url": format!("https://3000-{id}.proxy.daytona.works")}));
+    assert_eq!(sent(&up, "GET", &format!("/api/sandbox/{id}/ports/3000/preview-url")).len(), 1);
+    h.err(P, Leaf::ExposePort, json!({"sandbox_id": "missing", "port": 3000}), Code::NotFound).await;
+}
+
+#[tokio::test]
+async fn the_toolbox_falls_back_to_the_proxy_url_route_then_the_old_api_proxy() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    let id = create(&h).await;
+    up.0.state.omit_toolbox_proxy_url.store(true, Ordering::Relaxed);
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "echo", "args": ["via-route"]})).await;
+    assert_eq!(out["stdout"], "via-route\n");
+    assert_eq!(sent(&up, "GET", &format!("/api/sandbox/{id}/toolbox-proxy-url")).len(), 1);
+    assert_eq!(sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).len(), 1);
+
+    up.0.state.no_toolbox_proxy_url_route.store(true, Ordering::Relaxed);
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "echo", "args": ["via-api"]})).await;
+    assert_eq!(out["stdout"], "via-api\n");
+    let old = sent(&up, "POST", &format!("/api/toolbox/{id}/toolbox/process/execute"));
+    assert_eq!(old.len(), 1);
+    DaytonaUpstream::assert_authenticated(&old[0]);
+    h.ok(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "old.txt", "bytes_base64": "aGk="})).await;
+    assert_eq!(h.ok(P, Leaf::FsRead, json!({"sandbox_id": id, "path": "old.txt"})).await["bytes_base64"], "aGk=");
+}
+
+#[tokio::test]
+async fn list_reads_every_shape_follows_pages_and_skips_sandboxes_that_are_not_live() {
+    let (up, h) = fresh::<DaytonaUpstream>("max_concurrent_sandboxes = 20").await;
+    let ids: Vec<String> = (0..5).map(|_| up.0.create_out_of_band("daytona-small")).collect();
+    up.0.set_state(&ids[0], "stopped");
+    *up.0.state.page_size.lock().unwrap() = Some(2);
+    for (shape, pages) in [(ListShape::Cursor, 3), (ListShape::Paged, 3), (ListShape::Array, 1)] {
+        *up.0.state.list_shape.lock().unwrap() = shape;
+        up.0.sim.clear_requests();
+        let listed = h.ok(P, Leaf::List, json!({})).await;
+        let rows = listed["sandboxes"].as_array().unwrap();
+        let mut got: Vec<&str> = rows.iter().map(|r| r["sandbox_id"].as_str().unwrap()).collect();
+        got.sort();
+        let mut want: Vec<&str> = ids[1..].iter().map(String::as_str).collect();
+        want.sort();
+        assert_eq!(got, want, "{shape:?}: the stopped sandbox is not live");
+        assert_eq!(listed["in_flight"], 4, "{shape:?}");
+        assert!(rows.iter().all(|r| r["image"] == "daytona-small" && sandbox_tests::is_rfc3339(r["started_at"].as_str().unwrap())));
+        let reqs = sent(&up, "GET", "/api/sandbox");
+        assert_eq!(reqs.len(), pages, "{shape:?}");
+        match shape {
+            ListShape::Cursor => assert!(reqs[1].query_param("cursor").is_some(), "{:?}", reqs[1].query),
+            ListShape::Paged => assert_eq!(reqs[2].query_param("page").as_deref(), Some("3")),
+            ListShape::Array => assert_eq!(reqs[0].query, None),
+        }
+    }
+    // A body that is no Daytona list is S502, and the host falls back to its own count.
+    up.0.sim.inject(Fault::new("GET", "/api/sandbox", 200, r#"{"sandboxes":[]}"#));
+    let listed = h.ok(P, Leaf::List, json!({})).await;
+    assert_eq!(listed["reconciled"], false);
+}
+
+#[tokio::test]
+async fn snapshot_names_a_snapshot_that_boots_a_copy() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    let id = create(&h).await;
+    h.ok(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "state.txt", "bytes_base64": "c2F2ZWQ="})).await;
+    let snap = h.ok(P, Leaf::Snapshot, json!({"sandbox_id": id})).await["snapshot_id"].as_str().unwrap().to_string();
+    assert!(snap.starts_with("iii-") && snap.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{snap}");
+    let req = sent(&up, "POST", &format!("/api/sandbox/{id}/snapshot")).pop().unwrap();
+    assert_eq!(req.json(), json!({"name": snap}));
+    // The plugin waited out `snapshotting`.
+    assert_eq!(up.0.state_of(&id).as_deref(), Some("started"));
+    let copy = h.ok(P, Leaf::Create, json!({"image": snap})).await;
+    assert_eq!(copy["image"], Value::String(snap.clone()));
+    let copy_id = copy["sandbox_id"].as_str().unwrap();
+    assert_eq!(h.ok(P, Leaf::FsRead, json!({"sandbox_id": copy_id, "path": "state.txt"})).await["bytes_base64"], "c2F2ZWQ=");
+    h.err(P, Leaf::Snapshot, json!({"sandbox_id": "missing"}), Code::NotFound).await;
+}
+
+#[tokio::test]
+async fn a_stopped_sandbox_is_a_caller_error_and_a_bad_key_is_s503() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    let id = create(&h).await;
+    up.0.set_state(&id, "stopped");
+    let msg = h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::BadInput).await;
+    assert!(msg.contains("stopped"), "{msg}");
+    let (_up2, h2) = {
+        let up2 = DaytonaUpstream(DaytonaSim::start(0, "some-other-key").await.unwrap());
+        let policy = up2.policy();
+        let h2 = sandbox_tests::TestHost::start(vec![sandbox_tests::PluginSetup::new(P, policy)], &[("DAYTONA_API_KEY", SECRET)]).await;
+        (up2, h2)
+    };
+    let msg = h2.err(P, Leaf::Create, json!({"image": "daytona-small"}), Code::AuthInvalid).await;
+    assert!(msg.contains("Unauthorized"), "{msg}");
+}

@@ -1,0 +1,270 @@
+//! Morph Cloud's mock upstream (one loopback port, routes under `/api`) and the
+//! Morph-specific cases: snapshot-first create, waiting for `ready`, branch order and
+//! count, HTTP services, the exec shell script (argv, env, cwd, deadline), no fs leaves.
+
+use crate::cases::fresh;
+use provider_sims::morph::MorphSim;
+use provider_sims::{Fault, Recorded, Sim};
+use sandbox_host::{Code, Leaf};
+use sandbox_tests::upstream::{Upstream, SECRET};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub struct MorphUpstream(pub MorphSim);
+
+impl Upstream for MorphUpstream {
+    const PROVIDER: &'static str = "morph";
+    const IMAGE: &'static str = "snapshot_base";
+    const KEY_ENV: &'static str = "MORPH_API_KEY";
+
+    async fn start() -> Self {
+        MorphUpstream(MorphSim::start(0, SECRET).await.unwrap())
+    }
+
+    fn sims(&self) -> Vec<&Sim> {
+        vec![&self.0.api]
+    }
+
+    fn policy(&self) -> String {
+        self.0.policy_toml()
+    }
+
+    fn assert_authenticated(req: &Recorded) {
+        assert_eq!(req.header("authorization"), Some(format!("Bearer {SECRET}").as_str()), "{} must carry the injected bearer token", req.route());
+    }
+
+    fn needs_credential(_req: &Recorded) -> bool {
+        // Everything, exec included, goes through the one API host.
+        true
+    }
+
+    fn route(leaf: Leaf, id: &str) -> (&'static str, String) {
+        match leaf {
+            Leaf::Create => ("POST", "/api/instance".into()),
+            Leaf::Exec => ("POST", format!("/api/instance/{id}/exec")),
+            Leaf::Stop => ("DELETE", format!("/api/instance/{id}")),
+            Leaf::List => ("GET", "/api/instance".into()),
+            Leaf::Snapshot => ("POST", format!("/api/instance/{id}/snapshot")),
+            Leaf::Branch => ("POST", format!("/api/instance/{id}/branch")),
+            Leaf::ExposePort => ("POST", format!("/api/instance/{id}/http")),
+            // Morph has no file API: the fs leaves never reach the upstream.
+            Leaf::FsRead | Leaf::FsWrite => ("GET", "/api/no-file-api".into()),
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.0.live_count()
+    }
+
+    async fn create_out_of_band(&self) -> String {
+        self.0.create_out_of_band(Self::IMAGE)
+    }
+}
+
+const P: &str = "morph";
+
+async fn create(h: &sandbox_tests::TestHost) -> String {
+    h.ok(P, Leaf::Create, json!({"image": MorphUpstream::IMAGE})).await["sandbox_id"].as_str().unwrap().to_string()
+}
+
+fn sent(up: &MorphUpstream, method: &str, path: &str) -> Vec<Recorded> {
+    up.0.api.requests().into_iter().filter(|r| r.method == method && r.path == path).collect()
+}
+
+#[tokio::test]
+async fn an_empty_image_is_s422_before_any_upstream_call() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let msg = h.err(P, Leaf::Create, json!({"image": ""}), Code::BadInput).await;
+    assert!(msg.contains("snapshot-first"), "{msg}");
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+    assert_eq!(h.host.registry.book(P).in_flight(), 0);
+}
+
+#[tokio::test]
+async fn create_sends_the_documented_query_and_body_and_waits_for_ready() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    up.0.set_boot_delay(Duration::from_millis(600));
+    let v = h.ok(P, Leaf::Create, json!({"image": "snapshot_base", "idle_timeout_secs": 120, "metadata": {"team": "x"}})).await;
+    let id = v["sandbox_id"].as_str().unwrap();
+    assert!(id.starts_with("morphvm_"), "{v}");
+    assert_eq!(v["image"], "snapshot_base");
+    assert_eq!(v["capabilities"], json!(["snapshot", "branch", "expose_port"]));
+
+    let start = &sent(&up, "POST", "/api/instance")[0];
+    assert_eq!(start.query_param("snapshot_id").as_deref(), Some("snapshot_base"));
+    assert_eq!(start.json(), json!({"metadata": {"team": "x"}, "ttl_seconds": 120, "ttl_action": "stop"}));
+    // The answer said `pending`: the plugin polled until `ready` before returning.
+    let polls = sent(&up, "GET", &format!("/api/instance/{id}"));
+    assert!(!polls.is_empty());
+    let detail: Value = upstream_view(&up, id);
+    assert_eq!(detail["status"], "ready");
+    // started_at is the upstream `created` (epoch seconds) as RFC 3339 UTC.
+    let created = detail["created"].as_i64().unwrap();
+    let expected = chrono::DateTime::from_timestamp(created, 0).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(v["started_at"], expected);
+}
+
+/// The simulator's view of one instance (as `GET /api/instance/{id}` would answer).
+fn upstream_view(up: &MorphUpstream, id: &str) -> Value {
+    let instances = up.0.state.instances.lock().unwrap();
+    let i = instances.get(id).expect("instance exists upstream");
+    json!({"status": i.status(), "created": i.created})
+}
+
+#[tokio::test]
+async fn an_unknown_snapshot_is_a_caller_error_and_a_failed_boot_is_cleaned_up() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let msg = h.err(P, Leaf::Create, json!({"image": "snapshot_nope"}), Code::BadInput).await;
+    assert!(msg.contains("snapshot_nope"), "{msg}");
+    assert_eq!(h.host.registry.book(P).in_flight(), 0);
+
+    // The instance boots into `error`: S502, and the plugin deletes it so it cannot leak.
+    up.0.set_boot_delay(Duration::from_secs(5));
+    up.0.api.inject(Fault::new("GET", "/api/instance/", 200, r#"{"id":"morphvm_x","created":1,"status":"error"}"#));
+    let msg = h.err(P, Leaf::Create, json!({"image": "snapshot_base"}), Code::Unavailable).await;
+    assert!(msg.contains("failed to boot"), "{msg}");
+    assert_eq!(up.live(), 0);
+    assert_eq!(sent(&up, "DELETE", "/api/instance/morphvm_x").len(), 0, "the id deleted is the one created, not the one polled");
+    assert_eq!(up.requests().iter().filter(|r| r.method == "DELETE").count(), 1);
+}
+
+#[tokio::test]
+async fn create_env_is_applied_to_every_exec() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let v = h.ok(P, Leaf::Create, json!({"image": "snapshot_base", "env": {"GREETING": "hi 'there'", "B": "2"}})).await;
+    let id = v["sandbox_id"].as_str().unwrap();
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sh", "args": ["-c", "printf '%s|%s' \"$GREETING\" \"$B\""], "env": {"B": "3"}})).await;
+    assert_eq!(out["stdout"], "hi 'there'|3", "exec env overrides create env: {out}");
+    // Names that are not shell identifiers are refused before an instance exists.
+    up.clear();
+    h.err(P, Leaf::Create, json!({"image": "snapshot_base", "env": {"NOT-VALID": "x"}}), Code::BadInput).await;
+    assert!(up.requests().is_empty());
+}
+
+#[tokio::test]
+async fn exec_sends_one_quoted_script_and_argv_survives_unchanged() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    let tricky = ["two  words", "it's", "\"double\"", "$HOME", "`id`", "*", "a;b", "x\ny", "", "-n", "A=B"];
+    let mut args = vec!["%s\\0".to_string()];
+    args.extend(tricky.iter().map(|s| s.to_string()));
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "printf", "args": args})).await;
+    let got: Vec<&str> = out["stdout"].as_str().unwrap().split('\0').collect();
+    let mut want: Vec<&str> = tricky.to_vec();
+    want.push("");
+    assert_eq!(got, want, "{out}");
+
+    let exec = sent(&up, "POST", &format!("/api/instance/{id}/exec")).pop().unwrap();
+    let command = exec.json()["command"].as_array().unwrap().clone();
+    assert_eq!(command.len(), 1, "one shell line, quoted by the plugin: {command:?}");
+    assert!(command[0].as_str().unwrap().contains("timeout -s KILL 50 'printf'"), "{command:?}");
+    assert_eq!(exec.json().as_object().unwrap().len(), 1, "Morph's exec body has only `command`");
+}
+
+#[tokio::test]
+async fn exec_exit_codes_missing_command_and_missing_cwd() {
+    let (_up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "no-such-command-xyz"})).await;
+    assert_eq!((out["exit_code"].clone(), out["timed_out"].clone()), (json!(127), json!(false)), "{out}");
+    // A command killed before the deadline keeps its own status (not a timeout).
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sh", "args": ["-c", "kill -9 $$"], "timeout_ms": 20000})).await;
+    assert_eq!((out["exit_code"].clone(), out["timed_out"].clone()), (json!(137), json!(false)), "{out}");
+    let msg = h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true", "cwd": "/no/such/dir"}), Code::BadInput).await;
+    assert!(msg.contains("/no/such/dir"), "{msg}");
+}
+
+#[tokio::test]
+async fn exec_timeout_kills_the_command_and_reports_timed_out() {
+    let (_up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    let started = std::time::Instant::now();
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sh", "args": ["-c", "echo started; sleep 30"], "timeout_ms": 700})).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!((out["exit_code"].clone(), out["timed_out"].clone()), (json!(-1), json!(true)), "{out}");
+}
+
+#[tokio::test]
+async fn branch_returns_siblings_in_upstream_order_with_count_default_2() {
+    let (up, h) = fresh::<MorphUpstream>("max_concurrent_sandboxes = 20").await;
+    let id = create(&h).await;
+    h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sh", "args": ["-c", "echo parent > marker.txt"]})).await;
+
+    let three = h.ok(P, Leaf::Branch, json!({"sandbox_id": id, "count": 3})).await;
+    let ids: Vec<String> = three["sandbox_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, up.0.last_branch().unwrap(), "upstream order");
+    assert_eq!(sent(&up, "POST", &format!("/api/instance/{id}/branch"))[0].query_param("count").as_deref(), Some("3"));
+
+    let two = h.ok(P, Leaf::Branch, json!({"sandbox_id": id})).await;
+    assert_eq!(two["sandbox_ids"].as_array().unwrap().len(), 2);
+    assert_eq!(sent(&up, "POST", &format!("/api/instance/{id}/branch"))[1].query_param("count").as_deref(), Some("2"));
+    assert_eq!(up.live(), 1 + 3 + 2);
+
+    // A sibling is a copy of the parent's disk.
+    let cat = h.ok(P, Leaf::Exec, json!({"sandbox_id": ids[2], "cmd": "cat", "args": ["marker.txt"]})).await;
+    assert_eq!(cat["stdout"], "parent\n");
+
+    up.clear();
+    h.err(P, Leaf::Branch, json!({"sandbox_id": id, "count": 0}), Code::BadInput).await;
+    h.err(P, Leaf::Branch, json!({"sandbox_id": "morphvm_missing", "count": 1}), Code::NotFound).await;
+    assert_eq!(up.requests().len(), 1, "count 0 never reaches the upstream");
+}
+
+#[tokio::test]
+async fn snapshot_waits_for_ready_and_boots_again() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    let snap = h.ok(P, Leaf::Snapshot, json!({"sandbox_id": id})).await;
+    let sid = snap["snapshot_id"].as_str().unwrap();
+    assert!(sid.starts_with("snapshot_"), "{snap}");
+    assert!(!sent(&up, "GET", &format!("/api/snapshot/{sid}")).is_empty(), "the pending snapshot was polled");
+    let again = h.ok(P, Leaf::Create, json!({"image": sid})).await;
+    assert_eq!(again["image"], sid);
+    h.err(P, Leaf::Snapshot, json!({"sandbox_id": "morphvm_missing"}), Code::NotFound).await;
+}
+
+#[tokio::test]
+async fn expose_port_returns_the_service_url_and_repeats_idempotently() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    let url = h.ok(P, Leaf::ExposePort, json!({"sandbox_id": id, "port": 8080})).await;
+    let expected = format!("https://port-8080-{}.http.cloud.morph.so", id.replace('_', "-"));
+    assert_eq!(url, json!({"url": expected}));
+    assert_eq!(sent(&up, "POST", &format!("/api/instance/{id}/http"))[0].json(), json!({"name": "port-8080", "port": 8080}));
+    // The service exists now (upstream 409): the same URL, read from the instance.
+    assert_eq!(h.ok(P, Leaf::ExposePort, json!({"sandbox_id": id, "port": 8080})).await, json!({"url": expected}));
+    h.err(P, Leaf::ExposePort, json!({"sandbox_id": "morphvm_missing", "port": 80}), Code::NotFound).await;
+}
+
+#[tokio::test]
+async fn there_are_no_fs_leaves() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let v = h.ok(P, Leaf::Create, json!({"image": "snapshot_base"})).await;
+    assert!(!v["capabilities"].as_array().unwrap().iter().any(|c| c == "fs"), "{v}");
+    let id = v["sandbox_id"].as_str().unwrap();
+    up.clear();
+    h.err(P, Leaf::FsRead, json!({"sandbox_id": id, "path": "/etc/hostname"}), Code::Unsupported).await;
+    h.err(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "/tmp/a", "bytes_base64": ""}), Code::Unsupported).await;
+    assert!(up.requests().is_empty());
+}
+
+#[tokio::test]
+async fn unusable_upstream_answers_are_s502_not_a_crash() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    up.0.api.inject(Fault::new("POST", &format!("/api/instance/{id}/exec"), 200, "<html>bad gateway</html>"));
+    h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::Unavailable).await;
+    up.0.api.inject(Fault::new("GET", "/api/instance", 200, r#"{"object":"list","data":"nope"}"#));
+    let listed = h.ok(P, Leaf::List, json!({})).await;
+    assert_eq!(listed["reconciled"], false, "{listed}");
+    up.0.api.inject(Fault::new("POST", &format!("/api/instance/{id}/branch"), 200, r#"{"snapshot":{},"instances":[]}"#));
+    h.err(P, Leaf::Branch, json!({"sandbox_id": id, "count": 2}), Code::Unavailable).await;
+    up.0.api.inject(Fault::new("POST", &format!("/api/instance/{id}/http"), 200, r#"{"id":"x","networking":{"http_services":[]}}"#));
+    h.err(P, Leaf::ExposePort, json!({"sandbox_id": id, "port": 3000}), Code::Unavailable).await;
+    // FastAPI validation errors (a list in `detail`) are caller errors with the detail kept.
+    up.0.api.inject(Fault::new("POST", &format!("/api/instance/{id}/exec"), 422, r#"{"detail":[{"loc":["body","command"],"msg":"Field required"}]}"#));
+    let msg = h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::BadInput).await;
+    assert!(msg.contains("Field required"), "{msg}");
+    up.0.api.inject(Fault::new("GET", "/api/instance", 429, r#"{"detail":"Too many requests"}"#).header("retry-after", "3"));
+    assert!(h.ok(P, Leaf::List, json!({})).await["reconcile_error"].as_str().unwrap().contains("3000 ms"));
+}
