@@ -18,6 +18,9 @@
 //! Assumptions where Morph documents nothing: an unknown snapshot on start is 404; a
 //! second HTTP service with an existing name is 409; a bad key is 401.
 
+// Helpers return `Err(Reply)`: the error IS the answer to send, built once where it arises.
+#![allow(clippy::result_large_err)]
+
 use crate::server::{empty, json, Handler, Recorded, Reply, Sim};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -15,7 +15,7 @@ use crate::time::rfc3339_from_created;
 use provider_kit::errors::{bad_input, unavailable};
 use provider_kit::upstream::{encode, Call};
 use provider_kit::wstd::time::{Duration, Instant};
-use provider_kit::{config_or, log, CreateRequest, Error, ErrorKind};
+use provider_kit::{config, config_or, log, CreateRequest, Error, ErrorKind};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -291,7 +291,7 @@ struct Deadline {
 
 impl Deadline {
     fn from_config() -> Self {
-        let limit_secs = config_or("ready-timeout-secs", "").parse().unwrap_or(DEFAULT_READY_TIMEOUT_SECS);
+        let limit_secs = config::get("ready-timeout-secs").and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_READY_TIMEOUT_SECS);
         let end = Instant::now() + Duration::from_secs(limit_secs);
         Deadline { end, limit_secs, step: std::cell::Cell::new(250) }
     }

@@ -122,7 +122,7 @@ pub fn interpret(plan: &Plan, cwd: Option<&str>, exit_code: Option<i64>, stdout:
 
 /// `timeout`'s duration operand: whole seconds, or seconds with milliseconds.
 fn seconds(ms: u64) -> String {
-    if ms % 1000 == 0 { format!("{}", ms / 1000) } else { format!("{}.{:03}", ms / 1000, ms % 1000) }
+    if ms.is_multiple_of(1000) { format!("{}", ms / 1000) } else { format!("{}.{:03}", ms / 1000, ms % 1000) }
 }
 
 fn no_nul(what: &str, s: &str) -> Result<(), Error> {
