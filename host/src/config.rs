@@ -43,12 +43,14 @@ pub struct HostConfig {
     pub default_provider: Option<String>,
     pub router: bool,
     pub http_triggers: Vec<HttpTrigger>,
+    /// Record per-plugin metrics (on by default; benches measure the cost).
+    pub metrics: bool,
 }
 
 impl HostConfig {
     /// Defaults: `./plugins`, cache in `<plugins>/.cache`, router on.
     pub fn new(plugins_dir: PathBuf) -> Self {
-        HostConfig { cache_dir: Some(plugins_dir.join(".cache")), plugins_dir, default_provider: None, router: true, http_triggers: Vec::new() }
+        HostConfig { cache_dir: Some(plugins_dir.join(".cache")), plugins_dir, default_provider: None, router: true, http_triggers: Vec::new(), metrics: true }
     }
 
     pub fn from_raw(raw: RawHostConfig) -> Self {

@@ -10,7 +10,9 @@ use crate::contract::shapes::Leaf;
 use crate::contract::validate;
 use crate::plugin::loader::{Diagnostic, Loader};
 use crate::plugin::registry::Registry;
+use crate::plugin::LoadedPlugin;
 use crate::runtime::engine::Runtime;
+use crate::runtime::invoke::CallStats;
 use futures_util::FutureExt as _;
 use serde_json::Value;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ pub struct Host {
     pub config: HostConfig,
     pub loader: Loader,
     pub registry: Registry,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Host {
@@ -39,29 +42,45 @@ impl Host {
             tracing::info!(plugin = %p.name, version = %p.descriptor.version, "plugin loaded");
             registry.insert(p);
         }
-        Ok((Arc::new(Host { config, loader, registry }), diags))
+        let metrics = crate::metrics::Metrics::new(config.metrics);
+        Ok((Arc::new(Host { config, loader, registry, metrics }), diags))
     }
 
     /// Runs `leaf` on `provider` with the caller's JSON `payload`.
     pub async fn call(&self, provider: &str, leaf: Leaf, payload: &Value) -> Result<Value, CallError> {
+        let started = std::time::Instant::now();
         let Some(plugin) = self.registry.get(provider) else {
             return Err(self.unknown_provider(provider));
         };
+        let (result, stats) = self.call_plugin(&plugin, leaf, payload).await;
+        self.metrics.record(provider, leaf, result.as_ref().err().map(|e| e.code), started.elapsed(), stats.as_ref());
+        result
+    }
+
+    async fn call_plugin(&self, plugin: &Arc<LoadedPlugin>, leaf: Leaf, payload: &Value) -> (Result<Value, CallError>, Option<CallStats>) {
+        let provider = &*plugin.name;
         if !leaf.offered_by(plugin.capabilities()) {
-            return Err(CallError::new(
-                Code::Unsupported,
-                format!("provider `{provider}` does not support `{leaf}`; it offers: {}.", plugin.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", ")),
-            ));
+            let offered = plugin.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", ");
+            let msg = format!("provider `{provider}` does not support `{leaf}`; it offers: {offered}.");
+            return (Err(CallError::new(Code::Unsupported, msg)), None);
         }
-        let req = validate::parse_request(leaf, payload)?;
+        let req = match validate::parse_request(leaf, payload) {
+            Ok(r) => r,
+            Err(e) => return (Err(e), None),
+        };
+        let _admitted = match plugin.admission.admit(provider) {
+            Ok(a) => a,
+            Err(e) => return (Err(e), None),
+        };
         let book = self.registry.book(provider);
-        let run = std::panic::AssertUnwindSafe(lifecycle::execute(&plugin, &book, req)).catch_unwind();
+        let run = std::panic::AssertUnwindSafe(lifecycle::execute(plugin, &book, req)).catch_unwind();
         match run.await {
-            Ok((result, _stats)) => result,
+            Ok(done) => done,
             Err(panic) => {
                 let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
                 tracing::error!(plugin = provider, %leaf, "host panic while serving a call: {what}");
-                Err(CallError::new(Code::PluginTrapped, format!("the host failed while running `{leaf}` on `{provider}` ({what}); the call was abandoned, other calls are unaffected.")))
+                let msg = format!("the host failed while running `{leaf}` on `{provider}` ({what}); the call was abandoned, other calls are unaffected.");
+                (Err(CallError::new(Code::PluginTrapped, msg)), None)
             }
         }
     }

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod dispatch;
+pub mod metrics;
 pub mod plugin;
 pub mod policy;
 pub mod router;

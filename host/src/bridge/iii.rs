@@ -133,23 +133,34 @@ impl Bridge {
         self.functions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers `sandbox::provider::<p>::<leaf>` for every leaf `plugin` offers,
-    /// replacing what was registered for that provider before.
+    /// Registers `sandbox::provider::<p>::<leaf>` for every leaf `plugin` offers. On a
+    /// new version only the difference is applied: leaves it still offers stay registered
+    /// (their handlers look the plugin up per call), so a swap leaves no gap.
     pub fn register_provider(&self, plugin: &LoadedPlugin) {
         let name = plugin.name.to_string();
-        self.unregister_provider(&name);
-        let mut refs = Vec::new();
-        for leaf in plugin.leaves() {
+        let leaves = plugin.leaves();
+        let mut all = self.lock();
+        let refs = all.entry(name.clone()).or_default();
+        refs.retain(|r| {
+            let keep = leaves.iter().any(|l| provider_function_id(&name, *l) == r.id);
+            if !keep {
+                r.unregister();
+            }
+            keep
+        });
+        for leaf in leaves {
+            let id = provider_function_id(&name, leaf);
+            if refs.iter().any(|r| r.id == id) {
+                continue;
+            }
             let (host, provider) = (self.host.clone(), name.clone());
             let invoke: Invoke = Arc::new(move |payload| {
                 let (host, provider) = (host.clone(), provider.clone());
                 Box::pin(async move { host.call(&provider, leaf, &payload).await })
             });
-            let id = provider_function_id(&name, leaf);
             let description = format!("{} Provider `{name}` ({}).", leaf.description(), plugin.descriptor.version);
             refs.push(self.register(&id, description, schema::request(leaf, false), schema::response(leaf), invoke));
         }
-        self.lock().insert(name, refs);
     }
 
     /// Unregisters every function of provider `name` (after a plugin is removed).
@@ -265,6 +276,15 @@ impl Bridge {
         // The SDK drops frames still queued when the socket closes.
         tokio::time::sleep(Duration::from_millis(200)).await;
         self.client.shutdown_async().await;
+    }
+}
+
+impl crate::plugin::watch::ReloadListener for Bridge {
+    fn installed(&self, plugin: &Arc<LoadedPlugin>) {
+        self.register_provider(plugin);
+    }
+    fn removed(&self, name: &str) {
+        self.unregister_provider(name);
     }
 }
 

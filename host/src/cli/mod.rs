@@ -9,6 +9,7 @@ pub mod call;
 pub mod check;
 pub mod plugins;
 pub mod serve;
+pub mod stats;
 
 use crate::config::HostConfig;
 use clap::{Args, Parser, Subcommand};
@@ -73,6 +74,8 @@ pub enum Command {
     Call(call::CallArgs),
     /// Serve every plugin as iii functions (plus the sandbox::<leaf> router).
     Serve(serve::ServeArgs),
+    /// Per-plugin metrics of a running `serve --metrics-addr`.
+    Stats(stats::StatsArgs),
 }
 
 /// Runs the parsed command; returns the process exit status.
@@ -82,5 +85,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(a) => check::run(&cli.global, a).await,
         Command::Call(a) => call::run(&cli.global, a).await,
         Command::Serve(a) => serve::run(&cli.global, a).await,
+        Command::Stats(a) => stats::run(&cli.global, a).await,
     }
 }

@@ -4,7 +4,9 @@
 
 use super::GlobalArgs;
 use crate::bridge::iii::{Bridge, BridgeOptions};
+use crate::plugin::watch::{watch, ReloadListener};
 use crate::Host;
+use std::sync::Arc;
 use clap::Args;
 use std::time::Duration;
 
@@ -25,6 +27,15 @@ pub struct ServeArgs {
     /// Send OpenTelemetry data to the engine (default: the SDK's, i.e. OTEL_ENABLED).
     #[arg(long)]
     pub otel: Option<bool>,
+    /// Do not watch the plugins directory for new, replaced or deleted plugins.
+    #[arg(long)]
+    pub no_watch: bool,
+    /// How often the plugins directory is polled, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub watch_interval_ms: u64,
+    /// Serve Prometheus metrics (GET /metrics) and JSON stats (GET /stats) on this address.
+    #[arg(long, env = "SANDBOX_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
@@ -44,7 +55,17 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     for id in bridge.function_ids() {
         tracing::info!("registered {id}");
     }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if !args.no_watch {
+        let listener: Arc<dyn ReloadListener> = bridge.clone();
+        tokio::spawn(watch(host.clone(), Duration::from_millis(args.watch_interval_ms.max(10)), Some(listener), stop_rx.clone()));
+    }
+    if let Some(addr) = args.metrics_addr {
+        let bound = crate::cli::stats::serve_metrics(host.clone(), addr, stop_rx).await?;
+        eprintln!("metrics on http://{bound}/metrics");
+    }
     wait_for_signal().await;
+    let _ = stop_tx.send(true);
     eprintln!("shutting down: draining {} in-flight call(s), grace {} s", bridge.in_flight(), args.grace_secs);
     let drained = bridge.drain(Duration::from_secs(args.grace_secs)).await;
     if !drained {

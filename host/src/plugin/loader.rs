@@ -122,7 +122,9 @@ impl Loader {
         let env = self.env.clone();
         let policy = PluginPolicy::resolve(&stem, &raw, &descriptor.default_egress_hosts, &descriptor.credentials, &move |k| env(k))
             .map_err(|e| Diagnostic { file: policy_file.clone(), reason: format!("invalid policy: {e}") })?;
+        let l = policy.limits;
         Ok(LoadedPlugin {
+            admission: crate::policy::rate::Admission::new(l.max_calls_in_flight, l.rate_per_sec, l.burst),
             name: stem.into(),
             file: file.to_path_buf(),
             sha256: hex::encode(Sha256::digest(&bytes)),

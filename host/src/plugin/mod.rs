@@ -3,6 +3,7 @@
 
 pub mod loader;
 pub mod registry;
+pub mod watch;
 
 use crate::contract::shapes::{Capability, Leaf};
 use crate::policy::PluginPolicy;
@@ -26,6 +27,8 @@ pub struct LoadedPlugin {
     pub config: Arc<BTreeMap<String, String>>,
     pub pre: ProviderPluginPre<StoreState>,
     pub cache: CacheOutcome,
+    /// Calls in flight and request rate of this version.
+    pub admission: crate::policy::rate::Admission,
 }
 
 impl LoadedPlugin {

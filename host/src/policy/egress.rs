@@ -66,6 +66,8 @@ pub struct EgressPolicy {
     pub allow: AllowList,
     pub credentials: Vec<Credential>,
     pub timeouts: UpstreamTimeouts,
+    /// Upstream response bodies are cut off past this many bytes.
+    pub max_body_bytes: u64,
 }
 
 /// Where a request may go, decided before anything is sent.
@@ -111,9 +113,26 @@ impl EgressPolicy {
 pub struct EgressRecord {
     denials: Mutex<Vec<Denial>>,
     requests: AtomicU64,
+    /// Per destination authority: (requests, response body bytes).
+    per_host: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
+    /// Set when an upstream body was cut off at the limit.
+    body_cut: std::sync::atomic::AtomicBool,
 }
 
 impl EgressRecord {
+    /// (authority, requests, response bytes) per upstream host.
+    pub fn per_host(&self) -> Vec<(String, u64, u64)> {
+        self.per_host.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(h, (n, b))| (h.clone(), *n, *b)).collect()
+    }
+    pub fn body_cut(&self) -> bool {
+        self.body_cut.load(Ordering::Relaxed)
+    }
+    fn count_request(&self, host: &str) {
+        self.per_host.lock().unwrap_or_else(|p| p.into_inner()).entry(host.to_string()).or_default().0 += 1;
+    }
+    fn count_bytes(&self, host: &str, n: u64) {
+        self.per_host.lock().unwrap_or_else(|p| p.into_inner()).entry(host.to_string()).or_default().1 += n;
+    }
     pub fn denials(&self) -> Vec<Denial> {
         self.denials.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -173,6 +192,8 @@ impl WasiHttpHooks for EgressHooks {
             Decision::Allow { credentials } => credentials,
         };
         self.record.requests.fetch_add(1, Ordering::Relaxed);
+        let authority = request.uri().authority().map(|a| a.as_str().to_ascii_lowercase()).unwrap_or_default();
+        self.record.count_request(&authority);
         for i in inject {
             let cred = &self.policy.credentials[i];
             // A missing value was already refused before the call (S503).
@@ -181,11 +202,56 @@ impl WasiHttpHooks for EgressHooks {
             }
         }
         let options = self.policy.timeouts.clamp(options);
+        let (record, limit) = (self.record.clone(), self.policy.max_body_bytes);
         Box::new(async move {
             use http_body_util::BodyExt;
             let (res, io) = default_send_request(request, Some(options)).await?;
-            Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>))
+            let res = res.map(|body| LimitedBody { inner: body.boxed_unsync(), seen: 0, limit, record, authority }.boxed_unsync());
+            Ok((res, Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>))
         })
+    }
+}
+
+/// An upstream response body that counts what passes (for metrics) and fails once it
+/// exceeds the plugin's limit, so a huge or endless body cannot fill the guest.
+struct LimitedBody {
+    inner: WasiBody,
+    seen: u64,
+    limit: u64,
+    record: Arc<EgressRecord>,
+    authority: String,
+}
+
+impl http_body::Body for LimitedBody {
+    type Data = bytes::Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let frame = std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_frame(cx));
+        if let Some(Ok(f)) = &frame {
+            if let Some(data) = f.data_ref() {
+                let n = data.len() as u64;
+                this.seen += n;
+                this.record.count_bytes(&this.authority, n);
+                if this.seen > this.limit {
+                    this.record.body_cut.store(true, Ordering::Relaxed);
+                    return std::task::Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(this.limit)))));
+                }
+            }
+        }
+        std::task::Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -207,6 +273,7 @@ mod tests {
                 value: Some(Secret::new("k".into())),
             }],
             timeouts: UpstreamTimeouts::default(),
+            max_body_bytes: 1 << 20,
         }
     }
 

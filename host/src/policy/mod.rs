@@ -23,6 +23,11 @@
 //! connect_timeout_ms = 10000
 //! first_byte_timeout_ms = 60000
 //! between_bytes_timeout_ms = 60000
+//! max_calls_in_flight = 64                   # more at once → S500 at once, with a retry hint
+//! rate_per_sec = 20.0                        # token bucket (unset = no rate limit) → S500
+//! burst = 20
+//! max_response_kib = 16384                   # a larger answer from the plugin → S700
+//! max_upstream_body_mib = 64                 # a larger upstream body is cut off → S502
 //! ```
 
 pub mod allowed_hosts;
@@ -32,6 +37,7 @@ pub mod credentials;
 pub mod egress;
 pub mod image;
 pub mod memory;
+pub mod rate;
 
 use allowed_hosts::{entry_for, AllowList};
 use credentials::{Credential, Secret};
@@ -52,6 +58,9 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
     pub const FIRST_BYTE_TIMEOUT_MS: u64 = 60_000;
     pub const BETWEEN_BYTES_TIMEOUT_MS: u64 = 60_000;
+    pub const MAX_CALLS_IN_FLIGHT: usize = 64;
+    pub const MAX_RESPONSE_KIB: u64 = 16 * 1024;
+    pub const MAX_UPSTREAM_BODY_MIB: u64 = 64;
     /// Extra wall-clock allowed on top of an exec's own `timeout_ms`.
     pub const EXEC_GRACE_MS: u64 = 15_000;
 }
@@ -89,6 +98,11 @@ pub struct RawLimits {
     pub connect_timeout_ms: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
     pub between_bytes_timeout_ms: Option<u64>,
+    pub max_calls_in_flight: Option<usize>,
+    pub rate_per_sec: Option<f64>,
+    pub burst: Option<u32>,
+    pub max_response_kib: Option<u64>,
+    pub max_upstream_body_mib: Option<u64>,
 }
 
 impl RawPolicy {
@@ -126,6 +140,10 @@ impl RawPolicy {
             ("connect_timeout_ms", l.connect_timeout_ms),
             ("first_byte_timeout_ms", l.first_byte_timeout_ms),
             ("between_bytes_timeout_ms", l.between_bytes_timeout_ms),
+            ("max_calls_in_flight", l.max_calls_in_flight.map(|v| v as u64)),
+            ("burst", l.burst.map(u64::from)),
+            ("max_response_kib", l.max_response_kib),
+            ("max_upstream_body_mib", l.max_upstream_body_mib),
         ] {
             if v == Some(0) {
                 return Err(format!("limits.{key} must be at least 1"));
@@ -133,6 +151,9 @@ impl RawPolicy {
         }
         if l.memory_mib.is_some_and(|m| m > 4096) {
             return Err("limits.memory_mib must be at most 4096".into());
+        }
+        if l.rate_per_sec.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err("limits.rate_per_sec must be a positive number".into());
         }
         Ok(())
     }
@@ -160,11 +181,19 @@ pub struct CredentialSpec {
 }
 
 /// Resolved limits of one plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     pub memory_bytes: usize,
     pub cpu: Duration,
     pub call_timeout: Duration,
+    pub max_calls_in_flight: usize,
+    /// Tokens per second; `None` = no rate limit.
+    pub rate_per_sec: Option<f64>,
+    pub burst: Option<u32>,
+    /// Largest answer a plugin may return (stdout+stderr, file bytes, lists).
+    pub max_response_bytes: usize,
+    /// Largest upstream response body the host lets a plugin read.
+    pub max_upstream_body_bytes: u64,
 }
 
 /// A plugin's policy, ready to enforce.
@@ -246,11 +275,17 @@ impl PluginPolicy {
                     first_byte: ms(l.first_byte_timeout_ms, defaults::FIRST_BYTE_TIMEOUT_MS),
                     between_bytes: ms(l.between_bytes_timeout_ms, defaults::BETWEEN_BYTES_TIMEOUT_MS),
                 },
+                max_body_bytes: l.max_upstream_body_mib.unwrap_or(defaults::MAX_UPSTREAM_BODY_MIB).saturating_mul(1 << 20),
             }),
             limits: Limits {
                 memory_bytes: (l.memory_mib.unwrap_or(defaults::MEMORY_MIB) as usize) << 20,
                 cpu: ms(l.cpu_ms, defaults::CPU_MS),
                 call_timeout: ms(l.call_timeout_ms, defaults::CALL_TIMEOUT_MS),
+                max_calls_in_flight: l.max_calls_in_flight.unwrap_or(defaults::MAX_CALLS_IN_FLIGHT),
+                rate_per_sec: l.rate_per_sec,
+                burst: l.burst,
+                max_response_bytes: (l.max_response_kib.unwrap_or(defaults::MAX_RESPONSE_KIB) as usize).saturating_mul(1024),
+                max_upstream_body_bytes: l.max_upstream_body_mib.unwrap_or(defaults::MAX_UPSTREAM_BODY_MIB).saturating_mul(1 << 20),
             },
         })
     }

@@ -24,6 +24,8 @@ pub struct CallStats {
     pub peak_memory_bytes: usize,
     pub upstream_requests: u64,
     pub elapsed: Duration,
+    /// (authority, requests, response body bytes) per upstream host.
+    pub egress: Vec<(String, u64, u64)>,
 }
 
 /// A finished call: the plugin's answer or failure, or a host-detected fault.
@@ -47,8 +49,13 @@ pub async fn run(plugin: &LoadedPlugin, req: &Request, wall: Duration) -> (Outco
         peak_memory_bytes: store.data().limiter.peak_bytes,
         upstream_requests: record.requests(),
         elapsed: started.elapsed(),
+        egress: record.per_host(),
     };
-    (classify(plugin, req, &store, &record, result, wall), stats)
+    let outcome = classify(plugin, req, &store, &record, result, wall).and_then(|answer| match answer {
+        Ok(reply) => check_size(plugin, req, reply).map(Ok),
+        failure => Ok(failure),
+    });
+    (outcome, stats)
 }
 
 /// Calls `describe()` once, as at load time.
@@ -158,6 +165,32 @@ fn classify(
         Code::PluginTrapped,
         format!("plugin `{name}` crashed during `{leaf}` ({}); the host is unaffected and the next call starts a fresh instance. Report this to the plugin's author.", one_line(&detail, 600)),
     ))
+}
+
+/// Refuses an answer larger than `limits.max_response_kib`.
+fn check_size(plugin: &LoadedPlugin, req: &Request, reply: PluginReply) -> Result<PluginReply, CallError> {
+    let size = match &reply {
+        PluginReply::Created(s) => s.sandbox_id.len() + s.image.len(),
+        PluginReply::Executed(o) => o.stdout.len() + o.stderr.len(),
+        PluginReply::Stopped | PluginReply::Written => 0,
+        PluginReply::Listed(rows) => rows.iter().map(|s| s.sandbox_id.len() + s.image.len() + 40).sum(),
+        PluginReply::Snapshotted(s) | PluginReply::Exposed(s) => s.len(),
+        PluginReply::Branched(ids) => ids.iter().map(String::len).sum(),
+        PluginReply::Read(bytes) => bytes.len(),
+    };
+    let max = plugin.policy.limits.max_response_bytes;
+    if size > max {
+        let name = &*plugin.name;
+        return Err(CallError::new(
+            Code::PluginTrapped,
+            format!(
+                "plugin `{name}` answered `{}` with {size} bytes, over its limit of {max} bytes; the answer was dropped. \
+                 Raise limits.max_response_kib in plugins/{name}.toml if such answers are expected.",
+                req.leaf()
+            ),
+        ));
+    }
+    Ok(reply)
 }
 
 fn egress_denied(name: &str, leaf: crate::contract::shapes::Leaf, d: &crate::policy::egress::Denial) -> CallError {
