@@ -203,13 +203,8 @@ fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_u64() || n.is_i64() => {
-            if n.as_i64().is_some_and(|i| i < 0) {
-                "a negative integer"
-            } else {
-                "an integer out of range"
-            }
-        }
+        Value::Number(n) if n.as_i64().is_some_and(|i| i < 0) => "a negative integer",
+        Value::Number(n) if n.is_u64() => "an integer",
         Value::Number(_) => "a non-integer number",
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
@@ -271,7 +266,7 @@ mod tests {
     #[test]
     fn wrong_types_are_rejected_with_the_field_named() {
         assert!(bad(Leaf::Create, json!({})).contains("missing required field `image`"));
-        assert!(bad(Leaf::Create, json!({"image":5})).contains("field `image` must be a string, got an integer"));
+        assert!(bad(Leaf::Create, json!({"image":5})).ends_with("field `image` must be a string, got an integer. Fix the input; retrying it unchanged will fail again."));
         assert!(bad(Leaf::Create, json!({"image":"b","env":{"A":1}})).contains("`env.A` is an integer"));
         assert!(bad(Leaf::Create, json!({"image":"b","idle_timeout_secs":1.5})).contains("non-integer"));
         assert!(bad(Leaf::Create, json!({"image":"b","idle_timeout_secs":-1})).contains("negative"));

@@ -96,12 +96,6 @@ impl Loader {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => RawPolicy::default(),
             Err(e) => return Err(Diagnostic { file: policy_file.clone(), reason: format!("cannot read it: {e}") }),
         };
-        if raw.limits.memory_mib.is_some_and(|m| (m as usize) << 20 > crate::runtime::engine::MAX_MEMORY_BYTES) {
-            return Err(Diagnostic {
-                file: policy_file,
-                reason: format!("limits.memory_mib exceeds the host's maximum of {} MiB", crate::runtime::engine::MAX_MEMORY_BYTES >> 20),
-            });
-        }
         let (component, cache) = self.runtime.component(&bytes).map_err(|e| fail(not_a_component(&e)))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             fail(format!("it needs imports the host does not provide ({}); plugins may import only {} and WASI 0.2", one_line(&e), wit::WORLD))

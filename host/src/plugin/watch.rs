@@ -32,6 +32,11 @@ struct Fingerprint {
     toml: Option<(u64, Option<SystemTime>)>,
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 fn stat(path: &Path) -> Option<(u64, Option<SystemTime>)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.len(), m.modified().ok()))
@@ -52,9 +57,16 @@ fn scan(dir: &Path) -> BTreeMap<String, (PathBuf, Fingerprint)> {
 /// Watches `host.config.plugins_dir` every `interval` until `stop` fires.
 pub async fn watch(host: Arc<Host>, interval: Duration, listener: Option<Arc<dyn ReloadListener>>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let dir = host.config.plugins_dir.clone();
-    // What is loaded (or was rejected) now; changes are measured against it.
-    let mut applied: BTreeMap<String, Fingerprint> = scan(&dir).into_iter().map(|(n, (_, fp))| (n, fp)).collect();
-    let mut previous = applied.clone();
+    // What is loaded now; changes are measured against it. A file counts as applied only
+    // if the registry holds exactly its bytes, so anything added or changed between the
+    // host's start and this first scan is still picked up.
+    let first = scan(&dir);
+    let mut applied: BTreeMap<String, Fingerprint> = first
+        .iter()
+        .filter(|(name, (path, _))| host.registry.get(name).is_some_and(|p| std::fs::read(path).is_ok_and(|b| sha256_hex(&b) == p.sha256)))
+        .map(|(n, (_, fp))| (n.clone(), fp.clone()))
+        .collect();
+    let mut previous: BTreeMap<String, Fingerprint> = first.into_iter().map(|(n, (_, fp))| (n, fp)).collect();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

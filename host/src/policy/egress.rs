@@ -11,11 +11,12 @@ use super::allowed_hosts::{entry_for, AllowList};
 use super::credentials::Credential;
 use http::uri::Scheme;
 use http::{HeaderName, Uri};
+use std::future::Future as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime_wasi_http::{
-    default_send_request, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
+    Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
     DEFAULT_FORBIDDEN_HEADERS,
 };
 
@@ -38,6 +39,17 @@ impl Default for UpstreamTimeouts {
 }
 
 impl UpstreamTimeouts {
+    /// Bounds for a call whose command may legitimately run `busy` before answering
+    /// (an exec's `timeout_ms`): waits for the first byte and between bytes may last
+    /// that long plus `grace`; the call's wall-clock budget still caps the whole call.
+    pub fn stretched(self, busy: Duration, grace: Duration) -> Self {
+        UpstreamTimeouts {
+            connect: self.connect,
+            first_byte: self.first_byte.max(busy + grace),
+            between_bytes: self.between_bytes.max(busy + grace),
+        }
+    }
+
     /// The guest's options clamped to these bounds.
     pub fn clamp(&self, guest: Option<RequestOptions>) -> RequestOptions {
         let g = guest.unwrap_or_default();
@@ -68,6 +80,8 @@ pub struct EgressPolicy {
     pub timeouts: UpstreamTimeouts,
     /// Upstream response bodies are cut off past this many bytes.
     pub max_body_bytes: u64,
+    /// This plugin's pooled connections.
+    pub client: crate::runtime::upstream::UpstreamClient,
 }
 
 /// Where a request may go, decided before anything is sent.
@@ -148,13 +162,15 @@ impl EgressRecord {
 pub struct EgressHooks {
     pub policy: Arc<EgressPolicy>,
     pub record: Arc<EgressRecord>,
+    /// This call's bounds: the policy's, stretched for a long exec.
+    pub timeouts: UpstreamTimeouts,
     forbidden: Arc<[HeaderName]>,
 }
 
 impl EgressHooks {
     pub fn new(policy: Arc<EgressPolicy>, record: Arc<EgressRecord>) -> Self {
         let forbidden = policy.forbidden_headers().into();
-        EgressHooks { policy, record, forbidden }
+        EgressHooks { timeouts: policy.timeouts, policy, record, forbidden }
     }
 }
 
@@ -201,13 +217,19 @@ impl WasiHttpHooks for EgressHooks {
                 request.headers_mut().insert(cred.header.clone(), v);
             }
         }
-        let options = self.policy.timeouts.clamp(options);
-        let (record, limit) = (self.record.clone(), self.policy.max_body_bytes);
+        let options = self.timeouts.clamp(options);
+        let (record, limit, policy) = (self.record.clone(), self.policy.max_body_bytes, self.policy.clone());
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (res, io) = default_send_request(request, Some(options)).await?;
-            let res = res.map(|body| LimitedBody { inner: body.boxed_unsync(), seen: 0, limit, record, authority }.boxed_unsync());
-            Ok((res, Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>))
+            let first_byte = options.first_byte_timeout.unwrap_or(policy.timeouts.first_byte);
+            let between = options.between_bytes_timeout.unwrap_or(policy.timeouts.between_bytes);
+            let res = policy.client.send(request, first_byte).await?;
+            let res = res.map(|body| {
+                let inner = body.map_err(|e| if e.is_timeout() { HttpError::ConnectionReadTimeout } else { HttpError::HttpProtocolError }).boxed_unsync();
+                LimitedBody { inner, seen: 0, limit, record, authority, between, idle: None }.boxed_unsync()
+            });
+            // The pooled client owns its connections; there is no per-request I/O task.
+            Ok((res, Box::new(async { Ok(()) }) as Box<dyn std::future::Future<Output = _> + Send>))
         })
     }
 }
@@ -220,6 +242,9 @@ struct LimitedBody {
     limit: u64,
     record: Arc<EgressRecord>,
     authority: String,
+    /// Longest wait between two frames.
+    between: Duration,
+    idle: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl http_body::Body for LimitedBody {
@@ -231,7 +256,20 @@ impl http_body::Body for LimitedBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
-        let frame = std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_frame(cx));
+        let frame = match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            std::task::Poll::Ready(f) => {
+                this.idle = None;
+                f
+            }
+            std::task::Poll::Pending => {
+                let between = this.between;
+                let idle = this.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(between)));
+                if idle.as_mut().poll(cx).is_ready() {
+                    return std::task::Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)));
+                }
+                return std::task::Poll::Pending;
+            }
+        };
         if let Some(Ok(f)) = &frame {
             if let Some(data) = f.data_ref() {
                 let n = data.len() as u64;
@@ -274,6 +312,7 @@ mod tests {
             }],
             timeouts: UpstreamTimeouts::default(),
             max_body_bytes: 1 << 20,
+            client: crate::runtime::upstream::UpstreamClient::new(Duration::from_secs(1)),
         }
     }
 
@@ -305,6 +344,14 @@ mod tests {
         assert!(f(&HeaderName::from_static("x-api-key")));
         assert!(f(&http::header::HOST));
         assert!(!f(&http::header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn a_long_exec_stretches_the_waits_but_not_the_connect() {
+        let t = UpstreamTimeouts::default().stretched(Duration::from_secs(300), Duration::from_secs(15));
+        assert_eq!((t.connect, t.first_byte, t.between_bytes), (Duration::from_secs(10), Duration::from_secs(315), Duration::from_secs(315)));
+        let short = UpstreamTimeouts::default().stretched(Duration::from_secs(1), Duration::from_secs(1));
+        assert_eq!(short, UpstreamTimeouts::default());
     }
 
     #[test]

@@ -149,8 +149,9 @@ impl RawPolicy {
                 return Err(format!("limits.{key} must be at least 1"));
             }
         }
-        if l.memory_mib.is_some_and(|m| m > 4096) {
-            return Err("limits.memory_mib must be at most 4096".into());
+        let max_mib = (crate::runtime::engine::MAX_MEMORY_BYTES >> 20) as u64;
+        if l.memory_mib.is_some_and(|m| m > max_mib) {
+            return Err(format!("limits.memory_mib must be at most {max_mib} (the host's per-instance maximum)"));
         }
         if l.rate_per_sec.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
             return Err("limits.rate_per_sec must be a positive number".into());
@@ -276,6 +277,7 @@ impl PluginPolicy {
                     between_bytes: ms(l.between_bytes_timeout_ms, defaults::BETWEEN_BYTES_TIMEOUT_MS),
                 },
                 max_body_bytes: l.max_upstream_body_mib.unwrap_or(defaults::MAX_UPSTREAM_BODY_MIB).saturating_mul(1 << 20),
+                client: crate::runtime::upstream::UpstreamClient::new(ms(l.connect_timeout_ms, defaults::CONNECT_TIMEOUT_MS)),
             }),
             limits: Limits {
                 memory_bytes: (l.memory_mib.unwrap_or(defaults::MEMORY_MIB) as usize) << 20,

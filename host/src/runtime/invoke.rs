@@ -34,7 +34,7 @@ pub type Outcome = Result<Result<PluginReply, PluginFailure>, CallError>;
 /// Runs `req` against `plugin` with a wall-clock budget of `wall`.
 pub async fn run(plugin: &LoadedPlugin, req: &Request, wall: Duration) -> (Outcome, CallStats) {
     let record = Arc::new(EgressRecord::default());
-    let mut store = new_store(plugin, record.clone());
+    let mut store = new_store(plugin, req, record.clone());
     let meter = CpuMeter::default();
     arm_cpu_budget(&mut store, &meter, ticks_for(plugin.policy.limits.cpu));
     let started = Instant::now();
@@ -77,8 +77,14 @@ pub async fn describe(plugin_name: &str, pre: &wit::ProviderPluginPre<StoreState
     }
 }
 
-fn new_store(plugin: &LoadedPlugin, record: Arc<EgressRecord>) -> Store<StoreState> {
-    let state = StoreState::new(plugin.name.clone(), &plugin.policy, plugin.config.clone(), record);
+fn new_store(plugin: &LoadedPlugin, req: &Request, record: Arc<EgressRecord>) -> Store<StoreState> {
+    let mut timeouts = plugin.policy.egress.timeouts;
+    if let Request::Exec(e) = req {
+        if let Some(ms) = e.timeout_ms {
+            timeouts = timeouts.stretched(Duration::from_millis(ms), Duration::from_millis(crate::policy::defaults::EXEC_GRACE_MS));
+        }
+    }
+    let state = StoreState::with_timeouts(plugin.name.clone(), &plugin.policy, plugin.config.clone(), record, timeouts);
     let mut store = Store::new(plugin.pre.engine(), state);
     store.limiter(|s| &mut s.limiter);
     store
@@ -159,13 +165,24 @@ fn classify(
         )
         .with_retry_after(Some(100)));
     }
+    // The cause first (the trap kind, then what the guest printed, e.g. its panic
+    // message); the wasm backtrace goes to the log only, it would bury both.
+    let cause = match trap.downcast_ref::<Trap>() {
+        Some(t) => t.to_string(),
+        None => format!("{}", trap.root_cause()),
+    };
+    tracing::warn!(plugin = name, %leaf, "plugin trapped: {trap:?}");
     let stderr = store.data().stderr_tail(512);
-    let detail = if stderr.is_empty() { format!("{trap:#}") } else { format!("{trap:#}; plugin stderr: {stderr}") };
+    let detail = if stderr.is_empty() { cause } else { format!("{cause}; plugin stderr: {stderr}") };
     Err(CallError::new(
         Code::PluginTrapped,
         format!("plugin `{name}` crashed during `{leaf}` ({}); the host is unaffected and the next call starts a fresh instance. Report this to the plugin's author.", one_line(&detail, 600)),
     ))
 }
+
+/// What one `list` row is charged against `limits.max_response_kib` (so the default
+/// 16 MiB admits 16 384 rows, far beyond any provider account's concurrency).
+const LIST_ROW_BYTES: usize = 1024;
 
 /// Refuses an answer larger than `limits.max_response_kib`.
 fn check_size(plugin: &LoadedPlugin, req: &Request, reply: PluginReply) -> Result<PluginReply, CallError> {
@@ -173,7 +190,9 @@ fn check_size(plugin: &LoadedPlugin, req: &Request, reply: PluginReply) -> Resul
         PluginReply::Created(s) => s.sandbox_id.len() + s.image.len(),
         PluginReply::Executed(o) => o.stdout.len() + o.stderr.len(),
         PluginReply::Stopped | PluginReply::Written => 0,
-        PluginReply::Listed(rows) => rows.iter().map(|s| s.sandbox_id.len() + s.image.len() + 40).sum(),
+        // A row costs the host far more than its strings (JSON, the slot book): weigh
+        // it at LIST_ROW_BYTES so a flood of tiny rows cannot multiply host memory.
+        PluginReply::Listed(rows) => rows.iter().map(|s| s.sandbox_id.len() + s.image.len() + LIST_ROW_BYTES).sum(),
         PluginReply::Snapshotted(s) | PluginReply::Exposed(s) => s.len(),
         PluginReply::Branched(ids) => ids.iter().map(String::len).sum(),
         PluginReply::Read(bytes) => bytes.len(),

@@ -3,4 +3,5 @@
 pub mod engine;
 pub mod invoke;
 pub mod store;
+pub mod upstream;
 pub mod wit;

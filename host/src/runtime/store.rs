@@ -28,6 +28,19 @@ pub struct StoreState {
 
 impl StoreState {
     pub fn new(plugin: Arc<str>, policy: &PluginPolicy, config: Arc<BTreeMap<String, String>>, record: Arc<EgressRecord>) -> Self {
+        Self::with_timeouts(plugin, policy, config, record, policy.egress.timeouts)
+    }
+
+    /// As `new`, with this call's upstream bounds (see `UpstreamTimeouts::stretched`).
+    pub fn with_timeouts(
+        plugin: Arc<str>,
+        policy: &PluginPolicy,
+        config: Arc<BTreeMap<String, String>>,
+        record: Arc<EgressRecord>,
+        timeouts: crate::policy::egress::UpstreamTimeouts,
+    ) -> Self {
+        let mut hooks = EgressHooks::new(policy.egress.clone(), record);
+        hooks.timeouts = timeouts;
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // No env, no args, no preopens, no sockets, no name lookup: wasi:http is the only way out.
         let wasi = WasiCtxBuilder::new()
@@ -41,7 +54,7 @@ impl StoreState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: EgressHooks::new(policy.egress.clone(), record),
+            hooks,
             limiter: MemoryLimiter::new(policy.limits.memory_bytes),
             config,
             stderr,

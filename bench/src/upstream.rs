@@ -1,0 +1,33 @@
+//! The upstream every path talks to: a loopback HTTP/1.1 server (keep-alive) answering
+//! any request with the same small E2B-shaped JSON, so the measured differences are the
+//! paths', not the upstream's.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::Response;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+
+/// `GET /v2/sandboxes` as E2B answers it, two running sandboxes.
+pub const LIST_BODY: &str = r#"[{"templateID":"rki5dems9wqfm4r03t7g","alias":"base","sandboxID":"ibench000001","clientID":"6532622b","startedAt":"2026-01-01T00:00:00Z","endAt":"2026-01-01T00:05:00Z","cpuCount":2,"memoryMB":512,"diskSizeMB":512,"metadata":{},"state":"running","envdVersion":"0.2.0"},{"templateID":"rki5dems9wqfm4r03t7g","alias":"base","sandboxID":"ibench000002","clientID":"6532622b","startedAt":"2026-01-01T00:00:01Z","endAt":"2026-01-01T00:05:01Z","cpuCount":2,"memoryMB":512,"diskSizeMB":512,"metadata":{},"state":"running","envdVersion":"0.2.0"}]"#;
+
+pub async fn start() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(
+                        Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from_static(LIST_BODY.as_bytes()))).unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
