@@ -140,3 +140,41 @@ async fn expose_port_builds_the_port_host_on_the_sandbox_domain() {
     let url = h.ok("e2b", Leaf::ExposePort, json!({"sandbox_id": id, "port": 3000})).await;
     assert_eq!(url, json!({"url": format!("https://3000-{id}.example.test")}));
 }
+
+#[tokio::test]
+async fn an_upstream_body_over_the_cap_is_cut_off_and_reported_as_unavailable() {
+    let (up, h) = fresh::<E2bUpstream>("[limits]\nmax_upstream_body_mib = 1").await;
+    let id = h.ok("e2b", Leaf::Create, json!({"image":"base"})).await["sandbox_id"].as_str().unwrap().to_string();
+    let huge = format!("{{\"padding\":\"{}\"}}", "x".repeat(3 << 20));
+    up.0.api.inject(Fault::new("GET", &format!("/sandboxes/{id}"), 200, &huge));
+    h.err("e2b", Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::Unavailable).await;
+    // The next call is unaffected.
+    h.ok("e2b", Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"})).await;
+}
+
+#[tokio::test]
+async fn the_request_rate_limit_refuses_at_once_with_a_retry_hint() {
+    let (up, h) = fresh::<E2bUpstream>("[limits]\nrate_per_sec = 0.5\nburst = 1").await;
+    h.ok("e2b", Leaf::List, json!({})).await;
+    up.clear();
+    let started = std::time::Instant::now();
+    let e = h.host.call("e2b", Leaf::List, &json!({})).await.unwrap_err();
+    assert_eq!(e.code, Code::RateLimited);
+    assert!(e.retry_after_ms.unwrap() > 1000, "{e}");
+    assert!(e.message().contains("limits.rate_per_sec"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(500), "rejection is immediate");
+    assert!(up.requests().is_empty(), "a refused call never reaches the upstream");
+}
+
+#[tokio::test]
+async fn calls_beyond_max_calls_in_flight_are_refused_at_once() {
+    let (up, h) = fresh::<E2bUpstream>("[limits]\nmax_calls_in_flight = 1").await;
+    up.0.api.inject(Fault::new("GET", "/v2/sandboxes", 200, "[]").delay(std::time::Duration::from_millis(800)));
+    let host = h.host.clone();
+    let slow = tokio::spawn(async move { host.call("e2b", Leaf::List, &json!({})).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let e = h.host.call("e2b", Leaf::List, &json!({})).await.unwrap_err();
+    assert_eq!((e.code, e.retry_after_ms), (Code::RateLimited, Some(100)));
+    assert!(slow.await.unwrap().is_ok());
+    h.ok("e2b", Leaf::List, json!({})).await;
+}
