@@ -235,3 +235,33 @@ async fn the_serve_command_registers_answers_and_exits_cleanly_on_sigterm() {
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exits after SIGTERM").unwrap();
     assert!(status.success(), "exit status {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_flight_when_the_engine_dies_ends_with_a_clear_error_and_the_host_recovers() {
+    let w = world(|_| {}).await;
+    w.sim.api.inject(Fault::new("GET", "/v2/sandboxes", 200, "[]").delay(Duration::from_millis(1500)));
+    let engine = Arc::new(w.engine);
+    let pending = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.invoke("sandbox::provider::e2b::list", json!({})).await })
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while w.bridge.in_flight() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    engine.crash().await;
+    let port = engine.port;
+    let started = std::time::Instant::now();
+    let err = pending.await.unwrap().unwrap_err();
+    assert_eq!(err.code, "connection_lost", "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the caller is not left hanging");
+    // The host finishes the call on its side, then serves the next one after reattaching.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while w.bridge.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.bridge.in_flight(), 0, "the in-flight call finished");
+    let engine = MockEngine::start(port).await;
+    engine.wait_for_functions(&expected_ids(true), Duration::from_secs(20)).await;
+    assert_eq!(engine.invoke("sandbox::provider::e2b::list", json!({})).await.unwrap()["reconciled"], true);
+}

@@ -37,7 +37,7 @@ struct State {
 pub struct MockEngine {
     pub port: u16,
     state: Arc<State>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
 }
 
 impl MockEngine {
@@ -59,7 +59,7 @@ impl MockEngine {
                 }
             }
         });
-        MockEngine { port, state, stop: Some(stop) }
+        MockEngine { port, state, stop: Mutex::new(Some(stop)) }
     }
 
     pub fn url(&self) -> String {
@@ -67,15 +67,20 @@ impl MockEngine {
     }
 
     /// Stops listening and drops the worker's connection (an engine crash).
-    pub async fn stop(mut self) -> u16 {
-        if let Some(s) = self.stop.take() {
+    pub async fn stop(self) -> u16 {
+        self.crash().await;
+        self.port
+    }
+
+    /// As `stop`, through a shared reference (calls may still hold the engine).
+    pub async fn crash(&self) {
+        if let Some(s) = self.stop.lock().unwrap().take() {
             let _ = s.send(());
         }
         if let Some(tx) = self.state.outbound.lock().unwrap().take() {
             let _ = tx.send(Message::Close(None));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        self.port
     }
 
     pub fn function_ids(&self) -> Vec<String> {
@@ -152,7 +157,7 @@ impl MockEngine {
 
 impl Drop for MockEngine {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
+        if let Some(s) = self.stop.lock().unwrap().take() {
             let _ = s.send(());
         }
         if let Some(tx) = self.state.outbound.lock().unwrap().take() {
