@@ -80,8 +80,9 @@ pub struct EgressPolicy {
     pub timeouts: UpstreamTimeouts,
     /// Upstream response bodies are cut off past this many bytes.
     pub max_body_bytes: u64,
-    /// This plugin's pooled connections.
-    pub client: crate::runtime::upstream::UpstreamClient,
+    /// This plugin's pooled connections; `None` sends each request on a fresh
+    /// connection (`SANDBOX_UPSTREAM_POOL=off`, for comparison and as an escape hatch).
+    pub client: Option<crate::runtime::upstream::UpstreamClient>,
 }
 
 /// Where a request may go, decided before anything is sent.
@@ -223,11 +224,17 @@ impl WasiHttpHooks for EgressHooks {
             use http_body_util::BodyExt;
             let first_byte = options.first_byte_timeout.unwrap_or(policy.timeouts.first_byte);
             let between = options.between_bytes_timeout.unwrap_or(policy.timeouts.between_bytes);
-            let res = policy.client.send(request, first_byte).await?;
-            let res = res.map(|body| {
-                let inner = body.map_err(|e| if e.is_timeout() { HttpError::ConnectionReadTimeout } else { HttpError::HttpProtocolError }).boxed_unsync();
-                LimitedBody { inner, seen: 0, limit, record, authority, between, idle: None }.boxed_unsync()
-            });
+            let res: http::Response<WasiBody> = match &policy.client {
+                Some(client) => client.send(request, first_byte).await?.map(|body| {
+                    body.map_err(|e| if e.is_timeout() { HttpError::ConnectionReadTimeout } else { HttpError::HttpProtocolError }).boxed_unsync()
+                }),
+                None => {
+                    let (res, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+                    tokio::spawn(io);
+                    res.map(|b| b.boxed_unsync())
+                }
+            };
+            let res = res.map(|inner| LimitedBody { inner, seen: 0, limit, record, authority, between, idle: None }.boxed_unsync());
             // The pooled client owns its connections; there is no per-request I/O task.
             Ok((res, Box::new(async { Ok(()) }) as Box<dyn std::future::Future<Output = _> + Send>))
         })
@@ -312,7 +319,7 @@ mod tests {
             }],
             timeouts: UpstreamTimeouts::default(),
             max_body_bytes: 1 << 20,
-            client: crate::runtime::upstream::UpstreamClient::new(Duration::from_secs(1)),
+            client: Some(crate::runtime::upstream::UpstreamClient::new(Duration::from_secs(1))),
         }
     }
 

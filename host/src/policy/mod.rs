@@ -277,7 +277,7 @@ impl PluginPolicy {
                     between_bytes: ms(l.between_bytes_timeout_ms, defaults::BETWEEN_BYTES_TIMEOUT_MS),
                 },
                 max_body_bytes: l.max_upstream_body_mib.unwrap_or(defaults::MAX_UPSTREAM_BODY_MIB).saturating_mul(1 << 20),
-                client: crate::runtime::upstream::UpstreamClient::new(ms(l.connect_timeout_ms, defaults::CONNECT_TIMEOUT_MS)),
+                client: crate::runtime::upstream::UpstreamClient::from_env(ms(l.connect_timeout_ms, defaults::CONNECT_TIMEOUT_MS)),
             }),
             limits: Limits {
                 memory_bytes: (l.memory_mib.unwrap_or(defaults::MEMORY_MIB) as usize) << 20,

@@ -33,6 +33,14 @@ const IDLE: Duration = Duration::from_secs(30);
 const MAX_IDLE_PER_HOST: usize = 32;
 
 impl UpstreamClient {
+    /// A pool, unless `SANDBOX_UPSTREAM_POOL=off`.
+    pub fn from_env(connect_timeout: Duration) -> Option<Self> {
+        match std::env::var("SANDBOX_UPSTREAM_POOL").as_deref() {
+            Ok("off") => None,
+            _ => Some(Self::new(connect_timeout)),
+        }
+    }
+
     pub fn new(connect_timeout: Duration) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
