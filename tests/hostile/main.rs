@@ -362,9 +362,8 @@ async fn stack_overflow_is_contained() {
     assert_eq!(a.h.ok("stack-overflow", Leaf::List, json!({})).await["sandboxes"], json!([]));
 }
 
-/// The S700 sentence should say what the trap was. Today the wasm backtrace comes first
-/// in `format!("{trap:#}")` and `one_line(.., 600)` cuts the sentence inside it, so
-/// neither the cause (`call stack exhausted`) nor the plugin's stderr reaches the caller.
+/// The S700 sentence says what the trap was (`call stack exhausted`), not a wasm
+/// backtrace that would bury it (a regression found by this suite, fixed in `classify`).
 #[tokio::test]
 async fn stack_overflow_is_named_in_the_message() {
     let _serial = SERIAL.lock().await;
@@ -394,8 +393,8 @@ async fn panic_is_contained() {
     assert_eq!(a.h.ok("panic", Leaf::List, json!({})).await["sandboxes"], json!([]));
 }
 
-/// The panic message (on the guest's stderr, which the host keeps) should reach the
-/// caller in the S700 sentence.
+/// The panic message (on the guest's stderr, which the host keeps) reaches the caller
+/// in the S700 sentence.
 #[tokio::test]
 async fn panic_text_reaches_the_caller() {
     let _serial = SERIAL.lock().await;

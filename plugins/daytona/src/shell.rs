@@ -66,26 +66,8 @@ fn is_env_name(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// The daemon's splitter (execute.go `parseCommand`), to check what it would exec.
-    fn daemon_split(command: &str) -> Vec<String> {
-        let (mut args, mut cur, mut quote) = (Vec::new(), String::new(), None::<char>);
-        for c in command.chars() {
-            match (c, quote) {
-                ('"' | '\'', None) => quote = Some(c),
-                ('"' | '\'', Some(q)) if q == c => quote = None,
-                (' ', None) => {
-                    if !cur.is_empty() {
-                        args.push(std::mem::take(&mut cur));
-                    }
-                }
-                _ => cur.push(c),
-            }
-        }
-        if !cur.is_empty() {
-            args.push(cur);
-        }
-        args
-    }
+    /// The daemon's splitter (execute.go `parseCommand`), as the simulator implements it.
+    use provider_sims::daytona::parse_command as daemon_split;
 
     fn decoded_script(command: &str) -> String {
         let argv = daemon_split(command);
