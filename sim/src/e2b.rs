@@ -251,21 +251,21 @@ struct EnvdTarget {
     env_vars: BTreeMap<String, String>,
 }
 
-fn envd_target(st: &State, rec: &Recorded) -> Result<EnvdTarget, Reply> {
+fn envd_target(st: &State, rec: &Recorded) -> Result<EnvdTarget, Box<Reply>> {
     let Some(id) = rec.header("e2b-sandbox-id") else {
-        return Err(raw(400, "text/plain", b"Invalid host".to_vec()));
+        return Err(Box::new(raw(400, "text/plain", b"Invalid host".to_vec())));
     };
     if rec.header("e2b-sandbox-port") != Some("49983") {
-        return Err(raw(400, "text/plain", b"Missing header: E2b-Sandbox-Port".to_vec()));
+        return Err(Box::new(raw(400, "text/plain", b"Missing header: E2b-Sandbox-Port".to_vec())));
     }
     let boxes = st.sandboxes.lock().unwrap();
     let Some(s) = boxes.get(id).filter(|s| !s.paused) else {
         // What E2B's edge proxy answers for a sandbox that is not running.
-        return Err(json(502, &json!({ "sandboxId": id, "message": "The sandbox was not found", "code": 502 })));
+        return Err(Box::new(json(502, &json!({ "sandboxId": id, "message": "The sandbox was not found", "code": 502 }))));
     };
     if let Some(t) = &s.token {
         if rec.header("x-access-token") != Some(t.as_str()) {
-            return Err(envd_error(401, "unauthorized access, please provide a valid access token"));
+            return Err(Box::new(envd_error(401, "unauthorized access, please provide a valid access token")));
         }
     }
     Ok(EnvdTarget { root: s.root.path().to_path_buf(), env_vars: s.env_vars.clone() })
@@ -274,7 +274,7 @@ fn envd_target(st: &State, rec: &Recorded) -> Result<EnvdTarget, Reply> {
 async fn envd(st: &State, rec: Recorded) -> Reply {
     let target = match envd_target(st, &rec) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match (rec.method.as_str(), rec.path.as_str()) {
         ("POST", "/process.Process/Start") => start_process(&target, &rec).await,

@@ -30,12 +30,15 @@ impl std::fmt::Display for Diagnostic {
     }
 }
 
+/// Looks up an environment variable (the process env in production, a map in tests).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Shared by all loads: the engine and the linker with every host import.
 pub struct Loader {
     pub runtime: Runtime,
     linker: Linker<StoreState>,
     /// Environment lookup for credentials (the process env in production).
-    env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: EnvLookup,
 }
 
 impl Loader {
@@ -43,7 +46,7 @@ impl Loader {
         Self::with_env(runtime, Arc::new(|k: &str| std::env::var(k).ok()))
     }
 
-    pub fn with_env(runtime: Runtime, env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>) -> anyhow::Result<Self> {
+    pub fn with_env(runtime: Runtime, env: EnvLookup) -> anyhow::Result<Self> {
         let mut linker = Linker::new(&runtime.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;

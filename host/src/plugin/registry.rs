@@ -39,6 +39,6 @@ impl Registry {
 
     /// The slot book of provider `name` (created on first use).
     pub fn book(&self, name: &str) -> Arc<SlotBook> {
-        self.books.lock().unwrap_or_else(|p| p.into_inner()).entry(name.to_string()).or_insert_with(SlotBook::new).clone()
+        self.books.lock().unwrap_or_else(|p| p.into_inner()).entry(name.to_string()).or_default().clone()
     }
 }
