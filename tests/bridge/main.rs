@@ -265,3 +265,27 @@ async fn a_call_in_flight_when_the_engine_dies_ends_with_a_clear_error_and_the_h
     engine.wait_for_functions(&expected_ids(true), Duration::from_secs(20)).await;
     assert_eq!(engine.invoke("sandbox::provider::e2b::list", json!({})).await.unwrap()["reconciled"], true);
 }
+
+/// `serve --metrics-addr` exposes Prometheus text and JSON, and `sandbox-host stats` reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_exposed_and_shown_by_the_stats_command() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world(|_| {}).await;
+    w.engine.invoke("sandbox::provider::e2b::list", json!({})).await.unwrap();
+    w.engine.invoke("sandbox::provider::e2b::exec", json!({"sandbox_id": "gone", "cmd": "ls"})).await.unwrap_err();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let addr = sandbox_host::cli::stats::serve_metrics(w.host.host.clone(), "127.0.0.1:0".parse().unwrap(), rx).await.unwrap();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.0 200 OK"), "{text}");
+    assert!(text.contains("sandbox_plugin_calls_total{plugin=\"e2b\",leaf=\"list\"} 1"), "{text}");
+    assert!(text.contains("sandbox_plugin_errors_total{plugin=\"e2b\",leaf=\"exec\",code=\"S410\"} 1"), "{text}");
+    assert!(text.contains(&format!("sandbox_plugin_egress_requests_total{{plugin=\"e2b\",host=\"{}\"}}", w.sim.api.authority())), "{text}");
+    let bin = sandbox_tests::root().join("target/debug/sandbox-host");
+    let out = tokio::process::Command::new(bin).args(["stats", "--metrics-addr", &addr.to_string()]).output().await.unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(shown.lines().any(|l| l.starts_with("e2b ") && l.contains("\"S410\":1")), "{shown}");
+}
