@@ -178,3 +178,21 @@ async fn calls_beyond_max_calls_in_flight_are_refused_at_once() {
     assert!(slow.await.unwrap().is_ok());
     h.ok("e2b", Leaf::List, json!({})).await;
 }
+
+#[tokio::test]
+async fn an_allowed_name_that_resolves_to_a_private_address_is_s703_unless_permitted() {
+    let up = E2bUpstream::start().await;
+    let (api, envd) = (up.0.api.addr.port(), up.0.envd.addr.port());
+    let by_name = format!(
+        "api_base = \"http://localhost:{api}\"\nallowed_hosts = [\"localhost:{api}\", \"localhost:{envd}\"]\n[config]\nenvd-url = \"http://localhost:{envd}\"\n"
+    );
+    let start = |policy: String| async move {
+        sandbox_tests::TestHost::start(vec![sandbox_tests::PluginSetup::new("e2b", policy)], &[("E2B_API_KEY", sandbox_tests::upstream::SECRET)]).await
+    };
+    let h = start(by_name.clone()).await;
+    let msg = h.err("e2b", Leaf::Create, json!({"image":"base"}), Code::EgressDenied).await;
+    assert!(msg.contains("resolves only to private or local addresses") && msg.contains("allow_private_networks = true"), "{msg}");
+    assert!(up.0.api.requests().is_empty(), "nothing was sent");
+    let h = start(format!("allow_private_networks = true\n{by_name}")).await;
+    h.ok("e2b", Leaf::Create, json!({"image":"base"})).await;
+}

@@ -69,6 +69,8 @@ pub struct Denial {
     pub destination: String,
     /// The `allowed_hosts` entry that would admit it.
     pub entry: String,
+    /// True when the name was allowed but resolved only to non-public addresses.
+    pub private_address: bool,
 }
 
 /// A plugin's resolved egress policy, shared by all its calls.
@@ -97,7 +99,7 @@ impl EgressPolicy {
     pub fn decide(&self, uri: &Uri) -> Decision {
         let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTPS);
         let Some(authority) = uri.authority() else {
-            return Decision::Deny(Denial { destination: uri.to_string(), entry: "<no authority>".into() });
+            return Decision::Deny(Denial { destination: uri.to_string(), entry: "<no authority>".into(), private_address: false });
         };
         let host = authority.host().to_ascii_lowercase();
         let port = authority.port_u16().unwrap_or(if scheme == Scheme::HTTP { 80 } else { 443 });
@@ -105,6 +107,7 @@ impl EgressPolicy {
             return Decision::Deny(Denial {
                 destination: format!("{scheme}://{host}:{port}"),
                 entry: entry_for(&host, port),
+                private_address: false,
             });
         }
         let credentials = self
@@ -220,12 +223,21 @@ impl WasiHttpHooks for EgressHooks {
         }
         let options = self.timeouts.clamp(options);
         let (record, limit, policy) = (self.record.clone(), self.policy.max_body_bytes, self.policy.clone());
+        let destination = format!("{}://{authority}", request.uri().scheme_str().unwrap_or("https"));
         Box::new(async move {
             use http_body_util::BodyExt;
             let first_byte = options.first_byte_timeout.unwrap_or(policy.timeouts.first_byte);
             let between = options.between_bytes_timeout.unwrap_or(policy.timeouts.between_bytes);
             let res: http::Response<WasiBody> = match &policy.client {
-                Some(client) => client.send(request, first_byte).await?.map(|body| {
+                Some(client) => match client.send(request, first_byte).await {
+                    Err(HttpError::DestinationIpProhibited) => {
+                        tracing::warn!(plugin = %policy.plugin, %destination, "plugin `{}` tried to reach {destination}, whose name resolves only to non-public addresses; set allow_private_networks = true in plugins/{}.toml if that is intended", policy.plugin, policy.plugin);
+                        record.deny(Denial { entry: authority.clone(), destination, private_address: true });
+                        return Err(HttpError::DestinationIpProhibited);
+                    }
+                    other => other?,
+                }
+                .map(|body| {
                     body.map_err(|e| if e.is_timeout() { HttpError::ConnectionReadTimeout } else { HttpError::HttpProtocolError }).boxed_unsync()
                 }),
                 None => {
@@ -319,7 +331,7 @@ mod tests {
             }],
             timeouts: UpstreamTimeouts::default(),
             max_body_bytes: 1 << 20,
-            client: Some(crate::runtime::upstream::UpstreamClient::new(Duration::from_secs(1))),
+            client: Some(crate::runtime::upstream::UpstreamClient::new(Duration::from_secs(1), false)),
         }
     }
 
@@ -336,7 +348,7 @@ mod tests {
         let p = policy();
         assert_eq!(
             p.decide(&"http://10.0.0.1:8080/x".parse().unwrap()),
-            Decision::Deny(Denial { destination: "http://10.0.0.1:8080".into(), entry: "10.0.0.1:8080".into() })
+            Decision::Deny(Denial { destination: "http://10.0.0.1:8080".into(), entry: "10.0.0.1:8080".into(), private_address: false })
         );
         // The default port of the scheme counts: http://api.e2b.app is port 80, allowed.
         assert!(matches!(p.decide(&"http://api.e2b.app/".parse().unwrap()), Decision::Allow { .. }));

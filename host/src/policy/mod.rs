@@ -12,6 +12,7 @@
 //! max_concurrent_sandboxes = 10
 //! image_allowlist = []                       # empty = every image
 //! default_idle_timeout_secs = 300
+//! allow_private_networks = false             # may allowed names resolve to private addresses?
 //! [credentials]
 //! api-key = "E2B_API_KEY"                    # or { env = "E2B_API_KEY", hosts = ["api.e2b.app"] }
 //! [config]                                   # non-secret strings the plugin may read
@@ -74,6 +75,8 @@ pub struct RawPolicy {
     pub max_concurrent_sandboxes: Option<usize>,
     pub image_allowlist: Option<Vec<String>>,
     pub default_idle_timeout_secs: Option<u64>,
+    /// Let allowed *names* resolve to loopback/private/link-local addresses (default false).
+    pub allow_private_networks: Option<bool>,
     #[serde(default)]
     pub credentials: BTreeMap<String, RawCredential>,
     #[serde(default)]
@@ -277,7 +280,10 @@ impl PluginPolicy {
                     between_bytes: ms(l.between_bytes_timeout_ms, defaults::BETWEEN_BYTES_TIMEOUT_MS),
                 },
                 max_body_bytes: l.max_upstream_body_mib.unwrap_or(defaults::MAX_UPSTREAM_BODY_MIB).saturating_mul(1 << 20),
-                client: crate::runtime::upstream::UpstreamClient::from_env(ms(l.connect_timeout_ms, defaults::CONNECT_TIMEOUT_MS)),
+                client: crate::runtime::upstream::UpstreamClient::from_env(
+                    ms(l.connect_timeout_ms, defaults::CONNECT_TIMEOUT_MS),
+                    raw.allow_private_networks.unwrap_or(false),
+                ),
             }),
             limits: Limits {
                 memory_bytes: (l.memory_mib.unwrap_or(defaults::MEMORY_MIB) as usize) << 20,

@@ -213,6 +213,16 @@ fn check_size(plugin: &LoadedPlugin, req: &Request, reply: PluginReply) -> Resul
 }
 
 fn egress_denied(name: &str, leaf: crate::contract::shapes::Leaf, d: &crate::policy::egress::Denial) -> CallError {
+    if d.private_address {
+        return CallError::new(
+            Code::EgressDenied,
+            format!(
+                "plugin `{name}` tried to reach {} during `{leaf}`, an allowed name that resolves only to private or local addresses; \
+                 the request was blocked. If that is intended, set allow_private_networks = true in plugins/{name}.toml.",
+                d.destination
+            ),
+        );
+    }
     CallError::new(
         Code::EgressDenied,
         format!(

@@ -6,6 +6,12 @@
 //! plane, so connection reuse is most of the gap to a native client (BENCHMARKS.md).
 //! Pools are per plugin so no connection is ever shared between two plugins.
 //!
+//! Names are resolved by [`PublicOnly`]: an allowed *name* that resolves to a loopback,
+//! private, link-local or otherwise non-public address is refused (S703), unless the
+//! policy sets `allow_private_networks`. An IP literal in the allowlist is explicit
+//! consent and is not resolved. (This second layer follows wasmCloud's egress policy:
+//! an allowed name can be made to resolve anywhere.)
+//!
 //! Timeouts: the connect timeout is the client's; `first_byte` bounds the wait for the
 //! response head (connecting included when no pooled connection is free);
 //! `between_bytes` is enforced on the body by `egress::LimitedBody`.
@@ -15,7 +21,72 @@ use hyper_util::client::legacy::Client;
 use std::time::Duration;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<HttpConnector<PublicOnly>>;
+
+/// Why a resolved name was refused; found again in the error chain by `map_error`.
+#[derive(Debug)]
+pub struct PrivateAddress(pub String);
+
+impl std::fmt::Display for PrivateAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} resolves only to non-public addresses", self.0)
+    }
+}
+
+impl std::error::Error for PrivateAddress {}
+
+/// A resolver that drops non-public addresses unless `allow_private` is set.
+#[derive(Clone, Debug)]
+pub struct PublicOnly {
+    allow_private: bool,
+}
+
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for PublicOnly {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let kept: Vec<_> = tokio::net::lookup_host((host.as_str(), 0)).await?.filter(|a| allow_private || is_public(a.ip())).collect();
+            if kept.is_empty() {
+                return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, PrivateAddress(host)));
+            }
+            Ok(kept.into_iter())
+        })
+    }
+}
+
+/// True for addresses on the public internet.
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (b & 0xc0) == 64)) // shared address space (CGNAT)
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            match v6.to_ipv4_mapped() {
+                Some(v4) => is_public(IpAddr::V4(v4)),
+                None => !(v6.is_loopback() || v6.is_unspecified() || (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80),
+            }
+        }
+    }
+}
 
 pub struct UpstreamClient {
     client: Client<Connector, WasiBody>,
@@ -34,15 +105,15 @@ const MAX_IDLE_PER_HOST: usize = 32;
 
 impl UpstreamClient {
     /// A pool, unless `SANDBOX_UPSTREAM_POOL=off`.
-    pub fn from_env(connect_timeout: Duration) -> Option<Self> {
+    pub fn from_env(connect_timeout: Duration, allow_private: bool) -> Option<Self> {
         match std::env::var("SANDBOX_UPSTREAM_POOL").as_deref() {
             Ok("off") => None,
-            _ => Some(Self::new(connect_timeout)),
+            _ => Some(Self::new(connect_timeout, allow_private)),
         }
     }
 
-    pub fn new(connect_timeout: Duration) -> Self {
-        let mut http = HttpConnector::new();
+    pub fn new(connect_timeout: Duration, allow_private: bool) -> Self {
+        let mut http = HttpConnector::new_with_resolver(PublicOnly { allow_private });
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
@@ -74,7 +145,13 @@ fn map_error(e: &hyper_util::client::legacy::Error) -> HttpError {
     if e.is_connect() {
         let mut source = e.source();
         while let Some(s) = source {
+            if s.downcast_ref::<PrivateAddress>().is_some() {
+                return HttpError::DestinationIpProhibited;
+            }
             if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if io.get_ref().is_some_and(|inner| inner.is::<PrivateAddress>()) {
+                    return HttpError::DestinationIpProhibited;
+                }
                 return match io.kind() {
                     std::io::ErrorKind::TimedOut => HttpError::ConnectionTimeout,
                     std::io::ErrorKind::ConnectionRefused => HttpError::ConnectionRefused,
@@ -89,4 +166,19 @@ fn map_error(e: &hyper_util::client::legacy::Error) -> HttpError {
         return HttpError::ConnectionRefused;
     }
     HttpError::HttpProtocolError
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public;
+
+    #[test]
+    fn only_public_addresses_pass() {
+        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["1.1.1.1", "34.120.0.1", "2606:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
 }
