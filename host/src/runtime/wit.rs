@@ -168,3 +168,18 @@ impl config::Host for StoreState {
         self.config.get(&key).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A released world is frozen: the current file must equal its `since_v*` copy.
+    #[test]
+    fn the_current_wit_matches_its_frozen_release() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let current = std::fs::read_to_string(root.join("sandbox.wit")).unwrap();
+        let version = super::WORLD.rsplit('@').next().unwrap();
+        assert!(current.contains(&format!("package iii:sandbox@{version};")), "WORLD and the package line disagree");
+        let frozen = std::fs::read_to_string(root.join(format!("since_v{version}/sandbox.wit")))
+            .unwrap_or_else(|_| panic!("wit/since_v{version}/sandbox.wit is missing: freeze the release"));
+        assert_eq!(current, frozen, "wit/sandbox.wit changed after {version} was released: start a new version instead");
+    }
+}
