@@ -182,3 +182,27 @@ async fn under_serve_iii_functions_follow_the_directory() {
     eventually("e2b's functions are unregistered", || engine.function_ids().iter().all(|id| !id.starts_with("sandbox::provider::e2b::"))).await;
     let _ = stop.send(true);
 }
+
+/// Files that are not plugins are reported with the file and the reason; the rest load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_files_are_diagnosed_by_name_and_reason_while_the_others_load() {
+    let sim = E2bSim::start(0, SECRET).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(plugin_wasm("e2b"), dir.path().join("e2b.wasm")).unwrap();
+    std::fs::write(dir.path().join("e2b.toml"), sim.policy_toml()).unwrap();
+    std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(dir.path().join("junk.wasm"), b"not wasm at all").unwrap();
+    // A real component of the wrong world: the e2b plugin under another name fails the
+    // name check; a policy with an unknown key fails the policy check.
+    std::fs::copy(plugin_wasm("e2b"), dir.path().join("other.wasm")).unwrap();
+    std::fs::copy(plugin_wasm("morph"), dir.path().join("morph.wasm")).unwrap();
+    std::fs::write(dir.path().join("morph.toml"), "max_concurent_sandboxes = 3\n").unwrap();
+    let h = TestHost::start(vec![], &[]).await;
+    let (plugins, diags) = h.host.loader.load_dir(dir.path()).await;
+    assert_eq!(plugins.iter().map(|p| p.name.to_string()).collect::<Vec<_>>(), vec!["e2b"]);
+    let reason = |file: &str| diags.iter().find(|d| d.file.ends_with(file)).map(|d| d.reason.clone()).unwrap_or_else(|| panic!("no diagnostic for {file}: {diags:?}"));
+    assert!(reason("core.wasm").contains("core WebAssembly module, not a component"), "{}", reason("core.wasm"));
+    assert!(reason("junk.wasm").contains("not a WebAssembly component"), "{}", reason("junk.wasm"));
+    assert!(reason("other.wasm").contains("describe() says its name is \"e2b\", but the file is other.wasm"), "{}", reason("other.wasm"));
+    assert!(reason("morph.toml").contains("max_concurent_sandboxes"), "{}", reason("morph.toml"));
+}

@@ -141,7 +141,9 @@ fn valid_name(s: &str) -> bool {
 
 fn not_a_component(e: &anyhow::Error) -> String {
     let msg = one_line(e);
-    if msg.contains("core wasm module") || msg.contains("magic header") || msg.contains("unknown binary version") {
+    if msg.contains("with a component parser") {
+        "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)".to_string()
+    } else if msg.contains("core wasm module") || msg.contains("magic header") || msg.contains("unknown binary version") {
         format!("it is not a WebAssembly component ({msg}); build it for wasm32-wasip2")
     } else {
         format!("it could not be compiled ({msg})")
