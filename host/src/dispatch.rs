@@ -85,6 +85,26 @@ impl Host {
         }
     }
 
+    /// Learns what is already running upstream for `provider` (a `list` whose answer
+    /// replaces the slot book), so the cap also counts sandboxes created before this
+    /// host started. `serve` does it for every provider at start, `call` before a create.
+    pub async fn reconcile(&self, provider: &str) -> Result<(), CallError> {
+        let listed = self.call(provider, Leaf::List, &serde_json::json!({})).await?;
+        match listed.get("reconcile_error").and_then(Value::as_str) {
+            Some(e) => Err(CallError::new(Code::Unavailable, e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Host::reconcile`] for every loaded provider; failures are logged, not fatal.
+    pub async fn reconcile_all(&self) {
+        for name in self.registry.names() {
+            if let Err(e) = self.reconcile(&name).await {
+                tracing::warn!(plugin = %name, "could not learn the running sandboxes at start: {e}");
+            }
+        }
+    }
+
     /// S600 naming the loaded providers.
     pub fn unknown_provider(&self, provider: &str) -> CallError {
         let names = self.registry.names();

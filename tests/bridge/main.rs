@@ -214,7 +214,9 @@ async fn the_serve_command_registers_answers_and_exits_cleanly_on_sigterm() {
     let sim = E2bSim::start(0, SECRET).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(sandbox_tests::plugin_wasm("e2b"), dir.path().join("e2b.wasm")).unwrap();
-    std::fs::write(dir.path().join("e2b.toml"), sim.policy_toml()).unwrap();
+    std::fs::write(dir.path().join("e2b.toml"), format!("max_concurrent_sandboxes = 2\n{}", sim.policy_toml())).unwrap();
+    // One sandbox already runs upstream: serve learns it at start, so the cap of 2 leaves one.
+    sim.create_out_of_band("base");
     let engine = MockEngine::start(0).await;
     let mut child = tokio::process::Command::new(&bin)
         .args(["serve", "--otel", "false", "--plugins-dir"])
@@ -228,6 +230,8 @@ async fn the_serve_command_registers_answers_and_exits_cleanly_on_sigterm() {
     engine.wait_for_functions(&expected_ids(true), Duration::from_secs(60)).await;
     let created = engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "base"})).await.unwrap();
     assert!(created["sandbox_id"].is_string());
+    let e = engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "base"})).await.unwrap_err();
+    assert_eq!(e.code, "S400", "the sandbox that ran before the start counts: {}", e.message);
     let e = engine.invoke("sandbox::provider::e2b::exec", json!({"sandbox_id": "s", "cmd": ""})).await.unwrap_err();
     assert_eq!(e.code, "S422");
     let pid = child.id().unwrap() as i32;

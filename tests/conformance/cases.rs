@@ -111,6 +111,17 @@ pub async fn cap_reached_is_s400_without_upstream_call<U: Upstream>() {
     assert_eq!((listed["in_flight"].clone(), listed["cap"].clone(), listed["remaining"].clone()), (json!(2), json!(2), json!(0)));
 }
 
+pub async fn the_cap_counts_sandboxes_that_were_running_before_the_host_started<U: Upstream>() {
+    let (up, h) = fresh::<U>("max_concurrent_sandboxes = 2").await;
+    up.create_out_of_band().await;
+    up.create_out_of_band().await;
+    // What `serve` does at start (and `call` before a create): learn what already runs.
+    h.host.reconcile_all().await;
+    let msg = h.err(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE}), Code::CapReached).await;
+    assert!(msg.contains("cap of 2"), "{msg}");
+    assert_eq!(up.live(), 2, "nothing was created upstream");
+}
+
 pub async fn stop_404_and_409_are_success_and_release_once<U: Upstream>() {
     let (up, h) = fresh::<U>("max_concurrent_sandboxes = 2").await;
     for status in [404u16, 409] {
@@ -349,6 +360,7 @@ macro_rules! conformance_suite {
             case!(image_allowlist_rejects_before_any_upstream_call);
             case!(create_failures_roll_back_the_slot);
             case!(cap_reached_is_s400_without_upstream_call);
+            case!(the_cap_counts_sandboxes_that_were_running_before_the_host_started);
             case!(stop_404_and_409_are_success_and_release_once);
             case!(stop_5xx_is_s502_and_keeps_the_slot);
             case!(list_reconciles_with_upstream);

@@ -46,6 +46,11 @@ pub async fn run(global: &GlobalArgs, args: CallArgs) -> anyhow::Result<u8> {
     for d in &diags {
         eprintln!("warning: plugin not loaded: {d}");
     }
+    if leaf == Leaf::Create && host.registry.get(&args.provider).is_some() {
+        // A one-shot process starts with an empty slot book: count what already runs
+        // upstream so the cap holds. A failed list leaves the local count (empty).
+        let _ = host.reconcile(&args.provider).await;
+    }
     match host.call(&args.provider, leaf, &payload).await {
         Ok(v) => {
             println!("{}", serde_json::to_string_pretty(&v)?);

@@ -50,6 +50,11 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     for d in &diags {
         eprintln!("warning: plugin not loaded: {d}");
     }
+    // Before taking calls: the concurrency cap also counts sandboxes created before this
+    // start (bounded, so an unreachable provider cannot hold the worker back).
+    if tokio::time::timeout(Duration::from_secs(15), host.reconcile_all()).await.is_err() {
+        eprintln!("warning: learning the running sandboxes took over 15 s; continuing with what is known");
+    }
     let bridge = Bridge::connect(host.clone(), &BridgeOptions { url: args.iii_url.clone(), otel: args.otel });
     eprintln!("serving {} functions on {} (Ctrl-C to stop)", bridge.function_ids().len(), args.iii_url);
     for id in bridge.function_ids() {
