@@ -23,9 +23,14 @@ const N: usize = 2000;
 const WINDOW: Duration = Duration::from_secs(2);
 
 fn plugins_dir(root: &Path, upstream: &str) -> tempfile::TempDir {
+    plugins_dir_with(root, upstream, "")
+}
+
+/// A plugins directory with e2b pointed at `upstream`; `limits` adds lines to `[limits]`.
+fn plugins_dir_with(root: &Path, upstream: &str, limits: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(root.join("plugins/e2b.wasm"), dir.path().join("e2b.wasm")).expect("plugins/e2b.wasm: run `just build-plugins`");
-    let policy = format!("api_base = \"http://{upstream}\"\nallowed_hosts = [\"{upstream}\"]\n[limits]\nmax_calls_in_flight = 256\n");
+    let policy = format!("api_base = \"http://{upstream}\"\nallowed_hosts = [\"{upstream}\"]\n[limits]\nmax_calls_in_flight = 256\n{limits}");
     std::fs::write(dir.path().join("e2b.toml"), policy).unwrap();
     dir
 }
@@ -148,19 +153,28 @@ async fn main() {
     // Metrics and quota enforcement: the same plugin path with metrics off.
     // Interleaved blocks, so drift (caches, the other core) hits both sides alike.
     let host_off = host(dir.path(), cache.path(), false).await;
-    let (mut on_p50, mut off_p50) = (Vec::new(), Vec::new());
+    let rated_dir = plugins_dir_with(&root, &addr.to_string(), "rate_per_sec = 1000000000.0\n");
+    let host_rated = host(rated_dir.path(), cache.path(), true).await;
+    let (mut on_p50, mut off_p50, mut rated_p50) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..8 {
         off_p50.push(latency(50, N / 4, plugin_call(host_off.clone())).await.p50);
         on_p50.push(latency(50, N / 4, plugin_call(host_on.clone())).await.p50);
+        rated_p50.push(latency(50, N / 4, plugin_call(host_rated.clone())).await.p50);
     }
-    on_p50.sort();
-    off_p50.sort();
+    for v in [&mut on_p50, &mut off_p50, &mut rated_p50] {
+        v.sort();
+    }
     let (on, off) = (Latency { p50: on_p50[4], p99: on_p50[7] }, Latency { p50: off_p50[4], p99: off_p50[7] });
     println!("\n## Overheads\n");
     println!("| what | p50 µs | note |");
     println!("|---|---:|---|");
     println!("| plugin path, metrics on | {} | median of 8 interleaved blocks |", us(on.p50));
     println!("| plugin path, metrics off | {} | metrics cost {:+.1} µs p50 |", us(off.p50), (on.p50.as_secs_f64() - off.p50.as_secs_f64()) * 1e6);
+    println!(
+        "| plugin path, rate limit on (token bucket every call) | {} | quota cost {:+.1} µs p50 vs none; the in-flight cap, memory limiter and CPU metering are always on |",
+        us(rated_p50[4]),
+        (rated_p50[4].as_secs_f64() - on.p50.as_secs_f64()) * 1e6
+    );
 
     instance_costs(&host_on).await;
     startup(&root).await;
