@@ -206,3 +206,23 @@ async fn bad_files_are_diagnosed_by_name_and_reason_while_the_others_load() {
     assert!(reason("other.wasm").contains("describe() says its name is \"e2b\", but the file is other.wasm"), "{}", reason("other.wasm"));
     assert!(reason("morph.toml").contains("max_concurent_sandboxes"), "{}", reason("morph.toml"));
 }
+
+/// A restart deserializes the precompiled component instead of compiling it again;
+/// a changed component (new hash) is compiled once and then cached too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_loads_from_the_precompiled_cache() {
+    use sandbox_host::runtime::engine::{CacheOutcome, Runtime};
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("e2b.wasm");
+    std::fs::write(&file, variant(&std::fs::read(plugin_wasm("e2b")).unwrap(), 4242)).unwrap();
+    let load = || async {
+        let loader = sandbox_host::plugin::loader::Loader::new(Runtime::new(Some(cache.path().to_path_buf())).unwrap()).unwrap();
+        loader.load_file(&file).await.unwrap().cache
+    };
+    assert_eq!(load().await, CacheOutcome::Compiled, "first start compiles");
+    assert_eq!(load().await, CacheOutcome::Hit, "a restart (new engine, same cache) does not");
+    let entries: Vec<_> = std::fs::read_dir(cache.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert_eq!(entries.len(), 1, "one entry, written whole, no temp files left: {entries:?}");
+    assert!(entries[0].to_string_lossy().ends_with(".cwasm"));
+}

@@ -43,6 +43,10 @@ pub fn describe_json(p: &LoadedPlugin) -> Value {
         "version": p.descriptor.version,
         "file": p.file,
         "sha256": p.sha256,
+        "precompiled_cache": match p.cache {
+            crate::runtime::engine::CacheOutcome::Hit => "hit",
+            crate::runtime::engine::CacheOutcome::Compiled => "compiled",
+        },
         "capabilities": p.capabilities().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         "leaves": p.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>(),
         "policy": {

@@ -84,14 +84,6 @@ impl Code {
         Code::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
-    /// True for faults of the plugin itself (S70x), as opposed to caller or upstream errors.
-    pub fn is_plugin_fault(self) -> bool {
-        matches!(
-            self,
-            Code::PluginTrapped | Code::PluginTimeout | Code::PluginMemory | Code::EgressDenied
-        )
-    }
-
     /// Exit status of `sandbox-host call` for this code: one meaning per status.
     /// 2 = caller error, 3 = policy refusal, 4 = upstream error, 5 = plugin fault.
     pub fn exit_status(self) -> u8 {

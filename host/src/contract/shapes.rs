@@ -19,9 +19,6 @@ pub enum Capability {
 }
 
 impl Capability {
-    pub const ALL: [Capability; 4] =
-        [Capability::Snapshot, Capability::Branch, Capability::ExposePort, Capability::Fs];
-
     /// The contract's name for it, as listed in `capabilities`.
     pub fn as_str(self) -> &'static str {
         match self {
