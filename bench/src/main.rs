@@ -177,7 +177,7 @@ async fn main() {
     );
 
     instance_costs(&host_on).await;
-    startup(&root).await;
+    startup(&root, &addr.to_string()).await;
     memory(&root, &host_on).await;
     bridge.shutdown().await;
 }
@@ -196,7 +196,7 @@ async fn instance_costs(host: &Arc<Host>) {
 }
 
 /// First call after start with 10 plugins, from a cold and from a warm cache.
-async fn startup(root: &Path) {
+async fn startup(root: &Path, upstream: &str) {
     let bytes = std::fs::read(root.join("plugins/e2b.wasm")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for i in 0..10 {
@@ -215,16 +215,23 @@ async fn startup(root: &Path) {
     let cache = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
     let loader = Loader::new(runtime).unwrap();
-    let single = tempfile::tempdir().unwrap();
+    let single = plugins_dir(root, upstream);
     let mut timings = Vec::new();
     for pass in ["cold cache", "warm cache"] {
         let t = Instant::now();
+        let mut last = None;
         for i in 0..10 {
             let target = single.path().join("e2b.wasm");
             std::fs::copy(dir.path().join(format!("p{i}.wasm")), &target).unwrap();
-            loader.load_file(&target).await.unwrap();
+            last = Some(loader.load_file(&target).await.unwrap());
         }
-        timings.push((pass, t.elapsed()));
+        let ready = t.elapsed();
+        // The first call after start: a fresh instance of a just-loaded plugin, one upstream request.
+        let plugin = last.unwrap();
+        let t1 = Instant::now();
+        let (outcome, _) = sandbox_host::runtime::invoke::run(&plugin, &sandbox_host::contract::shapes::Request::List, Duration::from_secs(10)).await;
+        outcome.unwrap().unwrap();
+        timings.push((pass, ready, t1.elapsed()));
     }
     let compile = {
         let runtime = Runtime::new(None).unwrap();
@@ -232,8 +239,10 @@ async fn startup(root: &Path) {
         runtime.component(&bytes).unwrap();
         t.elapsed()
     };
-    println!("| 10 plugins ready, {} | {:.1} ms | target < 100 ms from the cache |", timings[0].0, timings[0].1.as_secs_f64() * 1e3);
-    println!("| 10 plugins ready, {} | {:.1} ms | |", timings[1].0, timings[1].1.as_secs_f64() * 1e3);
+    for (pass, ready, first) in &timings {
+        println!("| 10 plugins ready, {pass} | {:.1} ms | target < 100 ms from the cache |", ready.as_secs_f64() * 1e3);
+        println!("| first call after start, {pass} | {:.1} ms after ready ({:.1} ms from start) | |", first.as_secs_f64() * 1e3, (*ready + *first).as_secs_f64() * 1e3);
+    }
     println!(
         "| compile e2b.wasm ({} KiB) | {:.1} ms | target: a 300 KiB component < 500 ms |",
         bytes.len() / 1024,
