@@ -192,10 +192,12 @@ async fn bad_files_are_diagnosed_by_name_and_reason_while_the_others_load() {
     std::fs::write(dir.path().join("e2b.toml"), sim.policy_toml()).unwrap();
     std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
     std::fs::write(dir.path().join("junk.wasm"), b"not wasm at all").unwrap();
-    // A real component of the wrong world: the e2b plugin under another name fails the
-    // name check; a policy with an unknown key fails the policy check.
+    // The e2b plugin under another name fails the name check; a policy with an unknown
+    // key fails the policy check; a valid component of another world fails the world check.
     std::fs::copy(plugin_wasm("e2b"), dir.path().join("other.wasm")).unwrap();
     std::fs::copy(plugin_wasm("morph"), dir.path().join("morph.wasm")).unwrap();
+    std::fs::copy(sandbox_tests::root().join("tests/fixtures/wrong-world.wasm"), dir.path().join("wrong-world.wasm"))
+        .expect("tests/fixtures/wrong-world.wasm: run `just build-fixtures`");
     std::fs::write(dir.path().join("morph.toml"), "max_concurent_sandboxes = 3\n").unwrap();
     let h = TestHost::start(vec![], &[]).await;
     let (plugins, diags) = h.host.loader.load_dir(dir.path()).await;
@@ -205,6 +207,7 @@ async fn bad_files_are_diagnosed_by_name_and_reason_while_the_others_load() {
     assert!(reason("junk.wasm").contains("not a WebAssembly component"), "{}", reason("junk.wasm"));
     assert!(reason("other.wasm").contains("describe() says its name is \"e2b\", but the file is other.wasm"), "{}", reason("other.wasm"));
     assert!(reason("morph.toml").contains("max_concurent_sandboxes"), "{}", reason("morph.toml"));
+    assert!(reason("wrong-world.wasm").contains("does not export the provider interface of iii:sandbox/provider-plugin@0.1.0"), "{}", reason("wrong-world.wasm"));
 }
 
 /// A restart deserializes the precompiled component instead of compiling it again;
