@@ -196,3 +196,14 @@ async fn an_allowed_name_that_resolves_to_a_private_address_is_s703_unless_permi
     let h = start(format!("allow_private_networks = true\n{by_name}")).await;
     h.ok("e2b", Leaf::Create, json!({"image":"base"})).await;
 }
+
+#[tokio::test]
+async fn an_exec_timeout_beyond_the_policy_limit_is_a_caller_error() {
+    let (up, h) = fresh::<E2bUpstream>("[limits]\nmax_exec_timeout_ms = 1000").await;
+    let id = h.ok("e2b", Leaf::Create, json!({"image":"base"})).await["sandbox_id"].as_str().unwrap().to_string();
+    up.clear();
+    let msg = h.err("e2b", Leaf::Exec, json!({"sandbox_id": id, "cmd": "sleep", "args": ["1"], "timeout_ms": 5000}), Code::BadInput).await;
+    assert!(msg.contains("limits.max_exec_timeout_ms"), "{msg}");
+    assert!(up.requests().is_empty());
+    h.ok("e2b", Leaf::Exec, json!({"sandbox_id": id, "cmd": "true", "timeout_ms": 1000})).await;
+}

@@ -268,3 +268,20 @@ async fn unusable_upstream_answers_are_s502_not_a_crash() {
     up.0.api.inject(Fault::new("GET", "/api/instance", 429, r#"{"detail":"Too many requests"}"#).header("retry-after", "3"));
     assert!(h.ok(P, Leaf::List, json!({})).await["reconcile_error"].as_str().unwrap().contains("3000 ms"));
 }
+
+#[tokio::test]
+async fn branch_siblings_take_slots_and_a_branch_over_the_cap_is_s400_before_any_call() {
+    let (up, h) = fresh::<MorphUpstream>("max_concurrent_sandboxes = 3").await;
+    let parent = create(&h).await;
+    up.clear();
+    let msg = h.err("morph", Leaf::Branch, json!({"sandbox_id": parent, "count": 3}), Code::CapReached).await;
+    assert!(msg.contains("(3 requested)"), "{msg}");
+    assert!(up.requests().is_empty(), "nothing was sent upstream");
+    let ids = h.ok("morph", Leaf::Branch, json!({"sandbox_id": parent, "count": 2})).await["sandbox_ids"].clone();
+    assert_eq!(ids.as_array().unwrap().len(), 2);
+    assert_eq!(h.host.registry.book("morph").in_flight(), 3, "the siblings hold slots");
+    h.err("morph", Leaf::Create, json!({"image": MorphUpstream::IMAGE}), Code::CapReached).await;
+    // Stopping a sibling frees its slot.
+    h.ok("morph", Leaf::Stop, json!({"sandbox_id": ids[0]})).await;
+    assert_eq!(h.host.registry.book("morph").in_flight(), 2);
+}

@@ -232,12 +232,18 @@ impl Bridge {
             let (gate, runtime, invoke) = (gate.clone(), runtime.clone(), invoke.clone());
             async move {
                 let ticket = gate.enter().map_err(remote)?;
-                // Run on the host's runtime; a panic there is contained and reported.
-                let result = match runtime.spawn(async move { invoke(payload).await }).await {
+                // Run on the host's runtime; a panic there is contained and reported. The
+                // ticket lives in that task, so a drain waits for the work itself even if
+                // the SDK drops this handler future.
+                let work = runtime.spawn(async move {
+                    let result = invoke(payload).await;
+                    drop(ticket);
+                    result
+                });
+                let result = match work.await {
                     Ok(r) => r,
                     Err(e) => Err(CallError::new(Code::PluginTrapped, format!("the host task serving this call failed ({e}); other calls are unaffected."))),
                 };
-                drop(ticket);
                 result.map_err(remote)
             }
         };

@@ -5,6 +5,7 @@
 
 use super::codes::{CallError, Code};
 use super::shapes::{reply, Leaf, ListOutput, ListedSandbox, PluginReply, Request};
+use super::validate::valid_sandbox_id;
 use crate::plugin::LoadedPlugin;
 use crate::policy::concurrency::{LiveSandbox, SlotBook};
 use crate::runtime::invoke::{self, CallStats};
@@ -35,15 +36,26 @@ pub async fn execute(plugin: &LoadedPlugin, book: &std::sync::Arc<SlotBook>, req
             };
             let (outcome, stats) = invoke::run(plugin, &req, wall).await;
             // On any error the reservation drops here and the slot is released.
-            let result = answer(plugin, leaf, outcome).and_then(|r| match r {
+            let result = create_answer(plugin, outcome).and_then(|r| match r {
                 PluginReply::Created(info) => {
-                    let started_at = match &info.started_at {
-                        Some(s) => rfc3339(s).ok_or_else(|| bad_time(name, leaf, &info.sandbox_id, s))?,
+                    if !valid_sandbox_id(&info.sandbox_id) {
+                        return Err(CallError::new(
+                            Code::Unavailable,
+                            format!(
+                                "provider `{name}` create returned the unusable sandbox id {:?}; a sandbox may have been created upstream under it, check the provider's console.",
+                                info.sandbox_id.chars().take(80).collect::<String>()
+                            ),
+                        ));
+                    }
+                    // The sandbox exists: an odd start time must not lose it.
+                    let started_at = match info.started_at.as_deref().map(|s| (s, rfc3339(s))) {
+                        Some((_, Some(t))) => t,
+                        Some((raw, None)) => {
+                            tracing::warn!(plugin = name, sandbox = %info.sandbox_id, "create returned start time {raw:?}, not RFC 3339; using now");
+                            now_rfc3339()
+                        }
                         None => now_rfc3339(),
                     };
-                    if info.sandbox_id.is_empty() {
-                        return Err(CallError::new(Code::Unavailable, format!("provider `{name}` create returned an empty sandbox id; the upstream answer was unusable.")));
-                    }
                     let image = if info.image.is_empty() { c.image.clone() } else { info.image.clone() };
                     let row = ListedSandbox { sandbox_id: info.sandbox_id.clone(), image: image.clone(), started_at: started_at.clone() };
                     reservation.commit(info.sandbox_id, LiveSandbox { image, started_at: Some(started_at) });
@@ -70,29 +82,75 @@ pub async fn execute(plugin: &LoadedPlugin, book: &std::sync::Arc<SlotBook>, req
             (result, Some(stats))
         }
         Request::List => {
+            let listed_at = book.generation();
             let (outcome, stats) = invoke::run(plugin, &req, wall).await;
             let cap = plugin.policy.max_concurrent_sandboxes;
+            // Whenever the upstream list cannot be used, answer from the local book,
+            // flagged unreconciled, with the reason.
+            let fallback = |why: CallError| {
+                let out = ListOutput { sandboxes: Vec::new(), in_flight: book.in_flight(), cap, reconciled: false };
+                let mut v = reply::listed(&out);
+                v["reconcile_error"] = Value::String(why.message());
+                Ok(v)
+            };
             let result = match outcome {
-                Ok(Ok(PluginReply::Listed(rows))) => reconcile(plugin, book, rows).map(|out| reply::listed(&out)),
+                Ok(Ok(PluginReply::Listed(rows))) => match reconcile(plugin, book, rows, listed_at) {
+                    Ok(out) => Ok(reply::listed(&out)),
+                    Err(unusable) => fallback(unusable),
+                },
                 Ok(Ok(other)) => Err(mismatch(name, leaf, &other)),
-                // Upstream list failed: answer from the local book, flagged unreconciled.
-                Ok(Err(f)) => {
-                    let why = plugin_error(plugin, leaf, f);
-                    let out = ListOutput { sandboxes: Vec::new(), in_flight: book.in_flight(), cap, reconciled: false };
-                    let mut v = reply::listed(&out);
-                    v["reconcile_error"] = Value::String(why.message());
-                    Ok(v)
-                }
+                Ok(Err(f)) => fallback(plugin_error(plugin, leaf, f)),
+                // A hung upstream surfaces as the plugin's own error (its upstream waits are
+                // bounded well inside the call's budget); S70x means the plugin misbehaved,
+                // which the caller must see rather than a quietly unreconciled list.
                 Err(host_fault) => Err(host_fault),
             };
             (result, Some(stats))
+        }
+        Request::Branch { count, .. } => {
+            // Siblings are sandboxes like any other: they need slots, reserved up front.
+            let reservations = match book.reserve_many(name, plugin.policy.max_concurrent_sandboxes, *count as usize) {
+                Ok(r) => r,
+                Err(e) => return (Err(e), None),
+            };
+            let (outcome, stats) = invoke::run(plugin, &req, wall).await;
+            let result = answer(plugin, leaf, outcome).and_then(|r| match r {
+                PluginReply::Branched(ids) => {
+                    if let Some(bad) = ids.iter().find(|id| !valid_sandbox_id(id)) {
+                        return Err(CallError::new(Code::Unavailable, format!("provider `{name}` branch returned the unusable sandbox id {:?}.", bad.chars().take(80).collect::<String>())));
+                    }
+                    let now = now_rfc3339();
+                    // Ids beyond the reserved count (a misbehaving upstream) are still
+                    // recorded; unused reservations are released as they drop.
+                    let mut reservations = reservations.into_iter();
+                    for id in &ids {
+                        let live = LiveSandbox { image: String::new(), started_at: Some(now.clone()) };
+                        match reservations.next() {
+                            Some(r) => r.commit(id.clone(), live),
+                            None => tracing::warn!(plugin = name, "branch returned more siblings than requested ({})", ids.len()),
+                        }
+                    }
+                    Ok(reply::branched(&ids))
+                }
+                other => Err(mismatch(name, leaf, &other)),
+            });
+            (result, Some(stats))
+        }
+        Request::Exec(e) if e.timeout_ms.is_some_and(|ms| ms > plugin.policy.limits.max_exec_timeout_ms) => {
+            let max = plugin.policy.limits.max_exec_timeout_ms;
+            (
+                Err(CallError::bad_input(format!(
+                    "exec: `timeout_ms` {} exceeds provider `{name}`'s limit of {max} ms (limits.max_exec_timeout_ms in plugins/{name}.toml).",
+                    e.timeout_ms.unwrap_or_default()
+                ))),
+                None,
+            )
         }
         _ => {
             let (outcome, stats) = invoke::run(plugin, &req, wall).await;
             let result = answer(plugin, leaf, outcome).and_then(|r| match (leaf, r) {
                 (Leaf::Exec, PluginReply::Executed(out)) => Ok(reply::executed(&out)),
                 (Leaf::Snapshot, PluginReply::Snapshotted(id)) => Ok(reply::snapshotted(&id)),
-                (Leaf::Branch, PluginReply::Branched(ids)) => Ok(reply::branched(&ids)),
                 (Leaf::ExposePort, PluginReply::Exposed(url)) => Ok(reply::exposed(&url)),
                 (Leaf::FsRead, PluginReply::Read(bytes)) => Ok(reply::read(&bytes)),
                 (Leaf::FsWrite, PluginReply::Written) => Ok(reply::empty()),
@@ -115,10 +173,16 @@ fn wall_budget(plugin: &LoadedPlugin, req: &Request) -> Duration {
     }
 }
 
-fn reconcile(plugin: &LoadedPlugin, book: &SlotBook, rows: Vec<crate::contract::shapes::SandboxInfo>) -> Result<ListOutput, CallError> {
+fn reconcile(plugin: &LoadedPlugin, book: &SlotBook, rows: Vec<crate::contract::shapes::SandboxInfo>, listed_at: u64) -> Result<ListOutput, CallError> {
     let name = &*plugin.name;
     let mut listed = Vec::with_capacity(rows.len());
     for row in rows {
+        if !valid_sandbox_id(&row.sandbox_id) {
+            return Err(CallError::new(
+                Code::Unavailable,
+                format!("provider `{name}` list returned the unusable sandbox id {:?}; the upstream answer was unusable.", row.sandbox_id.chars().take(80).collect::<String>()),
+            ));
+        }
         let known = book.get(&row.sandbox_id);
         let started_at = match &row.started_at {
             Some(s) => rfc3339(s).ok_or_else(|| bad_time(name, Leaf::List, &row.sandbox_id, s))?,
@@ -133,8 +197,21 @@ fn reconcile(plugin: &LoadedPlugin, book: &SlotBook, rows: Vec<crate::contract::
     }
     book.reconcile(
         listed.iter().map(|s| (s.sandbox_id.clone(), LiveSandbox { image: s.image.clone(), started_at: Some(s.started_at.clone()) })),
+        listed_at,
     );
     Ok(ListOutput { sandboxes: listed, in_flight: book.in_flight(), cap: plugin.policy.max_concurrent_sandboxes, reconciled: true })
+}
+
+/// As [`answer`] for `create`, where "not found" means the image/template does not
+/// exist: the caller's input (S422), not a missing sandbox (S410).
+fn create_answer(plugin: &LoadedPlugin, outcome: invoke::Outcome) -> Result<PluginReply, CallError> {
+    match outcome {
+        Ok(Err(mut f)) if f.kind == ErrorKind::NotFound => {
+            f.kind = ErrorKind::BadInput;
+            Err(plugin_error(plugin, Leaf::Create, f))
+        }
+        other => answer(plugin, Leaf::Create, other),
+    }
 }
 
 /// The plugin's reply, or its failure mapped to an S-code.

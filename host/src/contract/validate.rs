@@ -188,8 +188,7 @@ impl<'a> Fields<'a> {
     /// so an id can never walk an upstream URL path.
     fn sandbox_id(&self) -> Result<String, CallError> {
         let id = self.req_nonempty_str("sandbox_id")?;
-        let ok_chars = id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
-        if !ok_chars || id.starts_with('.') || id.len() > MAX_ID_LEN {
+        if !valid_sandbox_id(&id) {
             return Err(self.err(format!(
                 "field `sandbox_id` must be 1 to {MAX_ID_LEN} of A-Z a-z 0-9 . _ : - not starting with `.` (got {:?})",
                 truncate(&id, 80)
@@ -197,6 +196,15 @@ impl<'a> Fields<'a> {
         }
         Ok(id)
     }
+}
+
+/// The rule every sandbox id must satisfy, from callers and from plugins alike: 1 to 256
+/// of `[A-Za-z0-9._:-]`, not starting with `.`.
+pub fn valid_sandbox_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && !id.starts_with('.')
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
 }
 
 fn kind(v: &Value) -> &'static str {

@@ -93,10 +93,12 @@ impl Loader {
             .to_string();
         let bytes = std::fs::read(file).map_err(|e| fail(format!("cannot read it: {e}")))?;
         let policy_file = file.with_extension("toml");
-        let raw = match std::fs::read_to_string(&policy_file) {
-            Ok(text) => RawPolicy::from_toml(&text)
-                .map_err(|e| Diagnostic { file: policy_file.clone(), reason: format!("invalid policy: {e}") })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RawPolicy::default(),
+        let (raw, policy_sha256) = match std::fs::read_to_string(&policy_file) {
+            Ok(text) => (
+                RawPolicy::from_toml(&text).map_err(|e| Diagnostic { file: policy_file.clone(), reason: format!("invalid policy: {e}") })?,
+                Some(hex::encode(Sha256::digest(text.as_bytes()))),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (RawPolicy::default(), None),
             Err(e) => return Err(Diagnostic { file: policy_file.clone(), reason: format!("cannot read it: {e}") }),
         };
         let (component, cache) = self.runtime.component(&bytes).map_err(|e| fail(not_a_component(&e)))?;
@@ -125,6 +127,7 @@ impl Loader {
             name: stem.into(),
             file: file.to_path_buf(),
             sha256: hex::encode(Sha256::digest(&bytes)),
+            policy_sha256,
             size_bytes: bytes.len(),
             config: Arc::new(policy.config.clone()),
             descriptor,

@@ -20,6 +20,8 @@ pub struct LoadedPlugin {
     pub file: PathBuf,
     /// SHA-256 of the component bytes (hex).
     pub sha256: String,
+    /// SHA-256 of the policy file it was loaded with, if there was one.
+    pub policy_sha256: Option<String>,
     pub size_bytes: usize,
     pub descriptor: Descriptor,
     pub policy: PluginPolicy,

@@ -57,13 +57,18 @@ fn scan(dir: &Path) -> BTreeMap<String, (PathBuf, Fingerprint)> {
 /// Watches `host.config.plugins_dir` every `interval` until `stop` fires.
 pub async fn watch(host: Arc<Host>, interval: Duration, listener: Option<Arc<dyn ReloadListener>>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let dir = host.config.plugins_dir.clone();
-    // What is loaded now; changes are measured against it. A file counts as applied only
-    // if the registry holds exactly its bytes, so anything added or changed between the
-    // host's start and this first scan is still picked up.
+    // What is loaded now; changes are measured against it. A plugin counts as applied only
+    // if the registry holds exactly its bytes and its policy file's, so anything added or
+    // changed between the host's start and this first scan is still picked up.
     let first = scan(&dir);
     let mut applied: BTreeMap<String, Fingerprint> = first
         .iter()
-        .filter(|(name, (path, _))| host.registry.get(name).is_some_and(|p| std::fs::read(path).is_ok_and(|b| sha256_hex(&b) == p.sha256)))
+        .filter(|(name, (path, _))| {
+            host.registry.get(name).is_some_and(|p| {
+                let policy = std::fs::read(path.with_extension("toml")).ok().map(|b| sha256_hex(&b));
+                std::fs::read(path).is_ok_and(|b| sha256_hex(&b) == p.sha256) && policy == p.policy_sha256
+            })
+        })
         .map(|(n, (_, fp))| (n.clone(), fp.clone()))
         .collect();
     let mut previous: BTreeMap<String, Fingerprint> = first.into_iter().map(|(n, (_, fp))| (n, fp)).collect();

@@ -133,7 +133,12 @@ impl AllowList {
     }
 
     pub fn allows(&self, host: &str, port: u16) -> bool {
-        self.0.iter().any(|h| h.matches(host, port))
+        self.matching(host, port).is_some()
+    }
+
+    /// The first entry that admits `host:port`.
+    pub fn matching(&self, host: &str, port: u16) -> Option<&AllowedHost> {
+        self.0.iter().find(|h| h.matches(host, port))
     }
 
     pub fn entries(&self) -> impl Iterator<Item = String> + '_ {

@@ -21,8 +21,11 @@ pub struct LiveSandbox {
 
 #[derive(Debug, Default)]
 struct Book {
-    live: HashMap<String, LiveSandbox>,
+    /// Live sandboxes and the commit generation that added each (0 = learnt from upstream).
+    live: HashMap<String, (LiveSandbox, u64)>,
     pending: usize,
+    /// Bumped by every commit, so a reconcile can keep what was created while it listed.
+    generation: u64,
 }
 
 /// Per-provider slot accounting.
@@ -49,19 +52,25 @@ impl SlotBook {
 
     /// Reserves a slot for a create, or S400 at the cap.
     pub fn reserve(self: &Arc<Self>, plugin: &str, cap: usize) -> Result<Reservation, CallError> {
+        self.reserve_many(plugin, cap, 1).map(|mut r| r.pop().expect("one reservation"))
+    }
+
+    /// Reserves `n` slots at once (a `branch`), or S400 when they do not all fit.
+    pub fn reserve_many(self: &Arc<Self>, plugin: &str, cap: usize, n: usize) -> Result<Vec<Reservation>, CallError> {
         let mut b = self.lock();
         let used = b.live.len() + b.pending;
-        if used >= cap {
+        if used.saturating_add(n) > cap {
+            let asked = if n == 1 { String::new() } else { format!(" ({n} requested)") };
             return Err(CallError::new(
                 Code::CapReached,
                 format!(
-                    "provider `{plugin}` is at its cap of {cap} concurrent sandboxes ({used} in flight); \
+                    "provider `{plugin}` is at its cap of {cap} concurrent sandboxes ({used} in flight){asked}; \
                      stop one first or raise max_concurrent_sandboxes in plugins/{plugin}.toml."
                 ),
             ));
         }
-        b.pending += 1;
-        Ok(Reservation { book: Some(self.clone()) })
+        b.pending += n;
+        Ok((0..n).map(|_| Reservation { book: Some(self.clone()) }).collect())
     }
 
     /// Marks `id` stopped. Returns true when this released a slot (first stop of a known id).
@@ -71,19 +80,32 @@ impl SlotBook {
 
     /// What the host knows of `id`, if it is live.
     pub fn get(&self, id: &str) -> Option<LiveSandbox> {
-        self.lock().live.get(id).cloned()
+        self.lock().live.get(id).map(|(s, _)| s.clone())
     }
 
-    /// Replaces the live set with what the upstream reports.
-    pub fn reconcile(&self, upstream: impl IntoIterator<Item = (String, LiveSandbox)>) {
+    /// The commit generation now; pass it to `reconcile` when the upstream list started.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Replaces the live set with what the upstream reported in a list that started at
+    /// `listed_at`; sandboxes committed after that are kept even if the list missed them.
+    pub fn reconcile(&self, upstream: impl IntoIterator<Item = (String, LiveSandbox)>, listed_at: u64) {
         let mut b = self.lock();
-        let mut fresh: HashMap<String, LiveSandbox> = upstream.into_iter().collect();
-        // Keep what only the host knew (e.g. the create-time start) for ids still live.
-        for (id, known) in fresh.iter_mut() {
-            if known.started_at.is_none() {
-                if let Some(old) = b.live.get(id) {
-                    known.started_at = old.started_at.clone();
+        let mut fresh: HashMap<String, (LiveSandbox, u64)> = upstream.into_iter().map(|(id, s)| (id, (s, 0))).collect();
+        for (id, (known, gen)) in b.live.iter() {
+            match fresh.get_mut(id) {
+                // Keep what only the host knew (e.g. the create-time start).
+                Some((s, g)) => {
+                    if s.started_at.is_none() {
+                        s.started_at = known.started_at.clone();
+                    }
+                    *g = *gen;
                 }
+                None if *gen > listed_at => {
+                    fresh.insert(id.clone(), (known.clone(), *gen));
+                }
+                None => {}
             }
         }
         b.live = fresh;
@@ -101,7 +123,9 @@ impl Reservation {
         if let Some(book) = self.book.take() {
             let mut b = book.lock();
             b.pending -= 1;
-            b.live.insert(id, sandbox);
+            b.generation += 1;
+            let gen = b.generation;
+            b.live.insert(id, (sandbox, gen));
         }
     }
 }
@@ -117,6 +141,29 @@ impl Drop for Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_create_committed_while_a_list_ran_survives_the_reconcile() {
+        let book = SlotBook::new();
+        let listed_at = book.generation();
+        // The list is in flight upstream; meanwhile a create commits.
+        book.reserve("p", 5).unwrap().commit("new".into(), sbx());
+        book.reconcile([("old".to_string(), sbx())], listed_at);
+        assert_eq!(book.in_flight(), 2);
+        assert!(book.release("new"));
+    }
+
+    #[test]
+    fn many_slots_are_reserved_together_or_not_at_all() {
+        let book = SlotBook::new();
+        book.reserve("p", 3).unwrap().commit("a".into(), sbx());
+        let e = book.reserve_many("p", 3, 3).unwrap_err();
+        assert!(e.message().contains("(3 requested)"), "{e}");
+        let two = book.reserve_many("p", 3, 2).unwrap();
+        assert_eq!(book.in_flight(), 3);
+        drop(two);
+        assert_eq!(book.in_flight(), 1);
+    }
 
     fn sbx() -> LiveSandbox {
         LiveSandbox { image: "base".into(), started_at: None }
@@ -149,7 +196,7 @@ mod tests {
         let book = SlotBook::new();
         book.reserve("p", 5).unwrap().commit("a".into(), sbx());
         let pending = book.reserve("p", 5).unwrap();
-        book.reconcile([("x".to_string(), sbx()), ("y".to_string(), sbx())]);
+        book.reconcile([("x".to_string(), sbx()), ("y".to_string(), sbx())], book.generation());
         assert_eq!(book.in_flight(), 3);
         assert!(!book.release("a"));
         assert!(book.release("x"));

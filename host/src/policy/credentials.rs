@@ -38,8 +38,10 @@ pub struct Credential {
     pub env_var: String,
     pub header: HeaderName,
     pub value_prefix: String,
-    /// Destinations that receive it.
+    /// Destinations that receive it, over https.
     pub hosts: AllowList,
+    /// Destinations that receive it over plain http: only an operator's `http://` api_base.
+    pub plain_http_hosts: AllowList,
     /// `None` when the variable was unset at load: calls then fail with S503.
     pub value: Option<Secret>,
 }
@@ -77,6 +79,7 @@ mod tests {
             header: HeaderName::from_static("x-api-key"),
             value_prefix: String::new(),
             hosts: AllowList::default(),
+            plain_http_hosts: AllowList::default(),
             value: Some(s),
         };
         assert!(!format!("{c:?}").contains("sk-very-secret"));

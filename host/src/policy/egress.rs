@@ -90,8 +90,8 @@ pub struct EgressPolicy {
 /// Where a request may go, decided before anything is sent.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Allowed; indexes into `credentials` of those to inject.
-    Allow { credentials: Vec<usize> },
+    /// Allowed by allowlist entry `entry`; indexes into `credentials` of those to inject.
+    Allow { entry: String, credentials: Vec<usize> },
     Deny(Denial),
 }
 
@@ -103,21 +103,22 @@ impl EgressPolicy {
         };
         let host = authority.host().to_ascii_lowercase();
         let port = authority.port_u16().unwrap_or(if scheme == Scheme::HTTP { 80 } else { 443 });
-        if !self.allow.allows(&host, port) {
+        let Some(matched) = self.allow.matching(&host, port) else {
             return Decision::Deny(Denial {
                 destination: format!("{scheme}://{host}:{port}"),
                 entry: entry_for(&host, port),
                 private_address: false,
             });
-        }
+        };
+        let https = scheme == Scheme::HTTPS;
         let credentials = self
             .credentials
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.hosts.allows(&host, port))
+            .filter(|(_, c)| if https { c.hosts.allows(&host, port) } else { c.plain_http_hosts.allows(&host, port) })
             .map(|(i, _)| i)
             .collect();
-        Decision::Allow { credentials }
+        Decision::Allow { entry: matched.to_string(), credentials }
     }
 
     /// Header names the guest may not set: the defaults plus every credential header.
@@ -131,14 +132,14 @@ impl EgressPolicy {
 pub struct EgressRecord {
     denials: Mutex<Vec<Denial>>,
     requests: AtomicU64,
-    /// Per destination authority: (requests, response body bytes).
+    /// Per matched allowlist entry: (requests, response body bytes).
     per_host: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
     /// Set when an upstream body was cut off at the limit.
     body_cut: std::sync::atomic::AtomicBool,
 }
 
 impl EgressRecord {
-    /// (authority, requests, response bytes) per upstream host.
+    /// (allowlist entry, requests, response bytes) per upstream host pattern.
     pub fn per_host(&self) -> Vec<(String, u64, u64)> {
         self.per_host.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(h, (n, b))| (h.clone(), *n, *b)).collect()
     }
@@ -209,11 +210,14 @@ impl WasiHttpHooks for EgressHooks {
                 self.record.deny(denial);
                 return Box::new(async { Err(HttpError::HttpRequestDenied) });
             }
-            Decision::Allow { credentials } => credentials,
+            Decision::Allow { entry, credentials } => (entry, credentials),
         };
+        let (entry, inject) = inject;
         self.record.requests.fetch_add(1, Ordering::Relaxed);
+        // Metrics are keyed by the allowlist entry that matched (`*.e2b.app`), not the
+        // host itself, so per-sandbox host names cannot grow them without bound.
         let authority = request.uri().authority().map(|a| a.as_str().to_ascii_lowercase()).unwrap_or_default();
-        self.record.count_request(&authority);
+        self.record.count_request(&entry);
         for i in inject {
             let cred = &self.policy.credentials[i];
             // A missing value was already refused before the call (S503).
@@ -246,7 +250,7 @@ impl WasiHttpHooks for EgressHooks {
                     res.map(|b| b.boxed_unsync())
                 }
             };
-            let res = res.map(|inner| LimitedBody { inner, seen: 0, limit, record, authority, between, idle: None }.boxed_unsync());
+            let res = res.map(|inner| LimitedBody { inner, seen: 0, limit, record, entry, between, idle: None }.boxed_unsync());
             // The pooled client owns its connections; there is no per-request I/O task.
             Ok((res, Box::new(async { Ok(()) }) as Box<dyn std::future::Future<Output = _> + Send>))
         })
@@ -260,7 +264,8 @@ struct LimitedBody {
     seen: u64,
     limit: u64,
     record: Arc<EgressRecord>,
-    authority: String,
+    /// The allowlist entry the request matched (the metrics key).
+    entry: String,
     /// Longest wait between two frames.
     between: Duration,
     idle: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
@@ -293,7 +298,7 @@ impl http_body::Body for LimitedBody {
             if let Some(data) = f.data_ref() {
                 let n = data.len() as u64;
                 this.seen += n;
-                this.record.count_bytes(&this.authority, n);
+                this.record.count_bytes(&this.entry, n);
                 if this.seen > this.limit {
                     this.record.body_cut.store(true, Ordering::Relaxed);
                     return std::task::Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(this.limit)))));
@@ -327,6 +332,7 @@ mod tests {
                 header: HeaderName::from_static("x-api-key"),
                 value_prefix: String::new(),
                 hosts: AllowList::parse(&["api.e2b.app"]).unwrap(),
+                plain_http_hosts: AllowList::parse(&["127.0.0.1:9000"]).unwrap(),
                 value: Some(Secret::new("k".into())),
             }],
             timeouts: UpstreamTimeouts::default(),
@@ -338,9 +344,12 @@ mod tests {
     #[test]
     fn allowed_destinations_get_only_their_credentials() {
         let p = policy();
-        assert_eq!(p.decide(&"https://api.e2b.app/sandboxes".parse().unwrap()), Decision::Allow { credentials: vec![0] });
-        assert_eq!(p.decide(&"https://49983-x.e2b.app/files".parse().unwrap()), Decision::Allow { credentials: vec![] });
-        assert_eq!(p.decide(&"http://127.0.0.1:9000/".parse().unwrap()), Decision::Allow { credentials: vec![] });
+        assert_eq!(p.decide(&"https://api.e2b.app/sandboxes".parse().unwrap()), Decision::Allow { entry: "api.e2b.app".into(), credentials: vec![0] });
+        assert_eq!(p.decide(&"https://49983-x.e2b.app/files".parse().unwrap()), Decision::Allow { entry: "*.e2b.app".into(), credentials: vec![] });
+        assert_eq!(p.decide(&"http://127.0.0.1:9000/".parse().unwrap()), Decision::Allow { entry: "127.0.0.1:9000".into(), credentials: vec![0] });
+        // Never over plain http to a host that was only granted for https.
+        assert_eq!(p.decide(&"http://api.e2b.app/sandboxes".parse().unwrap()), Decision::Allow { entry: "api.e2b.app".into(), credentials: vec![] });
+        assert_eq!(p.decide(&"http://api.e2b.app:443/".parse().unwrap()), Decision::Allow { entry: "api.e2b.app".into(), credentials: vec![] });
     }
 
     #[test]

@@ -29,6 +29,7 @@
 //! burst = 20
 //! max_response_kib = 16384                   # a larger answer from the plugin → S700
 //! max_upstream_body_mib = 64                 # a larger upstream body is cut off → S502
+//! max_exec_timeout_ms = 3600000              # an exec asking for longer → S422
 //! ```
 
 pub mod allowed_hosts;
@@ -60,6 +61,8 @@ pub mod defaults {
     pub const FIRST_BYTE_TIMEOUT_MS: u64 = 60_000;
     pub const BETWEEN_BYTES_TIMEOUT_MS: u64 = 60_000;
     pub const MAX_CALLS_IN_FLIGHT: usize = 64;
+    /// Longest `timeout_ms` an exec may ask for (one hour).
+    pub const MAX_EXEC_TIMEOUT_MS: u64 = 3_600_000;
     pub const MAX_RESPONSE_KIB: u64 = 16 * 1024;
     pub const MAX_UPSTREAM_BODY_MIB: u64 = 64;
     /// Extra wall-clock allowed on top of an exec's own `timeout_ms`.
@@ -106,6 +109,7 @@ pub struct RawLimits {
     pub burst: Option<u32>,
     pub max_response_kib: Option<u64>,
     pub max_upstream_body_mib: Option<u64>,
+    pub max_exec_timeout_ms: Option<u64>,
 }
 
 impl RawPolicy {
@@ -147,6 +151,7 @@ impl RawPolicy {
             ("burst", l.burst.map(u64::from)),
             ("max_response_kib", l.max_response_kib),
             ("max_upstream_body_mib", l.max_upstream_body_mib),
+            ("max_exec_timeout_ms", l.max_exec_timeout_ms),
         ] {
             if v == Some(0) {
                 return Err(format!("limits.{key} must be at least 1"));
@@ -156,8 +161,8 @@ impl RawPolicy {
         if l.memory_mib.is_some_and(|m| m > max_mib) {
             return Err(format!("limits.memory_mib must be at most {max_mib} (the host's per-instance maximum)"));
         }
-        if l.rate_per_sec.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-            return Err("limits.rate_per_sec must be a positive number".into());
+        if l.rate_per_sec.is_some_and(|r| !(r.is_finite() && r >= 0.001)) {
+            return Err("limits.rate_per_sec must be a number of at least 0.001".into());
         }
         Ok(())
     }
@@ -198,6 +203,8 @@ pub struct Limits {
     pub max_response_bytes: usize,
     /// Largest upstream response body the host lets a plugin read.
     pub max_upstream_body_bytes: u64,
+    /// Longest `timeout_ms` an exec may ask for (it stretches the call's budgets).
+    pub max_exec_timeout_ms: u64,
 }
 
 /// A plugin's policy, ready to enforce.
@@ -224,9 +231,23 @@ impl PluginPolicy {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
         let base_entry = raw.api_base.as_deref().map(api_base_entry).transpose()?;
+        let base_is_http = raw.api_base.as_deref().is_some_and(|b| b.starts_with("http://"));
+        // What a plugin asks for by default is trusted less than what the operator writes:
+        // a non-public IP literal (e.g. the cloud metadata address) is never granted by default.
+        let plugin_hosts: Vec<String> = default_hosts
+            .iter()
+            .filter(|h| {
+                let keep = !is_private_ip_entry(h);
+                if !keep {
+                    tracing::warn!(plugin = name, "ignoring default egress host {h:?}: a non-public address needs an explicit allowed_hosts entry");
+                }
+                keep
+            })
+            .cloned()
+            .collect();
         let allow = match &raw.allowed_hosts {
             Some(list) => AllowList::parse(list),
-            None => AllowList::parse(&default_hosts.iter().cloned().chain(base_entry.clone()).collect::<Vec<_>>()),
+            None => AllowList::parse(&plugin_hosts.iter().cloned().chain(base_entry.clone()).collect::<Vec<_>>()),
         }
         .map_err(|e| format!("allowed_hosts: {e}"))?;
 
@@ -245,10 +266,27 @@ impl PluginPolicy {
                 Some(RawCredential::Full { env, hosts }) => (env.clone(), hosts.clone()),
                 None => (default_env_var(name, &spec.name), None),
             };
-            let hosts = hosts.unwrap_or_else(|| spec.hosts.iter().cloned().chain(base_entry.clone()).collect());
+            // Operator-written hosts are taken as written. A plugin's own declaration is
+            // honoured for exact hosts only: a wildcard would send the key to every
+            // subdomain, and providers serve sandbox-controlled ports under them.
+            let hosts = hosts.unwrap_or_else(|| {
+                let exact = spec.hosts.iter().filter(|h| {
+                    let wildcard = h.trim_start().starts_with("*.");
+                    if wildcard {
+                        tracing::warn!(plugin = name, "credential `{}`: not sending it to the plugin-declared wildcard {h:?}; list exact hosts under [credentials] in plugins/{name}.toml", spec.name);
+                    }
+                    !wildcard && !is_private_ip_entry(h)
+                });
+                exact.cloned().chain(base_entry.clone()).collect()
+            });
             let header = http::HeaderName::from_bytes(spec.header.as_bytes())
                 .map_err(|_| format!("plugin `{name}` declares credential `{}` with an invalid header {:?}", spec.name, spec.header))?;
             credentials.push(Credential {
+                // Over plain http only to an operator-configured http:// api_base.
+                plain_http_hosts: match (&base_entry, base_is_http) {
+                    (Some(e), true) => AllowList::parse(std::slice::from_ref(e)).map_err(|e| format!("api_base: {e}"))?,
+                    _ => AllowList::default(),
+                },
                 name: spec.name.clone(),
                 value: env(&env_var).filter(|v| !v.is_empty()).map(Secret::new),
                 env_var,
@@ -294,9 +332,19 @@ impl PluginPolicy {
                 burst: l.burst,
                 max_response_bytes: (l.max_response_kib.unwrap_or(defaults::MAX_RESPONSE_KIB) as usize).saturating_mul(1024),
                 max_upstream_body_bytes: l.max_upstream_body_mib.unwrap_or(defaults::MAX_UPSTREAM_BODY_MIB).saturating_mul(1 << 20),
+                max_exec_timeout_ms: l.max_exec_timeout_ms.unwrap_or(defaults::MAX_EXEC_TIMEOUT_MS),
             },
         })
     }
+}
+
+/// True for an allowlist entry that is a non-public IP literal (`10.0.0.1`, `[::1]:9`, …).
+fn is_private_ip_entry(entry: &str) -> bool {
+    let host = match entry.trim().strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => entry.trim().rsplit_once(':').map_or(entry.trim(), |(h, _)| h),
+    };
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| !crate::runtime::upstream::is_public(ip))
 }
 
 /// `E2B_API_KEY` for plugin `e2b`, credential `api-key`.
@@ -342,6 +390,27 @@ mod tests {
         assert!(!c.hosts.allows("x.e2b.app", 443));
         assert!(c.value.is_some());
         assert_eq!(p.limits.memory_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn plugin_defaults_never_grant_private_ips_or_wildcard_credential_hosts() {
+        let spec = vec![CredentialSpec {
+            name: "api-key".into(),
+            header: "x-api-key".into(),
+            value_prefix: String::new(),
+            hosts: vec!["api.example.com".into(), "*.example.com".into(), "169.254.169.254".into()],
+        }];
+        let p = PluginPolicy::resolve("p", &RawPolicy::default(), &["api.example.com".into(), "169.254.169.254".into(), "10.0.0.1:80".into()], &spec, &|_| Some("k".into())).unwrap();
+        assert!(p.egress.allow.allows("api.example.com", 443));
+        assert!(!p.egress.allow.allows("169.254.169.254", 80) && !p.egress.allow.allows("10.0.0.1", 80));
+        let c = &p.egress.credentials[0];
+        assert!(c.hosts.allows("api.example.com", 443));
+        assert!(!c.hosts.allows("sbx.example.com", 443) && !c.hosts.allows("169.254.169.254", 443));
+        // What the operator writes is taken as written.
+        let raw = RawPolicy::from_toml("allowed_hosts = [\"10.0.0.1:80\"]\n[credentials]\napi-key = { env = \"K\", hosts = [\"*.example.com\"] }").unwrap();
+        let p = PluginPolicy::resolve("p", &raw, &[], &spec, &|_| Some("k".into())).unwrap();
+        assert!(p.egress.allow.allows("10.0.0.1", 80));
+        assert!(p.egress.credentials[0].hosts.allows("sbx.example.com", 443));
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub struct CallStats {
     pub peak_memory_bytes: usize,
     pub upstream_requests: u64,
     pub elapsed: Duration,
-    /// (authority, requests, response body bytes) per upstream host.
+    /// (allowlist entry, requests, response body bytes) per upstream host pattern.
     pub egress: Vec<(String, u64, u64)>,
 }
 

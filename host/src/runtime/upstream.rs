@@ -75,14 +75,34 @@ pub fn is_public(ip: std::net::IpAddr) -> bool {
                 || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_documentation()
+                || v4.is_multicast()
                 || a == 0
-                || (a == 100 && (b & 0xc0) == 64)) // shared address space (CGNAT)
+                || a >= 240 // reserved
+                || (a == 100 && (b & 0xc0) == 64) // shared address space (CGNAT)
+                || (a == 198 && (b & 0xfe) == 18)) // benchmarking
         }
         IpAddr::V6(v6) => {
-            let s = v6.segments()[0];
-            match v6.to_ipv4_mapped() {
+            let seg = v6.segments();
+            // Forms that embed an IPv4 address are judged by that address: mapped
+            // (::ffff:a.b.c.d), compatible (::a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002::/16).
+            let embedded = if let Some(v4) = v6.to_ipv4_mapped() {
+                Some(v4)
+            } else if seg[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified() {
+                Some(std::net::Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8))
+            } else if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                Some(std::net::Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8))
+            } else if seg[0] == 0x2002 {
+                Some(std::net::Ipv4Addr::new((seg[1] >> 8) as u8, seg[1] as u8, (seg[2] >> 8) as u8, seg[2] as u8))
+            } else {
+                None
+            };
+            match embedded {
                 Some(v4) => is_public(IpAddr::V4(v4)),
-                None => !(v6.is_loopback() || v6.is_unspecified() || (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80),
+                None => !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (seg[0] & 0xfe00) == 0xfc00
+                    || (seg[0] & 0xffc0) == 0xfe80),
             }
         }
     }
@@ -174,7 +194,11 @@ mod tests {
 
     #[test]
     fn only_public_addresses_pass() {
-        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for private in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "198.18.0.1",
+            "240.0.0.1", "224.0.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::a9fe:a9fe", "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::", "ff02::1",
+        ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
         for public in ["1.1.1.1", "34.120.0.1", "2606:4700::1111"] {

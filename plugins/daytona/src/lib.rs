@@ -39,7 +39,10 @@ pub struct Daytona;
 
 impl Provider for Daytona {
     fn describe() -> Descriptor {
-        let hosts = vec!["app.daytona.io".to_string(), "*.daytona.io".to_string()];
+        // The API and the toolbox proxy take the key; the host honours exact credential
+        // hosts only, so they are named rather than `*.daytona.io` (sandbox previews live
+        // under that suffix and must never see the key).
+        let hosts = vec!["app.daytona.io".to_string(), "proxy.app.daytona.io".to_string()];
         Descriptor {
             name: "daytona".into(),
             version: env!("CARGO_PKG_VERSION").into(),
