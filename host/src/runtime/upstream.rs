@@ -87,9 +87,7 @@ pub fn is_public(ip: std::net::IpAddr) -> bool {
             // (::ffff:a.b.c.d), compatible (::a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002::/16).
             let embedded = if let Some(v4) = v6.to_ipv4_mapped() {
                 Some(v4)
-            } else if seg[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified() {
-                Some(std::net::Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8))
-            } else if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+            } else if (seg[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified()) || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
                 Some(std::net::Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8))
             } else if seg[0] == 0x2002 {
                 Some(std::net::Ipv4Addr::new((seg[1] >> 8) as u8, seg[1] as u8, (seg[2] >> 8) as u8, seg[2] as u8))
