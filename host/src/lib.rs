@@ -7,6 +7,9 @@
 //! - [`runtime`]: the wasmtime engine and precompiled cache, Store contents, the WIT edge, one call's run.
 //! - [`plugin`]: loading `.wasm` + `.toml` into a checked plugin; the live registry.
 //! - [`dispatch`]: [`dispatch::Host::call`], the entry point every front end uses.
+//! - [`router`]: `sandbox::<leaf>` → the named (or default) provider, in-process.
+//! - [`bridge`]: the host as an iii worker (registration, HTTP triggers, drain).
+//! - [`metrics`]: per-plugin counters and histograms (Prometheus text, JSON).
 //! - [`cli`]: the `sandbox-host` subcommands.
 //!
 //! One call end to end: `Host::call("e2b", Leaf::Create, json)` → registry lookup (S600) →
