@@ -18,9 +18,8 @@ use std::time::Duration;
 pub async fn execute(plugin: &LoadedPlugin, book: &std::sync::Arc<SlotBook>, req: Request) -> (Result<Value, CallError>, Option<CallStats>) {
     let name = &*plugin.name;
     let leaf = req.leaf();
-    if !leaf.offered_by(plugin.capabilities()) {
-        return (Err(unsupported(name, leaf)), None);
-    }
+    // Capability gating (S404) happened in `Host::call`, before validation, so an
+    // absent leaf never answers S422.
     if let Some(c) = plugin.policy.egress.credentials.iter().find(|c| c.value.is_none()) {
         return (Err(CallError::new(Code::AuthInvalid, c.missing_sentence(name))), None);
     }

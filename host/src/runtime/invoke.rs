@@ -34,9 +34,7 @@ pub type Outcome = Result<Result<PluginReply, PluginFailure>, CallError>;
 /// Runs `req` against `plugin` with a wall-clock budget of `wall`.
 pub async fn run(plugin: &LoadedPlugin, req: &Request, wall: Duration) -> (Outcome, CallStats) {
     let record = Arc::new(EgressRecord::default());
-    let mut store = new_store(plugin, req, record.clone());
-    let meter = CpuMeter::default();
-    arm_cpu_budget(&mut store, &meter, ticks_for(plugin.policy.limits.cpu));
+    let (mut store, meter) = budgeted_store(plugin.pre.engine(), call_state(plugin, req, record.clone()), plugin.policy.limits.cpu);
     let started = Instant::now();
     let idle = plugin.policy.default_idle_timeout_secs;
     let result = tokio::time::timeout(wall, async {
@@ -60,12 +58,8 @@ pub async fn run(plugin: &LoadedPlugin, req: &Request, wall: Duration) -> (Outco
 
 /// Calls `describe()` once, as at load time.
 pub async fn describe(plugin_name: &str, pre: &wit::ProviderPluginPre<StoreState>, policy: &crate::policy::PluginPolicy) -> anyhow::Result<Descriptor> {
-    let record = Arc::new(EgressRecord::default());
-    let state = StoreState::new(plugin_name.into(), policy, Arc::default(), record);
-    let mut store = Store::new(pre.engine(), state);
-    store.limiter(|s| &mut s.limiter);
-    let meter = CpuMeter::default();
-    arm_cpu_budget(&mut store, &meter, ticks_for(policy.limits.cpu));
+    let state = StoreState::new(plugin_name.into(), policy, Arc::default(), Arc::default());
+    let (mut store, _meter) = budgeted_store(pre.engine(), state, policy.limits.cpu);
     let wall = policy.limits.call_timeout;
     let fut = async {
         let instance = pre.instantiate_async(&mut store).await?;
@@ -77,17 +71,24 @@ pub async fn describe(plugin_name: &str, pre: &wit::ProviderPluginPre<StoreState
     }
 }
 
-fn new_store(plugin: &LoadedPlugin, req: &Request, record: Arc<EgressRecord>) -> Store<StoreState> {
+/// A Store for `state` with the memory limiter installed and `cpu` of guest time armed.
+fn budgeted_store(engine: &wasmtime::Engine, state: StoreState, cpu: Duration) -> (Store<StoreState>, CpuMeter) {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    let meter = CpuMeter::default();
+    arm_cpu_budget(&mut store, &meter, ticks_for(cpu));
+    (store, meter)
+}
+
+/// The Store contents for one call of `req` on `plugin`.
+fn call_state(plugin: &LoadedPlugin, req: &Request, record: Arc<EgressRecord>) -> StoreState {
     let mut timeouts = plugin.policy.egress.timeouts;
     if let Request::Exec(e) = req {
         if let Some(ms) = e.timeout_ms {
             timeouts = timeouts.stretched(Duration::from_millis(ms), Duration::from_millis(crate::policy::defaults::EXEC_GRACE_MS));
         }
     }
-    let state = StoreState::with_timeouts(plugin.name.clone(), &plugin.policy, plugin.config.clone(), record, timeouts);
-    let mut store = Store::new(plugin.pre.engine(), state);
-    store.limiter(|s| &mut s.limiter);
-    store
+    StoreState::with_timeouts(plugin.name.clone(), &plugin.policy, plugin.config.clone(), record, timeouts)
 }
 
 /// Charges one tick per epoch that lands while the guest runs, yielding to the
