@@ -48,9 +48,12 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
-    /// Defaults: `./plugins`, cache in `<plugins>/.cache`, router on.
+    /// Defaults: router on; the precompiled cache in the user's cache folder
+    /// ([`crate::runtime::cache::default_dir`]), never under `plugins_dir`: whoever may
+    /// drop a plugin must not be able to plant native code.
     pub fn new(plugins_dir: PathBuf) -> Self {
-        HostConfig { cache_dir: Some(plugins_dir.join(".cache")), plugins_dir, default_provider: None, router: true, http_triggers: Vec::new(), metrics: true }
+        let cache_dir = crate::runtime::cache::default_dir(|name| std::env::var_os(name));
+        HostConfig { cache_dir, plugins_dir, default_provider: None, router: true, http_triggers: Vec::new(), metrics: true }
     }
 
     pub fn from_raw(raw: RawHostConfig) -> Self {

@@ -1,5 +1,9 @@
 //! `sandbox-host check FILE.wasm`: does this component satisfy the provider world?
 //! Prints its `describe()` (and the resolved policy when a `.toml` sits beside it).
+//!
+//! It compiles in memory and writes nothing: the file is not trusted yet, it may be run
+//! from any directory, and a cache entry for it would only serve a later `check` of the
+//! same bytes. So `--cache-dir` and `--no-cache` do not apply here.
 
 use super::GlobalArgs;
 use crate::plugin::loader::Loader;
@@ -16,9 +20,8 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-pub async fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<u8> {
-    let config = global.host_config()?;
-    let loader = Loader::new(Runtime::new(config.cache_dir)?)?;
+pub async fn run(_global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<u8> {
+    let loader = Loader::new(Runtime::new(None)?)?;
     match loader.load_file(&args.file).await {
         Ok(p) => {
             if args.json {

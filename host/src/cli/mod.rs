@@ -29,7 +29,8 @@ pub struct GlobalArgs {
     /// Directory holding <name>.wasm plugins and their <name>.toml policies.
     #[arg(long, global = true, env = "SANDBOX_PLUGINS_DIR")]
     pub plugins_dir: Option<PathBuf>,
-    /// Directory for precompiled components (default: <plugins-dir>/.cache).
+    /// Directory for precompiled components, which must be outside the plugins directory
+    /// (default: $XDG_CACHE_HOME/sandbox-host, else ~/.cache/sandbox-host).
     #[arg(long, global = true, env = "SANDBOX_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Compile every plugin afresh and write no cache.
@@ -41,24 +42,26 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    /// Flags override the config file, which overrides the defaults.
+    /// Flags override the config file, which overrides the defaults. A cache directory
+    /// inside the plugins directory is an error here, at start: it is the operator's
+    /// explicit choice and cannot be made safe, and a warning would leave a host that
+    /// quietly recompiles every plugin on every start.
     pub fn host_config(&self) -> anyhow::Result<HostConfig> {
         let mut c = match &self.config {
             Some(path) => HostConfig::load(path)?,
             None => HostConfig::new(PathBuf::from("plugins")),
         };
         if let Some(dir) = &self.plugins_dir {
-            let cache_was_default = c.cache_dir.as_ref() == Some(&c.plugins_dir.join(".cache"));
             c.plugins_dir = dir.clone();
-            if cache_was_default {
-                c.cache_dir = Some(dir.join(".cache"));
-            }
         }
         if let Some(dir) = &self.cache_dir {
             c.cache_dir = Some(dir.clone());
         }
         if self.no_cache {
             c.cache_dir = None;
+        }
+        if let Some(cache_dir) = &c.cache_dir {
+            crate::runtime::cache::check_outside_plugins(cache_dir, &c.plugins_dir)?;
         }
         Ok(c)
     }

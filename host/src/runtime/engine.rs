@@ -2,15 +2,18 @@
 //! interruption, and a precompiled-component cache on disk so a restart does not
 //! recompile.
 //!
-//! Cache key: SHA-256 of the component bytes + a hash of the engine's compatibility
-//! settings (`Engine::precompile_compatibility_hash`) + the wasmtime version. Entries
-//! are written to a temporary file and renamed into place, so a crash mid-write never
-//! leaves a truncated entry that a later start would trust.
+//! A cached entry is native code, so it runs only after [`super::cache`] has proved that
+//! this host wrote it for these component bytes and this engine (keyed MAC, checked on
+//! the bytes in memory that are then deserialized). Anything else is compiled again.
+//! Entry name: SHA-256 of the component bytes + a hash of the engine's compatibility
+//! settings (`Engine::precompile_compatibility_hash`, which covers the wasmtime version).
 
+use super::cache::Cache;
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -39,12 +42,13 @@ pub enum CacheOutcome {
 #[derive(Clone)]
 pub struct Runtime {
     pub engine: Engine,
-    cache_dir: Option<PathBuf>,
-    compat: String,
+    cache: Option<Arc<Cache>>,
 }
 
 impl Runtime {
-    /// Builds the engine and starts its epoch ticker.
+    /// Builds the engine and starts its epoch ticker. `cache_dir` is created (0700) and
+    /// checked; one this host must not trust is not used, with a warning naming it and
+    /// the fix (see [`super::cache`]).
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(POOL_INSTANCES)
@@ -74,41 +78,47 @@ impl Runtime {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         let compat = format!("{:016x}", h.finish());
-        Ok(Runtime { engine, cache_dir, compat })
+        let cache = cache_dir.and_then(|dir| match Cache::open(&dir, &compat) {
+            Ok(cache) => Some(Arc::new(cache)),
+            Err(refused) => {
+                tracing::warn!("{refused}");
+                None
+            }
+        });
+        Ok(Runtime { engine, cache })
+    }
+
+    /// The precompiled cache in use; `None` when none was configured or it was refused.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache.as_deref().map(Cache::dir)
     }
 
     /// Compiles `bytes`, or loads its precompiled form from the cache.
     pub fn component(&self, bytes: &[u8]) -> anyhow::Result<(Component, CacheOutcome)> {
-        let Some(dir) = &self.cache_dir else {
+        let Some(cache) = &self.cache else {
             return Ok((Component::new(&self.engine, bytes)?, CacheOutcome::Compiled));
         };
-        let path = dir.join(format!("{}-{}.cwasm", hex::encode(Sha256::digest(bytes)), self.compat));
-        if path.exists() {
-            // SAFETY: the cache directory belongs to this host and entries are only
-            // ever written whole (rename) by `precompile_component` of this engine
-            // configuration, which the file name encodes.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok((c, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!("discarding unusable cache entry {}: {e:#}", path.display()),
+        let component_sha256: [u8; 32] = Sha256::digest(bytes).into();
+        match cache.load(&component_sha256) {
+            Ok(Some(verified)) => {
+                // SAFETY: these bytes are in memory and carry this host's MAC over this
+                // component's hash, this engine and the artifact itself, so they are what
+                // this engine's `precompile_component` made from `bytes`; they are the
+                // bytes that were checked, not a file that could change since.
+                match unsafe { Component::deserialize(&self.engine, verified.artifact()) } {
+                    Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                    Err(e) => tracing::warn!("discarding unusable cache entry {}: {e:#}", cache.entry_path(&component_sha256).display()),
+                }
             }
+            Ok(None) => {}
+            Err(refused) => tracing::warn!("{refused}"),
         }
         let compiled = self.engine.precompile_component(bytes)?;
-        if let Err(e) = write_atomically(dir, &path, &compiled) {
-            tracing::warn!("could not write the precompiled cache entry {}: {e:#}", path.display());
+        if let Err(e) = cache.store(&component_sha256, &compiled) {
+            tracing::warn!("could not write the precompiled cache entry {}: {e:#}", cache.entry_path(&component_sha256).display());
         }
         // SAFETY: `compiled` was produced just now by this engine.
         let component = unsafe { Component::deserialize(&self.engine, &compiled)? };
         Ok((component, CacheOutcome::Compiled))
     }
-}
-
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    // Unique per process and per write, so concurrent loads never share a temp file.
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{}.tmp{}-{seq}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }

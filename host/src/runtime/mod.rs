@@ -1,5 +1,6 @@
-//! Running plugins: the shared engine, per-call Store state, the WIT edge and one call's run.
+//! Running plugins: the shared engine and its precompiled cache, per-call Store state, the WIT edge and one call's run.
 
+pub mod cache;
 pub mod engine;
 pub mod invoke;
 pub mod store;
