@@ -5,7 +5,8 @@
 
 use crate::config::HostConfig;
 use crate::contract::codes::{CallError, Code};
-use crate::contract::lifecycle;
+use crate::contract::abandoned::Settlements;
+use crate::contract::lifecycle::{self, ListFailure};
 use crate::contract::shapes::Leaf;
 use crate::contract::validate;
 use crate::plugin::loader::{Diagnostic, Loader};
@@ -22,6 +23,8 @@ pub struct Host {
     pub loader: Loader,
     pub registry: Registry,
     pub metrics: crate::metrics::Metrics,
+    /// Creates abandoned after they reached the upstream, being finished or undone.
+    pub settling: Arc<Settlements>,
 }
 
 impl Host {
@@ -43,7 +46,7 @@ impl Host {
             registry.insert(p);
         }
         let metrics = crate::metrics::Metrics::new(config.metrics);
-        Ok((Arc::new(Host { config, loader, registry, metrics }), diags))
+        Ok((Arc::new(Host { config, loader, registry, metrics, settling: Arc::default() }), diags))
     }
 
     /// Runs `leaf` on `provider` with the caller's JSON `payload`.
@@ -73,7 +76,7 @@ impl Host {
             Err(e) => return (Err(e), None),
         };
         let book = self.registry.book(provider);
-        let run = std::panic::AssertUnwindSafe(lifecycle::execute(plugin, &book, req)).catch_unwind();
+        let run = std::panic::AssertUnwindSafe(lifecycle::execute(plugin, &book, &self.settling, req)).catch_unwind();
         match run.await {
             Ok(done) => done,
             Err(panic) => {
@@ -88,20 +91,62 @@ impl Host {
     /// Learns what is already running upstream for `provider` (a `list` whose answer
     /// replaces the slot book), so the cap also counts sandboxes created before this
     /// host started. `serve` does it for every provider at start, `call` before a create.
+    /// It is the host's own request, not a caller's: it takes no admission or rate token.
     pub async fn reconcile(&self, provider: &str) -> Result<(), CallError> {
-        let listed = self.call(provider, Leaf::List, &serde_json::json!({})).await?;
-        match listed.get("reconcile_error").and_then(Value::as_str) {
-            Some(e) => Err(CallError::new(Code::Unavailable, e.to_string())),
-            None => Ok(()),
+        let plugin = self.registry.get(provider).ok_or_else(|| self.unknown_provider(provider))?;
+        if let Some(refused) = lifecycle::credential_refusal(&plugin) {
+            return Err(refused);
         }
+        let started = std::time::Instant::now();
+        let book = self.registry.book(provider);
+        let wall = plugin.policy.limits.call_timeout;
+        let list = std::panic::AssertUnwindSafe(lifecycle::list_upstream(&plugin, &book, wall)).catch_unwind();
+        let (result, stats) = match list.await {
+            Ok((listed, stats)) => (listed.map(drop).map_err(|(ListFailure::Unusable(e) | ListFailure::Fault(e))| e), Some(stats)),
+            Err(_) => (Err(CallError::new(Code::PluginTrapped, format!("the host failed while listing `{provider}`'s sandboxes."))), None),
+        };
+        self.metrics.record(provider, Leaf::List, result.as_ref().err().map(|e| e.code), started.elapsed(), stats.as_ref());
+        result
     }
 
-    /// [`Host::reconcile`] for every loaded provider; failures are logged, not fatal.
-    pub async fn reconcile_all(&self) {
-        for name in self.registry.names() {
-            if let Err(e) = self.reconcile(&name).await {
-                tracing::warn!(plugin = %name, "could not learn the running sandboxes at start: {e}");
+    /// [`Host::reconcile`] for every loaded provider at once, each within `limit`, so one
+    /// slow provider cannot leave the others uncounted. Returns the providers that failed.
+    pub async fn reconcile_all(&self, limit: std::time::Duration) -> Vec<String> {
+        let names = self.registry.names();
+        let runs = names.iter().map(|name| async move {
+            let result = match tokio::time::timeout(limit, self.reconcile(name)).await {
+                Ok(r) => r,
+                Err(_) => Err(CallError::new(Code::Unavailable, format!("listing took over {} s", limit.as_secs()))),
+            };
+            result.err().map(|e| {
+                tracing::warn!(plugin = %name, "could not learn the running sandboxes: {e}");
+                name.clone()
+            })
+        });
+        futures_util::future::join_all(runs).await.into_iter().flatten().collect()
+    }
+
+    /// Retries [`Host::reconcile`] for `pending` providers with growing pauses until each
+    /// succeeds, is unloaded, or `stop` fires.
+    pub async fn reconcile_until_known(&self, mut pending: Vec<String>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut pause = std::time::Duration::from_secs(5);
+        while !pending.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => return,
             }
+            let mut still = Vec::new();
+            for name in pending {
+                if self.registry.get(&name).is_none() {
+                    continue;
+                }
+                match self.reconcile(&name).await {
+                    Ok(()) => tracing::info!(plugin = %name, "learnt the running sandboxes (retry)"),
+                    Err(_) => still.push(name),
+                }
+            }
+            pending = still;
+            pause = (pause * 2).min(std::time::Duration::from_secs(300));
         }
     }
 

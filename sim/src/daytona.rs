@@ -112,9 +112,9 @@ impl DaytonaSim {
 
     /// Policy lines pointing the daytona plugin at this simulator. The credential's hosts
     /// default to the plugin's own plus the `api_base` authority, which also serves the
-    /// toolbox proxy, so both get the bearer key.
+    /// toolbox proxy, so both get the bearer key (`DAYTONA_API_KEY`, granted here).
     pub fn policy_toml(&self) -> String {
-        format!("api_base = \"{}\"\nallowed_hosts = [\"{}\"]\n", self.api_base(), self.sim.authority())
+        format!("api_base = \"{}\"\nallowed_hosts = [\"{}\"]\n[credentials]\napi-key = \"DAYTONA_API_KEY\"\n", self.api_base(), self.sim.authority())
     }
 
     /// Sandboxes that hold compute: neither destroyed nor stopped.

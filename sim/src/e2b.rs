@@ -73,10 +73,10 @@ impl E2bSim {
         Ok(E2bSim { api, envd, state, api_key: api_key.to_string() })
     }
 
-    /// Policy lines pointing the e2b plugin at this simulator.
+    /// Policy lines pointing the e2b plugin at this simulator, granting it `E2B_API_KEY`.
     pub fn policy_toml(&self) -> String {
         format!(
-            "api_base = \"{}\"\nallowed_hosts = [\"{}\", \"{}\"]\n[config]\nenvd-url = \"{}\"\n",
+            "api_base = \"{}\"\nallowed_hosts = [\"{}\", \"{}\"]\n[credentials]\napi-key = \"E2B_API_KEY\"\n[config]\nenvd-url = \"{}\"\n",
             self.api.base_url(),
             self.api.authority(),
             self.envd.authority(),

@@ -119,9 +119,9 @@ impl MorphSim {
         format!("{}/api", self.api.base_url())
     }
 
-    /// Policy lines pointing the morph plugin at this simulator.
+    /// Policy lines pointing the morph plugin at this simulator, granting it `MORPH_API_KEY`.
     pub fn policy_toml(&self) -> String {
-        format!("api_base = \"{}\"\nallowed_hosts = [\"{}\"]\n", self.api_base(), self.api.authority())
+        format!("api_base = \"{}\"\nallowed_hosts = [\"{}\"]\n[credentials]\napi-key = \"MORPH_API_KEY\"\n", self.api_base(), self.api.authority())
     }
 
     /// Instances that are running (not paused).

@@ -72,11 +72,22 @@ pub struct Fault {
     pub headers: Vec<(String, String)>,
     /// Wait this long before answering (slow upstream).
     pub delay: Duration,
+    /// Do the real work first (e.g. commit a create), then answer after `delay`: with
+    /// the real answer when `status` is 0, else with this fault's.
+    pub after_work: bool,
 }
 
 impl Fault {
     pub fn new(method: &str, path_prefix: &str, status: u16, body: &str) -> Self {
-        Fault { method: method.into(), path_prefix: path_prefix.into(), status, body: body.into(), headers: Vec::new(), delay: Duration::ZERO }
+        Fault { method: method.into(), path_prefix: path_prefix.into(), status, body: body.into(), headers: Vec::new(), delay: Duration::ZERO, after_work: false }
+    }
+    /// The real answer, `delay` after the real work was done.
+    pub fn late_answer(method: &str, path_prefix: &str, delay: Duration) -> Self {
+        Fault { after_work: true, delay, ..Fault::new(method, path_prefix, 0, "") }
+    }
+    /// This answer instead of the real one, after the real work was done.
+    pub fn after_work(method: &str, path_prefix: &str, status: u16, body: &str) -> Self {
+        Fault { after_work: true, ..Fault::new(method, path_prefix, status, body) }
     }
     pub fn header(mut self, k: &str, v: &str) -> Self {
         self.headers.push((k.into(), v.into()));
@@ -127,7 +138,15 @@ impl Sim {
                                 pos.and_then(|i| f.remove(i))
                             };
                             let reply = match fault {
+                                Some(f) if f.after_work && f.status == 0 => {
+                                    let reply = handler(rec).await;
+                                    tokio::time::sleep(f.delay).await;
+                                    reply
+                                }
                                 Some(f) => {
+                                    if f.after_work {
+                                        drop(handler(rec).await);
+                                    }
                                     tokio::time::sleep(f.delay).await;
                                     let mut b = Response::builder().status(f.status).header("content-type", "application/json");
                                     for (k, v) in &f.headers {

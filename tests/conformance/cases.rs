@@ -116,7 +116,7 @@ pub async fn the_cap_counts_sandboxes_that_were_running_before_the_host_started<
     up.create_out_of_band().await;
     up.create_out_of_band().await;
     // What `serve` does at start (and `call` before a create): learn what already runs.
-    h.host.reconcile_all().await;
+    assert!(h.host.reconcile_all(std::time::Duration::from_secs(15)).await.is_empty());
     let msg = h.err(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE}), Code::CapReached).await;
     assert!(msg.contains("cap of 2"), "{msg}");
     assert_eq!(up.live(), 2, "nothing was created upstream");
@@ -343,6 +343,70 @@ pub async fn the_credential_reaches_only_the_control_plane<U: Upstream>() {
     assert!(plugin.config.values().all(|v| !v.contains(SECRET)));
 }
 
+/// Review item 4: a create whose caller got S701 at the wall-clock budget, while the
+/// upstream went on to start the sandbox, is finished in overtime and undone: the
+/// sandbox is stopped, and its slot stays held until then (the cap never sees two).
+pub async fn a_create_abandoned_at_the_wall_is_stopped_and_holds_its_slot_until_then<U: Upstream>() {
+    let (up, h) = fresh::<U>("max_concurrent_sandboxes = 1\n[limits]\ncall_timeout_ms = 1500").await;
+    let (method, path) = U::route(Leaf::Create, "");
+    // Answered 2.5 s late: after the 1.5 s wall, within the 1.5 s overtime that follows.
+    up.api().inject(Fault::late_answer(method, &path, std::time::Duration::from_millis(2500)));
+    let started = std::time::Instant::now();
+    let msg = h.err(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE}), Code::PluginTimeout).await;
+    assert!(started.elapsed() < std::time::Duration::from_millis(2400), "answered at the wall, not after the upstream: {msg}");
+    assert_eq!(up.live(), 1, "the upstream started the sandbox the caller never heard of");
+    let again = h.err(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE}), Code::CapReached).await;
+    assert!(again.contains("cap of 1"), "{again}");
+    assert!(h.host.settling.wait(std::time::Duration::from_secs(30)).await, "the abandoned create was settled");
+    assert_eq!(up.live(), 0, "the orphan was stopped upstream");
+    assert_eq!(h.host.registry.book(U::PROVIDER).in_flight(), 0, "and its slot released");
+    create::<U>(&h).await;
+    assert_eq!(up.live(), 1);
+}
+
+/// Review item 4, the trap half: a create that reached the upstream and then died (here
+/// over its memory limit on a huge answer) leaves no answer to undo; the slot stays
+/// counted and a list at once counts what the upstream really runs, the orphan included.
+pub async fn a_create_that_dies_after_reaching_the_upstream_keeps_its_sandbox_counted<U: Upstream>() {
+    let (up, h) = fresh::<U>("max_concurrent_sandboxes = 1\n[limits]\nmemory_mib = 16").await;
+    let (method, path) = U::route(Leaf::Create, "");
+    // Under the plugins' own 32 MiB body cap, over their 16 MiB of memory.
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(24 << 20));
+    up.api().inject(Fault::after_work(method, &path, 200, &huge));
+    h.err(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE}), Code::PluginMemory).await;
+    assert_eq!(up.live(), 1, "the upstream started it");
+    h.err(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE}), Code::CapReached).await;
+    assert!(h.host.settling.wait(std::time::Duration::from_secs(30)).await);
+    let book = h.host.registry.book(U::PROVIDER);
+    assert_eq!(book.in_flight(), 1, "the orphan is counted as itself after the recount");
+    let listed = h.ok(U::PROVIDER, Leaf::List, json!({})).await;
+    let orphan = listed["sandboxes"][0]["sandbox_id"].as_str().expect("the orphan is listed").to_string();
+    h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": orphan})).await;
+    assert_eq!(book.in_flight(), 0);
+    create::<U>(&h).await;
+}
+
+/// Review item 5: a list whose upstream snapshot predates a stop does not bring the
+/// stopped sandbox back into the book (a phantom that refused creates at the cap).
+pub async fn a_slow_list_does_not_resurrect_a_sandbox_stopped_meanwhile<U: Upstream>() {
+    let (up, h) = fresh::<U>("max_concurrent_sandboxes = 1").await;
+    let id = create::<U>(&h).await;
+    let (method, path) = U::route(Leaf::List, "");
+    // The upstream takes its snapshot at once and answers it a second later.
+    up.api().inject(Fault::late_answer(method, &path, std::time::Duration::from_secs(1)));
+    let list = h.call(U::PROVIDER, Leaf::List, json!({}));
+    let stop = async {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        h.call(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": id})).await
+    };
+    let (listed, stopped) = tokio::join!(list, stop);
+    stopped.unwrap();
+    assert!(listed.unwrap()["sandboxes"].as_array().unwrap().iter().any(|s| s["sandbox_id"] == id.as_str()), "the snapshot had it");
+    assert_eq!(up.live(), 0);
+    assert_eq!(h.host.registry.book(U::PROVIDER).in_flight(), 0, "the stop stands");
+    create::<U>(&h).await;
+}
+
 /// Generates one `#[tokio::test]` per case for `$upstream`.
 macro_rules! conformance_suite {
     ($suite:ident, $upstream:ty) => {
@@ -373,6 +437,9 @@ macro_rules! conformance_suite {
             case!(unsupported_leaves_are_s404_without_upstream_call);
             case!(egress_outside_the_allowlist_is_s703);
             case!(the_credential_reaches_only_the_control_plane);
+            case!(a_create_abandoned_at_the_wall_is_stopped_and_holds_its_slot_until_then);
+            case!(a_create_that_dies_after_reaching_the_upstream_keeps_its_sandbox_counted);
+            case!(a_slow_list_does_not_resurrect_a_sandbox_stopped_meanwhile);
         }
     };
 }

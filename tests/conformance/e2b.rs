@@ -184,7 +184,7 @@ async fn an_allowed_name_that_resolves_to_a_private_address_is_s703_unless_permi
     let up = E2bUpstream::start().await;
     let (api, envd) = (up.0.api.addr.port(), up.0.envd.addr.port());
     let by_name = format!(
-        "api_base = \"http://localhost:{api}\"\nallowed_hosts = [\"localhost:{api}\", \"localhost:{envd}\"]\n[config]\nenvd-url = \"http://localhost:{envd}\"\n"
+        "api_base = \"http://localhost:{api}\"\nallowed_hosts = [\"localhost:{api}\", \"localhost:{envd}\"]\n[credentials]\napi-key = \"E2B_API_KEY\"\n[config]\nenvd-url = \"http://localhost:{envd}\"\n"
     );
     let start = |policy: String| async move {
         sandbox_tests::TestHost::start(vec![sandbox_tests::PluginSetup::new("e2b", policy)], &[("E2B_API_KEY", sandbox_tests::upstream::SECRET)]).await

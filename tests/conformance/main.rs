@@ -7,6 +7,7 @@
 mod cases;
 mod daytona;
 mod e2b;
+mod host_wide;
 mod morph;
 
 conformance_suite!(e2b_conformance, crate::e2b::E2bUpstream);

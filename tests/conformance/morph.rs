@@ -285,3 +285,16 @@ async fn branch_siblings_take_slots_and_a_branch_over_the_cap_is_s400_before_any
     h.ok("morph", Leaf::Stop, json!({"sandbox_id": ids[0]})).await;
     assert_eq!(h.host.registry.book("morph").in_flight(), 2);
 }
+
+/// Review item 13: a sandbox reaped while it booted (the readiness poll's 404) is the
+/// upstream's failure, not the caller's input: S502, worth a retry, not S422.
+#[tokio::test]
+async fn a_sandbox_gone_while_it_boots_is_s502_not_a_caller_error() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    up.0.set_boot_delay(Duration::from_secs(30));
+    up.0.api.inject(Fault::new("GET", "/api/instance/", 404, r#"{"detail":"Instance not found"}"#));
+    let msg = h.err("morph", Leaf::Create, json!({"image": "snapshot_base"}), Code::Unavailable).await;
+    assert!(msg.contains("disappeared upstream") && msg.contains("Retry"), "{msg}");
+    // The plugin's own unknown-snapshot answer stays the caller's error.
+    h.err("morph", Leaf::Create, json!({"image": "snapshot_nope"}), Code::BadInput).await;
+}

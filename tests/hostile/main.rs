@@ -461,7 +461,11 @@ async fn egress_with_a_spoofed_host_header_is_contained() {
     let _serial = SERIAL.lock().await;
     let allowed = plain_sim().await;
     let other = plain_sim().await;
-    let policy = format!("api_base = \"{}\"\n[config]\nother = \"{}\"\n", allowed.base_url(), other.base_url());
+    let policy = format!(
+        "api_base = \"{}\"\n[credentials]\napi-key = \"EGRESS_SPOOFED_HOST_API_KEY\"\n[config]\nother = \"{}\"\n",
+        allowed.base_url(),
+        other.base_url()
+    );
     let a = arena("egress-spoofed-host", &policy).await;
     contained(
         &a,
@@ -509,7 +513,7 @@ async fn egress_with_a_spoofed_host_header_is_contained() {
 async fn credential_snoop_finds_nothing() {
     let _serial = SERIAL.lock().await;
     let sim = plain_sim().await;
-    let policy = format!("api_base = \"{}\"\n[config]\nregion = \"eu\"\n", sim.base_url());
+    let policy = format!("api_base = \"{}\"\n[credentials]\napi-key = \"CREDENTIAL_SNOOP_API_KEY\"\n[config]\nregion = \"eu\"\n", sim.base_url());
     let a = arena("credential-snoop", &policy).await;
     neighbour_round(&a.h, 0).await;
     let baseline = rss_kib();
@@ -549,6 +553,49 @@ async fn credential_snoop_finds_nothing() {
     let delta = (rss_kib() - baseline) as f64 / 1024.0;
     eprintln!("[credential-snoop] RSS delta {delta:+.1} MiB");
     assert!(delta <= RSS_MARGIN_MIB as f64, "RSS grew by {delta:.1} MiB");
+}
+
+/// Review item 1: with no `[credentials]` grant, a plugin's declared credential name
+/// (`api-key` for `credential-snoop` would derive `CREDENTIAL_SNOOP_API_KEY`, which is
+/// set here) selects nothing: every call is S503 before the plugin runs, and nothing
+/// reaches the upstream, with or without the variable.
+#[tokio::test]
+async fn a_plugin_cannot_choose_which_secret_it_gets() {
+    let _serial = SERIAL.lock().await;
+    let sim = plain_sim().await;
+    let policy = format!("api_base = \"{}\"\n[config]\nregion = \"eu\"\n", sim.base_url());
+    let a = arena("credential-snoop", &policy).await;
+    let msg = a.h.err("credential-snoop", Leaf::Exec, json!({"sandbox_id": "sbx-1", "cmd": "true"}), Code::AuthInvalid).await;
+    assert!(msg.contains("not granted") && msg.contains("plugins/credential-snoop.toml"), "{msg}");
+    assert!(!msg.contains("CREDENTIAL_SNOOP_API_KEY"), "the message must not suggest the derived name: {msg}");
+    let cred = &a.h.host.registry.get("credential-snoop").unwrap().policy.egress.credentials[0];
+    assert!(cred.env_var.is_none() && cred.header_value().is_none(), "{cred:?}");
+    assert!(sim.requests().is_empty(), "nothing may reach the upstream: {:?}", sim.requests());
+    // The operator's own grant of the neighbour still works beside it.
+    neighbour_round(&a.h, 0).await;
+}
+
+/// Review item 15: a `describe()` that never answers (here it sleeps 100 s without CPU)
+/// is refused within the host's describe budget, not the 120 s call budget, so it
+/// holds neither start-up nor the loading of the plugins beside it.
+#[tokio::test]
+async fn a_slow_describe_is_refused_within_its_budget() {
+    let _serial = SERIAL.lock().await;
+    let e2b = E2bSim::start(0, SECRET).await.unwrap();
+    let started = Instant::now();
+    let plugins = vec![
+        PluginSetup::new("e2b", e2b.policy_toml()),
+        PluginSetup { name: "slow-describe".into(), wasm: fixture_wasm("slow-describe"), policy: None },
+    ];
+    let h = TestHost::start(plugins, ENV).await;
+    let took = started.elapsed();
+    let budget = sandbox_host::runtime::invoke::DESCRIBE_BUDGET;
+    assert!(took < budget + MARGIN * 2, "start-up took {took:?}");
+    assert_eq!(h.diagnostics.len(), 1, "{:?}", h.diagnostics);
+    let d = &h.diagnostics[0];
+    assert!(d.file.ends_with("slow-describe.wasm") && d.reason.contains("describe() did not return within"), "{d}");
+    assert_eq!(h.host.registry.names(), vec!["e2b".to_string()]);
+    neighbour_round(&h, 0).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -681,6 +728,10 @@ async fn stalling_upstream() -> StallingUpstream {
     StallingUpstream { addr, connections, closed_by_host, _task: task }
 }
 
+/// The create reaches its upstream, whose body never ends. The caller gets S701 at the
+/// wall; the guest keeps its call budget once more in overtime (the upstream may have
+/// started a sandbox: review item 4), holding the slot, then is dropped with its
+/// connection and the slot is recounted free (the fixture's list is empty).
 #[tokio::test]
 async fn slow_body_is_contained() {
     let _serial = SERIAL.lock().await;
@@ -690,24 +741,29 @@ async fn slow_body_is_contained() {
         up.addr
     );
     let a = arena("slow-body", &policy).await;
-    contained(
-        &a,
-        Expect {
-            leaf: Leaf::Create,
-            payload: json!({"image": "base"}),
-            code: Code::PluginTimeout,
-            says: vec!["`slow-body`".into(), "wall-clock budget of 1500 ms".into(), "create".into()],
-            within: Duration::from_millis(1500) + MARGIN,
-            not_before: Some(Duration::from_millis(1450)),
-            neighbour_during: true,
-        },
-    )
-    .await;
-    assert_eq!(up.connections.load(Ordering::SeqCst), 2, "each call reached the upstream (and got stuck in its body)");
-    // No stuck task: the dropped Store took its connection with it; the host hung up.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while up.closed_by_host.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    neighbour_round(&a.h, 1000).await;
+    let baseline = rss_kib();
+    for attempt in 1..=2 {
+        let r = race(&a, Leaf::Create, &json!({"image": "base"})).await;
+        let msg = r.result.expect_err("the stalled create must fail").message();
+        assert!(msg.starts_with("[S701] ") && msg.contains("wall-clock budget of 1500 ms") && msg.contains("`slow-body`"), "call {attempt}: {msg}");
+        assert!(r.elapsed >= Duration::from_millis(1450) && r.elapsed <= Duration::from_millis(1500) + MARGIN, "call {attempt} took {:?}", r.elapsed);
+        assert!(r.neighbour_rounds_during >= 1, "call {attempt}: the neighbour finished no round meanwhile");
+        // Its slot is held while the host settles what the create may have started.
+        a.h.err("slow-body", Leaf::Create, json!({"image": "base"}), Code::CapReached).await;
+        assert!(a.h.host.settling.wait(Duration::from_millis(1500) + MARGIN * 3).await, "call {attempt}: settled within its overtime");
+        assert_eq!(a.h.host.registry.book("slow-body").in_flight(), 0, "call {attempt}: the recount freed the slot");
+        assert_eq!(up.connections.load(Ordering::SeqCst), attempt, "each create reached the upstream once");
+        // No stuck task: the dropped Store took its connection with it; the host hung up.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while up.closed_by_host.load(Ordering::SeqCst) < attempt && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(up.closed_by_host.load(Ordering::SeqCst), attempt, "the host must close the stalled upstream connection once the guest is dropped");
     }
-    assert_eq!(up.closed_by_host.load(Ordering::SeqCst), 2, "the host must close the stalled upstream connections when the call ends");
+    neighbour_round(&a.h, 2000).await;
+    assert_eq!(a.h.host.registry.book("e2b").in_flight(), 0, "neighbour's slot book");
+    assert_eq!(a.e2b.live_count(), 0, "neighbour sandboxes left upstream");
+    let delta = (rss_kib() - baseline) as f64 / 1024.0;
+    assert!(delta <= RSS_MARGIN_MIB as f64, "RSS grew by {delta:.1} MiB");
 }

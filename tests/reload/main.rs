@@ -230,3 +230,44 @@ async fn a_restart_loads_from_the_precompiled_cache() {
     assert_eq!(entries.len(), 2, "the cache's key and one entry, written whole, no temp files left: {entries:?}");
     assert!(entries[0].ends_with(".cwasm") && entries[1] == "key", "{entries:?}");
 }
+
+/// Counts what the watcher told iii.
+#[derive(Default)]
+struct Counting {
+    installed: AtomicU64,
+    removed: AtomicU64,
+}
+
+impl ReloadListener for Counting {
+    fn installed(&self, _plugin: &Arc<sandbox_host::plugin::LoadedPlugin>) {
+        self.installed.fetch_add(1, Ordering::Relaxed);
+    }
+    fn removed(&self, _name: &str) {
+        self.removed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Review item 8: a plugins directory that cannot be read (moved away, EMFILE, an NFS
+/// hiccup) says nothing about deleted plugins: the watcher changes nothing meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_plugins_directory_unregisters_nothing() {
+    let counting = Arc::new(Counting::default());
+    let w = watched(Some(counting.clone())).await;
+    w.add_e2b(&std::fs::read(plugin_wasm("e2b")).unwrap());
+    eventually("e2b is loaded", || w.sha().is_some()).await;
+    let installs = counting.installed.load(Ordering::Relaxed);
+    let away = w.dir().with_extension("away");
+    std::fs::rename(w.dir(), &away).unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(POLL).await;
+        assert!(w.sha().is_some(), "e2b must keep serving while its directory is unreadable");
+    }
+    std::fs::rename(&away, w.dir()).unwrap();
+    for _ in 0..6 {
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(counting.removed.load(Ordering::Relaxed), 0, "nothing was unregistered");
+    assert_eq!(counting.installed.load(Ordering::Relaxed), installs, "nothing was reloaded either: the files did not change");
+    assert_eq!(w.host.ok("e2b", Leaf::List, json!({})).await["reconciled"], true);
+    let _ = w.stop.send(true);
+}

@@ -42,6 +42,11 @@ pub async fn run(global: &GlobalArgs, args: CallArgs) -> anyhow::Result<u8> {
             return Ok(err.code.exit_status());
         }
     };
+    // Bad input is refused before anything starts or reaches an upstream.
+    if let Err(e) = crate::contract::validate::parse_request(leaf, &payload) {
+        eprintln!("{e}");
+        return Ok(e.code.exit_status());
+    }
     let (host, diags) = Host::start(global.host_config()?).await?;
     for d in &diags {
         eprintln!("warning: plugin not loaded: {d}");
@@ -51,14 +56,26 @@ pub async fn run(global: &GlobalArgs, args: CallArgs) -> anyhow::Result<u8> {
         // upstream so the cap holds. A failed list leaves the local count (empty).
         let _ = host.reconcile(&args.provider).await;
     }
-    match host.call(&args.provider, leaf, &payload).await {
+    let status = match host.call(&args.provider, leaf, &payload).await {
         Ok(v) => {
             println!("{}", serde_json::to_string_pretty(&v)?);
-            Ok(0)
+            0
         }
         Err(e) => {
             eprintln!("{e}");
-            Ok(e.code.exit_status())
+            e.code.exit_status()
+        }
+    };
+    // A create this process abandoned is finished or undone before it exits: nobody
+    // else knows of the sandbox it may have started.
+    if host.settling.running() > 0 {
+        eprintln!("note: stopping what the abandoned {leaf} may have started upstream…");
+        if !host.settling.wait(SETTLE_LIMIT).await {
+            eprintln!("warning: could not confirm within {} s; check the provider for a sandbox started by this call", SETTLE_LIMIT.as_secs());
         }
     }
+    Ok(status)
 }
+
+/// How long `call` waits for an abandoned create to be settled before it exits.
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(330);

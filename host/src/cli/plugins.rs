@@ -53,7 +53,8 @@ pub fn describe_json(p: &LoadedPlugin) -> Value {
             "api_base": pol.api_base,
             "allowed_hosts": pol.egress.allow.entries().collect::<Vec<_>>(),
             "credentials": pol.egress.credentials.iter().map(|c| json!({
-                "name": c.name, "env": c.env_var, "header": c.header.as_str(), "set": c.value.is_some(),
+                "name": c.name, "env": c.env_var, "header": c.header.as_str(),
+                "set": c.header_value().is_some(), "status": c.value.status(),
                 "hosts": c.hosts.entries().collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "max_concurrent_sandboxes": pol.max_concurrent_sandboxes,
@@ -75,7 +76,10 @@ fn describe_text(p: &LoadedPlugin) -> String {
         .egress
         .credentials
         .iter()
-        .map(|c| format!("{} <- ${} ({}, {})", c.name, c.env_var, c.header, if c.value.is_some() { "set" } else { "NOT SET" }))
+        .map(|c| match &c.env_var {
+            Some(var) => format!("{} <- ${var} ({}, {})", c.name, c.header, c.value.status()),
+            None => format!("{} (not granted: map it under [credentials] in plugins/{}.toml)", c.name, p.name),
+        })
         .collect();
     format!(
         "{} {}  ({})\n  capabilities: {}\n  leaves: {}\n  allowed_hosts: {}\n  credentials: {}\n  max_concurrent_sandboxes: {}  image_allowlist: {}  default_idle_timeout_secs: {}\n  limits: memory {} MiB, cpu {} ms, call {} ms\n",

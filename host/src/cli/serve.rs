@@ -38,6 +38,9 @@ pub struct ServeArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+/// How long each provider's start-up list may take.
+const RECONCILE_AT_START: Duration = Duration::from_secs(15);
+
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     let mut config = global.host_config()?;
     if args.no_router {
@@ -51,9 +54,11 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
         eprintln!("warning: plugin not loaded: {d}");
     }
     // Before taking calls: the concurrency cap also counts sandboxes created before this
-    // start (bounded, so an unreachable provider cannot hold the worker back).
-    if tokio::time::timeout(Duration::from_secs(15), host.reconcile_all()).await.is_err() {
-        eprintln!("warning: learning the running sandboxes took over 15 s; continuing with what is known");
+    // start. Every provider at once, each bounded, so a slow or unreachable one holds
+    // neither the worker nor the others back; the ones that failed are retried later.
+    let unknown = host.reconcile_all(RECONCILE_AT_START).await;
+    if !unknown.is_empty() {
+        eprintln!("warning: could not learn the running sandboxes of {}; retrying in the background", unknown.join(", "));
     }
     let bridge = Bridge::connect(host.clone(), &BridgeOptions { url: args.iii_url.clone(), otel: args.otel });
     eprintln!("serving {} functions on {} (Ctrl-C to stop)", bridge.function_ids().len(), args.iii_url);
@@ -61,6 +66,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
         tracing::info!("registered {id}");
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if !unknown.is_empty() {
+        let (host, stop) = (host.clone(), stop_rx.clone());
+        tokio::spawn(async move { host.reconcile_until_known(unknown, stop).await });
+    }
     if !args.no_watch {
         let listener: Arc<dyn ReloadListener> = bridge.clone();
         tokio::spawn(watch(host.clone(), Duration::from_millis(args.watch_interval_ms.max(10)), Some(listener), stop_rx.clone()));
@@ -71,10 +80,25 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     }
     wait_for_signal().await;
     let _ = stop_tx.send(true);
-    eprintln!("shutting down: draining {} in-flight call(s), grace {} s", bridge.in_flight(), args.grace_secs);
-    let drained = bridge.drain(Duration::from_secs(args.grace_secs)).await;
-    if !drained {
-        eprintln!("warning: {} call(s) still running after the grace period; they are abandoned", bridge.in_flight());
+    eprintln!("shutting down: draining {} in-flight call(s), grace {} s (a second signal stops at once)", bridge.in_flight(), args.grace_secs);
+    let grace = Duration::from_secs(args.grace_secs);
+    let deadline = tokio::time::Instant::now() + grace;
+    // In-flight calls first, then the abandoned creates being stopped upstream.
+    let drain = async {
+        let drained = bridge.drain(grace).await;
+        let settled = host.settling.wait(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+        (drained, settled)
+    };
+    tokio::select! {
+        (drained, settled) = drain => {
+            if !drained {
+                eprintln!("warning: {} call(s) still running after the grace period; they are abandoned", bridge.in_flight());
+            }
+            if !settled {
+                eprintln!("warning: {} abandoned create(s) not yet settled; check the providers for sandboxes started by them", host.settling.running());
+            }
+        }
+        _ = wait_for_signal() => eprintln!("second signal: stopping now; {} call(s) abandoned", bridge.in_flight()),
     }
     bridge.shutdown().await;
     Ok(0)

@@ -3,25 +3,34 @@
 //! stop that releases a slot exactly once, list reconciliation, capability gating and
 //! RFC 3339 `started_at`. The plugin is only asked to translate.
 
+use super::abandoned::{self, Settlements, Slots};
 use super::codes::{CallError, Code};
 use super::shapes::{reply, Leaf, ListOutput, ListedSandbox, PluginReply, Request};
 use super::validate::valid_sandbox_id;
 use crate::plugin::LoadedPlugin;
 use crate::policy::concurrency::{LiveSandbox, SlotBook};
-use crate::runtime::invoke::{self, CallStats};
+use crate::runtime::invoke::{self, CallStats, Finished};
 use crate::runtime::wit::{ErrorKind, PluginFailure};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Runs a validated request against `plugin` with the contract's semantics.
-pub async fn execute(plugin: &LoadedPlugin, book: &std::sync::Arc<SlotBook>, req: Request) -> (Result<Value, CallError>, Option<CallStats>) {
+/// Runs a validated request against `plugin` with the contract's semantics. A create
+/// or branch the host gives up on after it reached the upstream is finished or undone
+/// in a task tracked by `settling` (see [`abandoned`]).
+pub async fn execute(
+    plugin: &Arc<LoadedPlugin>,
+    book: &Arc<SlotBook>,
+    settling: &Arc<Settlements>,
+    req: Request,
+) -> (Result<Value, CallError>, Option<CallStats>) {
     let name = &*plugin.name;
     let leaf = req.leaf();
     // Capability gating (S404) happened in `Host::call`, before validation, so an
     // absent leaf never answers S422.
-    if let Some(c) = plugin.policy.egress.credentials.iter().find(|c| c.value.is_none()) {
-        return (Err(CallError::new(Code::AuthInvalid, c.missing_sentence(name))), None);
+    if let Some(refused) = credential_refusal(plugin) {
+        return (Err(refused), None);
     }
     let wall = wall_budget(plugin, &req);
     match &req {
@@ -33,9 +42,12 @@ pub async fn execute(plugin: &LoadedPlugin, book: &std::sync::Arc<SlotBook>, req
                 Ok(r) => r,
                 Err(e) => return (Err(e), None),
             };
-            let (outcome, stats) = invoke::run(plugin, &req, wall).await;
+            let (result, stats, reservation) = match run_starting(plugin, book, settling, &req, wall, reservation).await {
+                Started::Answered(result, stats, reservation) => (result, stats, reservation),
+                Started::Abandoned(err, stats) => return (Err(err), Some(stats)),
+            };
             // On any error the reservation drops here and the slot is released.
-            let result = create_answer(plugin, outcome).and_then(|r| match r {
+            let result = result.and_then(|r| match r {
                 PluginReply::Created(info) => {
                     if !valid_sandbox_id(&info.sandbox_id) {
                         return Err(CallError::new(
@@ -65,44 +77,23 @@ pub async fn execute(plugin: &LoadedPlugin, book: &std::sync::Arc<SlotBook>, req
             (result, Some(stats))
         }
         Request::Stop { sandbox_id } => {
-            let (outcome, stats) = invoke::run(plugin, &req, wall).await;
-            let result = match outcome {
-                // Idempotent on the end state: gone (404) or already going (409) is success.
-                Ok(Err(f)) if f.kind == ErrorKind::NotFound || matches!(f.upstream_status, Some(404 | 409)) => Ok(PluginReply::Stopped),
-                other => answer(plugin, leaf, other),
-            }
-            .and_then(|r| match r {
-                PluginReply::Stopped => {
-                    book.release(sandbox_id);
-                    Ok(reply::empty())
-                }
-                other => Err(mismatch(name, leaf, &other)),
-            });
-            (result, Some(stats))
+            let (result, stats) = stop_sandbox(plugin, book, sandbox_id, wall).await;
+            (result.map(|()| reply::empty()), Some(stats))
         }
         Request::List => {
-            let listed_at = book.generation();
-            let (outcome, stats) = invoke::run(plugin, &req, wall).await;
-            let cap = plugin.policy.max_concurrent_sandboxes;
-            // Whenever the upstream list cannot be used, answer from the local book,
-            // flagged unreconciled, with the reason.
-            let fallback = |why: CallError| {
-                let out = ListOutput { sandboxes: Vec::new(), in_flight: book.in_flight(), cap, reconciled: false };
-                let mut v = reply::listed(&out);
-                v["reconcile_error"] = Value::String(why.message());
-                Ok(v)
-            };
-            let result = match outcome {
-                Ok(Ok(PluginReply::Listed(rows))) => match reconcile(plugin, book, rows, listed_at) {
-                    Ok(out) => Ok(reply::listed(&out)),
-                    Err(unusable) => fallback(unusable),
-                },
-                Ok(Ok(other)) => Err(mismatch(name, leaf, &other)),
-                Ok(Err(f)) => fallback(plugin_error(plugin, leaf, f)),
-                // A hung upstream surfaces as the plugin's own error (its upstream waits are
-                // bounded well inside the call's budget); S70x means the plugin misbehaved,
-                // which the caller must see rather than a quietly unreconciled list.
-                Err(host_fault) => Err(host_fault),
+            let (listed, stats) = list_upstream(plugin, book, wall).await;
+            let result = match listed {
+                Ok(out) => Ok(reply::listed(&out)),
+                // Whenever the upstream list cannot be used, answer from the local book,
+                // flagged unreconciled, with the reason.
+                Err(ListFailure::Unusable(why)) => {
+                    let cap = plugin.policy.max_concurrent_sandboxes;
+                    let out = ListOutput { sandboxes: Vec::new(), in_flight: book.in_flight(), cap, reconciled: false };
+                    let mut v = reply::listed(&out);
+                    v["reconcile_error"] = Value::String(why.message());
+                    Ok(v)
+                }
+                Err(ListFailure::Fault(e)) => Err(e),
             };
             (result, Some(stats))
         }
@@ -112,23 +103,19 @@ pub async fn execute(plugin: &LoadedPlugin, book: &std::sync::Arc<SlotBook>, req
                 Ok(r) => r,
                 Err(e) => return (Err(e), None),
             };
-            let (outcome, stats) = invoke::run(plugin, &req, wall).await;
-            let result = answer(plugin, leaf, outcome).and_then(|r| match r {
+            let (result, stats, reservations) = match run_starting(plugin, book, settling, &req, wall, reservations).await {
+                Started::Answered(result, stats, reservations) => (result, stats, reservations),
+                Started::Abandoned(err, stats) => return (Err(err), Some(stats)),
+            };
+            let result = result.and_then(|r| match r {
                 PluginReply::Branched(ids) => {
                     if let Some(bad) = ids.iter().find(|id| !valid_sandbox_id(id)) {
                         return Err(CallError::new(Code::Unavailable, format!("provider `{name}` branch returned the unusable sandbox id {:?}.", bad.chars().take(80).collect::<String>())));
                     }
-                    let now = now_rfc3339();
-                    // Ids beyond the reserved count (a misbehaving upstream) are still
-                    // recorded; unused reservations are released as they drop.
-                    let mut reservations = reservations.into_iter();
-                    for id in &ids {
-                        let live = LiveSandbox { image: String::new(), started_at: Some(now.clone()) };
-                        match reservations.next() {
-                            Some(r) => r.commit(id.clone(), live),
-                            None => tracing::warn!(plugin = name, "branch returned more siblings than requested ({})", ids.len()),
-                        }
+                    if ids.len() > reservations.len() {
+                        tracing::warn!(plugin = name, "branch returned {} siblings, {} were requested; all are counted", ids.len(), reservations.len());
                     }
+                    record_started(book, &ids, reservations);
                     Ok(reply::branched(&ids))
                 }
                 other => Err(mismatch(name, leaf, &other)),
@@ -160,6 +147,107 @@ pub async fn execute(plugin: &LoadedPlugin, book: &std::sync::Arc<SlotBook>, req
     }
 }
 
+/// S503 when a credential the plugin needs cannot be sent (not granted, unset,
+/// invalid): refused before the plugin runs, so no request goes out without it.
+pub(crate) fn credential_refusal(plugin: &LoadedPlugin) -> Option<CallError> {
+    let why = plugin.policy.egress.credentials.iter().find_map(|c| c.unusable_sentence(&plugin.name))?;
+    Some(CallError::new(Code::AuthInvalid, why))
+}
+
+/// How a create or branch ended for its caller.
+enum Started<S> {
+    /// The guest answered, or failed before anything reached the upstream: the caller
+    /// commits or drops the slots.
+    Answered(Result<PluginReply, CallError>, CallStats, S),
+    /// The host gave up on it after its request reached the upstream; the slots went
+    /// to a settlement that finishes or undoes whatever it started.
+    Abandoned(CallError, CallStats),
+}
+
+/// Runs a create or branch holding `slots`.
+async fn run_starting<S: Slots>(
+    plugin: &Arc<LoadedPlugin>,
+    book: &Arc<SlotBook>,
+    settling: &Arc<Settlements>,
+    req: &Request,
+    wall: Duration,
+    slots: S,
+) -> Started<S> {
+    let (outcome, stats) = match invoke::run_or_overtime(plugin, req, wall, abandoned::overtime(plugin)).await {
+        Finished::Done(outcome, stats) => (outcome, stats),
+        Finished::Overtime(err, stats, guest) => {
+            settling.spawn(abandoned::finish_overtime(plugin.clone(), book.clone(), guest, slots.into_slots()));
+            return Started::Abandoned(err, stats);
+        }
+    };
+    match outcome {
+        Err(fault) if stats.overruled.is_some() || stats.upstream_requests > 0 => {
+            settling.spawn(abandoned::after_fault(plugin.clone(), book.clone(), stats.clone(), slots.into_slots()));
+            Started::Abandoned(fault, stats)
+        }
+        outcome if req.leaf() == Leaf::Create => Started::Answered(create_answer(plugin, outcome), stats, slots),
+        outcome => Started::Answered(answer(plugin, req.leaf(), outcome), stats, slots),
+    }
+}
+
+/// Records sandboxes a create or branch started: the reserved slots first, any extra
+/// (an upstream that returned more than asked) counted all the same.
+pub(crate) fn record_started(book: &SlotBook, ids: &[String], reservations: impl Slots) {
+    let now = now_rfc3339();
+    let mut reservations = reservations.into_slots().into_iter();
+    for id in ids {
+        let live = LiveSandbox { image: String::new(), started_at: Some(now.clone()) };
+        match reservations.next() {
+            Some(r) => r.commit(id.clone(), live),
+            None => book.adopt(id.clone(), live),
+        }
+    }
+    // Unused reservations are released as they drop.
+}
+
+/// Stops `sandbox_id`, idempotently: gone (404) or already going (409) is success, and
+/// the slot is released once.
+pub(crate) async fn stop_sandbox(plugin: &LoadedPlugin, book: &SlotBook, sandbox_id: &str, wall: Duration) -> (Result<(), CallError>, CallStats) {
+    let req = Request::Stop { sandbox_id: sandbox_id.to_string() };
+    let (outcome, stats) = invoke::run(plugin, &req, wall).await;
+    let result = match outcome {
+        Ok(Err(f)) if f.kind == ErrorKind::NotFound || matches!(f.upstream_status, Some(404 | 409)) => Ok(PluginReply::Stopped),
+        other => answer(plugin, Leaf::Stop, other),
+    }
+    .and_then(|r| match r {
+        PluginReply::Stopped => {
+            book.release(sandbox_id);
+            Ok(())
+        }
+        other => Err(mismatch(&plugin.name, Leaf::Stop, &other)),
+    });
+    (result, stats)
+}
+
+/// Why a list could not be reconciled.
+pub(crate) enum ListFailure {
+    /// The upstream's answer cannot be used (its error, or unusable rows): the caller
+    /// gets the local book, flagged unreconciled.
+    Unusable(CallError),
+    /// The plugin misbehaved (S70x): the caller must see it.
+    Fault(CallError),
+}
+
+/// Lists upstream and replaces the slot book's live set with the answer.
+pub(crate) async fn list_upstream(plugin: &LoadedPlugin, book: &Arc<SlotBook>, wall: Duration) -> (Result<ListOutput, ListFailure>, CallStats) {
+    let ticket = book.begin_list();
+    let (outcome, stats) = invoke::run(plugin, &Request::List, wall).await;
+    let result = match outcome {
+        Ok(Ok(PluginReply::Listed(rows))) => reconcile(plugin, book, rows, ticket).map_err(ListFailure::Unusable),
+        Ok(Ok(other)) => Err(ListFailure::Fault(mismatch(&plugin.name, Leaf::List, &other))),
+        Ok(Err(f)) => Err(ListFailure::Unusable(plugin_error(plugin, Leaf::List, f))),
+        // A hung upstream surfaces as the plugin's own error (its upstream waits are
+        // bounded well inside the call's budget); S70x means the plugin misbehaved.
+        Err(host_fault) => Err(ListFailure::Fault(host_fault)),
+    };
+    (result, stats)
+}
+
 /// Wall-clock budget: the plugin's call timeout, stretched to cover an exec's own deadline.
 fn wall_budget(plugin: &LoadedPlugin, req: &Request) -> Duration {
     let base = plugin.policy.limits.call_timeout;
@@ -172,7 +260,12 @@ fn wall_budget(plugin: &LoadedPlugin, req: &Request) -> Duration {
     }
 }
 
-fn reconcile(plugin: &LoadedPlugin, book: &SlotBook, rows: Vec<crate::contract::shapes::SandboxInfo>, listed_at: u64) -> Result<ListOutput, CallError> {
+fn reconcile(
+    plugin: &LoadedPlugin,
+    book: &SlotBook,
+    rows: Vec<crate::contract::shapes::SandboxInfo>,
+    ticket: crate::policy::concurrency::ListTicket,
+) -> Result<ListOutput, CallError> {
     let name = &*plugin.name;
     let mut listed = Vec::with_capacity(rows.len());
     for row in rows {
@@ -196,18 +289,27 @@ fn reconcile(plugin: &LoadedPlugin, book: &SlotBook, rows: Vec<crate::contract::
     }
     book.reconcile(
         listed.iter().map(|s| (s.sandbox_id.clone(), LiveSandbox { image: s.image.clone(), started_at: Some(s.started_at.clone()) })),
-        listed_at,
+        ticket,
     );
     Ok(ListOutput { sandboxes: listed, in_flight: book.in_flight(), cap: plugin.policy.max_concurrent_sandboxes, reconciled: true })
 }
 
-/// As [`answer`] for `create`, where "not found" means the image/template does not
-/// exist: the caller's input (S422), not a missing sandbox (S410).
+/// As [`answer`] for `create`, where "not found" cannot mean the caller's sandbox (it
+/// has none yet). A plugin reports an unknown image as bad input itself; any other
+/// not-found (e.g. the new sandbox reaped while it booted) is the upstream's, and a
+/// retry may well succeed: S502, not S410 or a never-retry S422.
 fn create_answer(plugin: &LoadedPlugin, outcome: invoke::Outcome) -> Result<PluginReply, CallError> {
     match outcome {
-        Ok(Err(mut f)) if f.kind == ErrorKind::NotFound => {
-            f.kind = ErrorKind::BadInput;
-            Err(plugin_error(plugin, Leaf::Create, f))
+        Ok(Err(f)) if f.kind == ErrorKind::NotFound => {
+            let message = f.message.trim().trim_end_matches('.');
+            Err(CallError::new(
+                Code::Unavailable,
+                format!(
+                    "provider `{}` create failed: {message}; the new sandbox disappeared upstream while it was being created \
+                     (e.g. reaped during boot). Retry the create.",
+                    plugin.name
+                ),
+            ))
         }
         other => answer(plugin, Leaf::Create, other),
     }
@@ -238,7 +340,7 @@ pub fn plugin_error(plugin: &LoadedPlugin, leaf: Leaf, f: PluginFailure) -> Call
         ErrorKind::QuotaExhausted => (Code::QuotaExhausted, "the provider account's quota is exhausted; free capacity or raise the plan's limits.".to_string()),
         ErrorKind::Unavailable => (Code::Unavailable, "the provider is unavailable; retry later.".to_string()),
         ErrorKind::AuthInvalid => {
-            let vars: Vec<&str> = plugin.policy.egress.credentials.iter().map(|c| c.env_var.as_str()).collect();
+            let vars: Vec<&str> = plugin.policy.egress.credentials.iter().filter_map(|c| c.env_var.as_deref()).collect();
             (Code::AuthInvalid, format!("the provider rejected the credential; check {}.", if vars.is_empty() { "the plugin's credentials".to_string() } else { vars.join(", ") }))
         }
         ErrorKind::Unsupported => return unsupported(name, leaf),
@@ -276,6 +378,23 @@ pub fn now_rfc3339() -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::policy::concurrency::SlotBook;
+
+    /// Review item 12: siblings beyond the reserved count are recorded all the same.
+    #[test]
+    fn every_sibling_a_branch_returns_is_counted() {
+        let book = SlotBook::new();
+        let two = book.reserve_many("p", 5, 2).unwrap();
+        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        super::record_started(&book, &ids, two);
+        assert_eq!(book.in_flight(), 3);
+        assert!(book.release("c"), "the extra sibling is in the book");
+        // Fewer than reserved: the unused slot is released.
+        let three = book.reserve_many("p", 5, 3).unwrap();
+        super::record_started(&book, &["d".to_string()], three);
+        assert_eq!(book.in_flight(), 3);
+    }
+
     #[test]
     fn timestamps_are_normalised_to_utc() {
         assert_eq!(super::rfc3339("2025-01-02T03:04:05+02:00").as_deref(), Some("2025-01-02T01:04:05Z"));

@@ -1,5 +1,6 @@
 //! The caller contract (`../shared/CONTRACT.md`), implemented once for all plugins.
 
+pub mod abandoned;
 pub mod codes;
 pub mod lifecycle;
 pub mod schema;

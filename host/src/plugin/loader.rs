@@ -54,12 +54,23 @@ impl Loader {
         Ok(Loader { runtime, linker, env })
     }
 
-    /// Every `*.wasm` directly in `dir`, sorted by name.
+    /// Every `*.wasm` directly in `dir`, sorted by name. Any error reading the directory
+    /// (or one of its entries) is returned, never taken for "no such plugin".
     pub fn plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
-            .collect();
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|x| x != "wasm") {
+                continue;
+            }
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => files.push(path),
+                Ok(_) => {}
+                // Gone since the listing, or a dangling link: not a plugin.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
         files.sort();
         Ok(files)
     }
@@ -101,7 +112,13 @@ impl Loader {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (RawPolicy::default(), None),
             Err(e) => return Err(Diagnostic { file: policy_file.clone(), reason: format!("cannot read it: {e}") }),
         };
-        let (component, cache) = self.runtime.component(&bytes).map_err(|e| fail(not_a_component(&e)))?;
+        // Compiling takes the better part of a second per MiB: off the async workers, so
+        // calls and the watcher keep running meanwhile.
+        let runtime = self.runtime.clone();
+        let (compiled, bytes) = tokio::task::spawn_blocking(move || (runtime.component(&bytes), bytes))
+            .await
+            .map_err(|e| fail(format!("compiling it failed ({e})")))?;
+        let (component, cache) = compiled.map_err(|e| fail(not_a_component(&e)))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             fail(format!("it needs imports the host does not provide ({}); plugins may import only {} and WASI 0.2", one_line(&e), wit::WORLD))
         })?;
@@ -123,7 +140,7 @@ impl Loader {
             .map_err(|e| Diagnostic { file: policy_file.clone(), reason: format!("invalid policy: {e}") })?;
         let l = policy.limits;
         Ok(LoadedPlugin {
-            admission: crate::policy::rate::Admission::new(l.max_calls_in_flight, l.rate_per_sec, l.burst),
+            admission: Arc::new(crate::policy::rate::Admission::new(l.max_calls_in_flight, l.rate_per_sec, l.burst)),
             name: stem.into(),
             file: file.to_path_buf(),
             sha256: hex::encode(Sha256::digest(&bytes)),

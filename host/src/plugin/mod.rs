@@ -29,8 +29,9 @@ pub struct LoadedPlugin {
     pub config: Arc<BTreeMap<String, String>>,
     pub pre: ProviderPluginPre<StoreState>,
     pub cache: CacheOutcome,
-    /// Calls in flight and request rate of this version.
-    pub admission: crate::policy::rate::Admission,
+    /// Calls in flight and request rate; shared with the version this one replaced when
+    /// their limits are the same, so a swap neither refills the bucket nor doubles the cap.
+    pub admission: Arc<crate::policy::rate::Admission>,
 }
 
 impl LoadedPlugin {

@@ -27,10 +27,18 @@ impl Registry {
         self.plugins.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
-    /// Installs `plugin`, returning the version it replaced.
-    pub fn insert(&self, plugin: LoadedPlugin) -> Option<Arc<LoadedPlugin>> {
+    /// Installs `plugin`, returning the version it replaced. With unchanged limits the
+    /// new version takes over the old one's admission (calls in flight, rate tokens).
+    pub fn insert(&self, mut plugin: LoadedPlugin) -> Option<Arc<LoadedPlugin>> {
         let name = plugin.name.to_string();
-        self.plugins.write().unwrap_or_else(|p| p.into_inner()).insert(name, Arc::new(plugin))
+        let mut plugins = self.plugins.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = plugins.get(&name) {
+            let (a, b) = (&old.policy.limits, &plugin.policy.limits);
+            if (a.max_calls_in_flight, a.rate_per_sec, a.burst) == (b.max_calls_in_flight, b.rate_per_sec, b.burst) {
+                plugin.admission = old.admission.clone();
+            }
+        }
+        plugins.insert(name, Arc::new(plugin))
     }
 
     pub fn remove(&self, name: &str) -> Option<Arc<LoadedPlugin>> {

@@ -37,30 +37,66 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-fn stat(path: &Path) -> Option<(u64, Option<SystemTime>)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.len(), m.modified().ok()))
+fn stat(path: &Path) -> std::io::Result<(u64, Option<SystemTime>)> {
+    let m = std::fs::metadata(path)?;
+    Ok((m.len(), m.modified().ok()))
 }
 
-fn scan(dir: &Path) -> BTreeMap<String, (PathBuf, Fingerprint)> {
-    let files = crate::plugin::loader::Loader::plugin_files(dir).unwrap_or_default();
-    files
-        .into_iter()
-        .filter_map(|wasm| {
-            let name = wasm.file_stem()?.to_str()?.to_string();
-            let fp = Fingerprint { wasm: stat(&wasm)?, toml: stat(&wasm.with_extension("toml")) };
-            Some((name, (wasm, fp)))
-        })
-        .collect()
+/// The optional policy file's fingerprint: absent is `None`, unreadable is an error.
+fn stat_optional(path: &Path) -> std::io::Result<Option<(u64, Option<SystemTime>)>> {
+    match stat(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every plugin in `dir` and its fingerprint. Any I/O error fails the whole scan: a
+/// directory that cannot be read says nothing about which plugins were deleted.
+fn scan(dir: &Path) -> std::io::Result<BTreeMap<String, (PathBuf, Fingerprint)>> {
+    let mut found = BTreeMap::new();
+    for wasm in crate::plugin::loader::Loader::plugin_files(dir)? {
+        let Some(name) = wasm.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
+        let fp = Fingerprint { wasm: stat(&wasm)?, toml: stat_optional(&wasm.with_extension("toml"))? };
+        found.insert(name, (wasm, fp));
+    }
+    Ok(found)
+}
+
+/// [`scan`], logging a failure once per run of failures.
+fn scan_logged(dir: &Path, failing: &mut bool) -> Option<BTreeMap<String, (PathBuf, Fingerprint)>> {
+    match scan(dir) {
+        Ok(found) => {
+            if std::mem::take(failing) {
+                tracing::info!("the plugins directory {} is readable again", dir.display());
+            }
+            Some(found)
+        }
+        Err(e) => {
+            if !std::mem::replace(failing, true) {
+                tracing::warn!("cannot read the plugins directory {} ({e}); changing nothing until it can be read", dir.display());
+            }
+            None
+        }
+    }
 }
 
 /// Watches `host.config.plugins_dir` every `interval` until `stop` fires.
 pub async fn watch(host: Arc<Host>, interval: Duration, listener: Option<Arc<dyn ReloadListener>>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let dir = host.config.plugins_dir.clone();
+    let mut failing = false;
     // What is loaded now; changes are measured against it. A plugin counts as applied only
     // if the registry holds exactly its bytes and its policy file's, so anything added or
     // changed between the host's start and this first scan is still picked up.
-    let first = scan(&dir);
+    let first = loop {
+        if let Some(found) = scan_logged(&dir, &mut failing) {
+            break found;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    };
     let mut applied: BTreeMap<String, Fingerprint> = first
         .iter()
         .filter(|(name, (path, _))| {
@@ -77,7 +113,7 @@ pub async fn watch(host: Arc<Host>, interval: Duration, listener: Option<Arc<dyn
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        let now = scan(&dir);
+        let Some(now) = scan_logged(&dir, &mut failing) else { continue };
         for (name, (path, fp)) in &now {
             let stable = previous.get(name) == Some(fp);
             if applied.get(name) == Some(fp) || !stable {

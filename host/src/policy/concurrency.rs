@@ -8,7 +8,7 @@
 //! The book is keyed by provider name in the registry, so it survives a plugin swap.
 
 use crate::contract::codes::{CallError, Code};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// What the host remembers of a live sandbox.
@@ -21,11 +21,53 @@ pub struct LiveSandbox {
 
 #[derive(Debug, Default)]
 struct Book {
-    /// Live sandboxes and the commit generation that added each (0 = learnt from upstream).
+    /// Live sandboxes and the generation that added each (0 = learnt from upstream).
     live: HashMap<String, (LiveSandbox, u64)>,
+    /// Creates waiting on the upstream (each holds a [`Reservation`]).
     pending: usize,
-    /// Bumped by every commit, so a reconcile can keep what was created while it listed.
+    /// Upstream-learnt ids first seen while creates were pending: each may be one of
+    /// those creates' own sandbox, so up to `pending` of them are not counted twice.
+    unclaimed: HashSet<String>,
+    /// Slots of abandoned creates whose sandbox may exist upstream, by the generation
+    /// of the abandonment: each is held until a list that started after it is reconciled
+    /// (that list counts the orphan itself, if the upstream made it).
+    unknown: Vec<u64>,
+    /// Stopped ids and the generation of the stop, kept while a list that started
+    /// before the stop may still report them.
+    released: HashMap<String, u64>,
+    /// Start generations of the lists in flight (multiset), to prune `released`.
+    lists: BTreeMap<u64, usize>,
+    /// Bumped by every commit and release, so a reconcile can tell what changed while
+    /// its list ran upstream.
     generation: u64,
+}
+
+impl Book {
+    fn in_flight(&self) -> usize {
+        let overlap = self.pending.min(self.unclaimed.len());
+        self.live.len() + self.pending + self.unknown.len() - overlap
+    }
+
+    fn bump(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
+    }
+
+    /// Ends a pending create; with none left, no upstream id can be one of them.
+    fn settle_pending(&mut self) {
+        self.pending -= 1;
+        if self.pending == 0 {
+            self.unclaimed.clear();
+        }
+    }
+
+    /// Forgets stops that no list in flight can have missed.
+    fn prune_released(&mut self) {
+        match self.lists.keys().next().copied() {
+            Some(oldest) => self.released.retain(|_, gen| *gen > oldest),
+            None => self.released.clear(),
+        }
+    }
 }
 
 /// Per-provider slot accounting.
@@ -44,10 +86,9 @@ impl SlotBook {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Live sandboxes plus pending creates.
+    /// Live sandboxes plus pending creates plus abandoned creates not yet accounted for.
     pub fn in_flight(&self) -> usize {
-        let b = self.lock();
-        b.live.len() + b.pending
+        self.lock().in_flight()
     }
 
     /// Reserves a slot for a create, or S400 at the cap.
@@ -58,7 +99,7 @@ impl SlotBook {
     /// Reserves `n` slots at once (a `branch`), or S400 when they do not all fit.
     pub fn reserve_many(self: &Arc<Self>, plugin: &str, cap: usize, n: usize) -> Result<Vec<Reservation>, CallError> {
         let mut b = self.lock();
-        let used = b.live.len() + b.pending;
+        let used = b.in_flight();
         if used.saturating_add(n) > cap {
             let asked = if n == 1 { String::new() } else { format!(" ({n} requested)") };
             return Err(CallError::new(
@@ -73,9 +114,23 @@ impl SlotBook {
         Ok((0..n).map(|_| Reservation { book: Some(self.clone()) }).collect())
     }
 
+    /// Records a live sandbox that had no reservation (e.g. a `branch` that returned
+    /// more siblings than asked): it counts against the cap like any other.
+    pub fn adopt(&self, id: String, sandbox: LiveSandbox) {
+        let mut b = self.lock();
+        let gen = b.bump();
+        b.live.insert(id, (sandbox, gen));
+    }
+
     /// Marks `id` stopped. Returns true when this released a slot (first stop of a known id).
     pub fn release(&self, id: &str) -> bool {
-        self.lock().live.remove(id).is_some()
+        let mut b = self.lock();
+        let gen = b.bump();
+        if !b.lists.is_empty() {
+            b.released.insert(id.to_string(), gen);
+        }
+        b.unclaimed.remove(id);
+        b.live.remove(id).is_some()
     }
 
     /// What the host knows of `id`, if it is live.
@@ -83,16 +138,25 @@ impl SlotBook {
         self.lock().live.get(id).map(|(s, _)| s.clone())
     }
 
-    /// The commit generation now; pass it to `reconcile` when the upstream list started.
-    pub fn generation(&self) -> u64 {
-        self.lock().generation
+    /// Call when an upstream list is about to be sent; pass the ticket to `reconcile`.
+    pub fn begin_list(self: &Arc<Self>) -> ListTicket {
+        let mut b = self.lock();
+        let started = b.generation;
+        *b.lists.entry(started).or_default() += 1;
+        ListTicket { book: self.clone(), started }
     }
 
-    /// Replaces the live set with what the upstream reported in a list that started at
-    /// `listed_at`; sandboxes committed after that are kept even if the list missed them.
-    pub fn reconcile(&self, upstream: impl IntoIterator<Item = (String, LiveSandbox)>, listed_at: u64) {
+    /// Replaces the live set with what the upstream reported in the list of `ticket`.
+    /// Sandboxes committed after the list started are kept even if it missed them, and
+    /// sandboxes stopped after it started are not brought back by it.
+    pub fn reconcile(&self, upstream: impl IntoIterator<Item = (String, LiveSandbox)>, ticket: ListTicket) {
+        let listed_at = ticket.started;
         let mut b = self.lock();
-        let mut fresh: HashMap<String, (LiveSandbox, u64)> = upstream.into_iter().map(|(id, s)| (id, (s, 0))).collect();
+        let mut fresh: HashMap<String, (LiveSandbox, u64)> = upstream
+            .into_iter()
+            .filter(|(id, _)| b.released.get(id).is_none_or(|gen| *gen <= listed_at))
+            .map(|(id, s)| (id, (s, 0)))
+            .collect();
         for (id, (known, gen)) in b.live.iter() {
             match fresh.get_mut(id) {
                 // Keep what only the host knew (e.g. the create-time start).
@@ -108,7 +172,35 @@ impl SlotBook {
                 None => {}
             }
         }
+        if b.pending > 0 {
+            let new: Vec<String> = fresh.keys().filter(|id| !b.live.contains_key(*id)).cloned().collect();
+            b.unclaimed.extend(new);
+        }
+        b.unclaimed.retain(|id| fresh.contains_key(id));
+        b.unknown.retain(|since| *since > listed_at);
         b.live = fresh;
+        drop(b);
+        drop(ticket);
+    }
+}
+
+/// An upstream list in flight (see [`SlotBook::begin_list`]); dropping it unreconciled is fine.
+#[derive(Debug)]
+pub struct ListTicket {
+    book: Arc<SlotBook>,
+    started: u64,
+}
+
+impl Drop for ListTicket {
+    fn drop(&mut self) {
+        let mut b = self.book.lock();
+        if let Some(n) = b.lists.get_mut(&self.started) {
+            *n -= 1;
+            if *n == 0 {
+                b.lists.remove(&self.started);
+            }
+        }
+        b.prune_released();
     }
 }
 
@@ -122,10 +214,21 @@ impl Reservation {
     pub fn commit(mut self, id: String, sandbox: LiveSandbox) {
         if let Some(book) = self.book.take() {
             let mut b = book.lock();
-            b.pending -= 1;
-            b.generation += 1;
-            let gen = b.generation;
+            b.unclaimed.remove(&id);
+            b.settle_pending();
+            let gen = b.bump();
             b.live.insert(id, (sandbox, gen));
+        }
+    }
+
+    /// The create was abandoned after its request reached the upstream: the sandbox may
+    /// exist, so the slot stays counted until a list that starts after now is reconciled.
+    pub fn abandon(mut self) {
+        if let Some(book) = self.book.take() {
+            let mut b = book.lock();
+            b.settle_pending();
+            let since = b.bump();
+            b.unknown.push(since);
         }
     }
 }
@@ -133,7 +236,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(book) = self.book.take() {
-            book.lock().pending -= 1;
+            book.lock().settle_pending();
         }
     }
 }
@@ -145,10 +248,10 @@ mod tests {
     #[test]
     fn a_create_committed_while_a_list_ran_survives_the_reconcile() {
         let book = SlotBook::new();
-        let listed_at = book.generation();
+        let list = book.begin_list();
         // The list is in flight upstream; meanwhile a create commits.
         book.reserve("p", 5).unwrap().commit("new".into(), sbx());
-        book.reconcile([("old".to_string(), sbx())], listed_at);
+        book.reconcile([("old".to_string(), sbx())], list);
         assert_eq!(book.in_flight(), 2);
         assert!(book.release("new"));
     }
@@ -196,11 +299,75 @@ mod tests {
         let book = SlotBook::new();
         book.reserve("p", 5).unwrap().commit("a".into(), sbx());
         let pending = book.reserve("p", 5).unwrap();
-        book.reconcile([("x".to_string(), sbx()), ("y".to_string(), sbx())], book.generation());
-        assert_eq!(book.in_flight(), 3);
+        book.reconcile([("x".to_string(), sbx()), ("y".to_string(), sbx())], book.begin_list());
+        // x and y may be the pending create's own sandbox: counted once, not twice.
+        assert_eq!(book.in_flight(), 2);
         assert!(!book.release("a"));
         assert!(book.release("x"));
         drop(pending);
         assert_eq!(book.in_flight(), 1);
+    }
+
+    /// Review item 5: a list that started before a stop must not bring the stopped
+    /// sandbox back (a phantom slot that refused every create at the cap).
+    #[test]
+    fn a_stale_list_does_not_resurrect_a_stopped_sandbox() {
+        let book = SlotBook::new();
+        book.reserve("p", 1).unwrap().commit("sbx4".into(), sbx());
+        let list = book.begin_list();
+        // Stopped while the list was upstream, whose snapshot still had it.
+        assert!(book.release("sbx4"));
+        book.reconcile([("sbx4".to_string(), sbx())], list);
+        assert_eq!(book.in_flight(), 0);
+        assert!(book.reserve("p", 1).is_ok());
+        // A list that started after the stop is believed: it is really there.
+        book.reconcile([("sbx4".to_string(), sbx())], book.begin_list());
+        assert_eq!(book.in_flight(), 1);
+        assert!(book.lock().released.is_empty(), "tombstones are pruned once no list can need them");
+    }
+
+    /// Review item 6: a create still in flight, whose sandbox a list already saw, is
+    /// one sandbox, not two (S400 at half the cap before).
+    #[test]
+    fn a_create_in_flight_seen_by_a_list_is_counted_once() {
+        let book = SlotBook::new();
+        let a = book.reserve("p", 2).unwrap();
+        book.reconcile([("sbx5".to_string(), sbx())], book.begin_list());
+        assert_eq!(book.in_flight(), 1);
+        let b = book.reserve("p", 2).expect("one of two slots is free");
+        assert_eq!(book.in_flight(), 2);
+        a.commit("sbx5".into(), sbx());
+        assert_eq!(book.in_flight(), 2);
+        drop(b);
+        assert_eq!(book.in_flight(), 1);
+        // Had the listed sandbox been someone else's, a failed create leaves it counted.
+        let c = book.reserve("p", 3).unwrap();
+        book.reconcile([("sbx5".to_string(), sbx()), ("other".to_string(), sbx())], book.begin_list());
+        drop(c);
+        assert_eq!(book.in_flight(), 2);
+    }
+
+    /// Review item 4: an abandoned create keeps its slot until a list accounts for it.
+    #[test]
+    fn an_abandoned_create_keeps_its_slot_until_a_later_list() {
+        let book = SlotBook::new();
+        let older_list = book.begin_list();
+        book.reserve("p", 1).unwrap().abandon();
+        assert_eq!(book.in_flight(), 1);
+        assert!(book.reserve("p", 1).is_err(), "the orphan may be running upstream");
+        // A list that started before the abandonment proves nothing about it.
+        book.reconcile([], older_list);
+        assert_eq!(book.in_flight(), 1);
+        book.reconcile([("orphan".to_string(), sbx())], book.begin_list());
+        assert_eq!(book.in_flight(), 1, "the orphan is now counted as itself");
+        assert!(book.release("orphan"));
+        assert_eq!(book.in_flight(), 0);
+    }
+
+    #[test]
+    fn adopted_sandboxes_count_against_the_cap() {
+        let book = SlotBook::new();
+        book.adopt("extra".into(), sbx());
+        assert_eq!(book.reserve("p", 1).unwrap_err().code, Code::CapReached);
     }
 }

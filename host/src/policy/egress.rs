@@ -220,9 +220,9 @@ impl WasiHttpHooks for EgressHooks {
         self.record.count_request(&entry);
         for i in inject {
             let cred = &self.policy.credentials[i];
-            // A missing value was already refused before the call (S503).
+            // A credential that is not ready was already refused before the call (S503).
             if let Some(v) = cred.header_value() {
-                request.headers_mut().insert(cred.header.clone(), v);
+                request.headers_mut().insert(cred.header.clone(), v.clone());
             }
         }
         let options = self.timeouts.clamp(options);
@@ -320,7 +320,7 @@ impl http_body::Body for LimitedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::credentials::Secret;
+    use crate::policy::credentials::CredentialValue;
 
     fn policy() -> EgressPolicy {
         EgressPolicy {
@@ -328,12 +328,11 @@ mod tests {
             allow: AllowList::parse(&["api.e2b.app", "*.e2b.app", "127.0.0.1:9000"]).unwrap(),
             credentials: vec![Credential {
                 name: "api-key".into(),
-                env_var: "E2B_API_KEY".into(),
+                env_var: Some("E2B_API_KEY".into()),
                 header: HeaderName::from_static("x-api-key"),
-                value_prefix: String::new(),
                 hosts: AllowList::parse(&["api.e2b.app"]).unwrap(),
                 plain_http_hosts: AllowList::parse(&["127.0.0.1:9000"]).unwrap(),
-                value: Some(Secret::new("k".into())),
+                value: CredentialValue::from_env("", Some("k".into())),
             }],
             timeouts: UpstreamTimeouts::default(),
             max_body_bytes: 1 << 20,

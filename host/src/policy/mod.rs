@@ -42,7 +42,7 @@ pub mod memory;
 pub mod rate;
 
 use allowed_hosts::{entry_for, AllowList};
-use credentials::{Credential, Secret};
+use credentials::{Credential, CredentialValue};
 use egress::{EgressPolicy, UpstreamTimeouts};
 use image::ImageAllowlist;
 use serde::Deserialize;
@@ -170,14 +170,19 @@ impl RawPolicy {
 
 /// The allowlist entry for an `api_base` URL (its authority).
 fn api_base_entry(base: &str) -> Result<String, String> {
+    api_base_target(base).map(|(host, port)| entry_for(&host, port))
+}
+
+/// The (lower-case host, port) an `api_base` URL points at.
+fn api_base_target(base: &str) -> Result<(String, u16), String> {
     let uri: http::Uri = base.parse().map_err(|e| format!("api_base {base:?} is not a URL: {e}"))?;
-    let scheme = uri.scheme_str().ok_or_else(|| format!("api_base {base:?} needs a scheme (https://…)"))?;
+    let scheme = uri.scheme_str().ok_or_else(|| format!("api_base {base:?} needs a scheme (https://…)"))?.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
         return Err(format!("api_base {base:?} must be http or https"));
     }
     let auth = uri.authority().ok_or_else(|| format!("api_base {base:?} has no host"))?;
     let port = auth.port_u16().unwrap_or(if scheme == "http" { 80 } else { 443 });
-    Ok(entry_for(&auth.host().to_ascii_lowercase(), port))
+    Ok((auth.host().to_ascii_lowercase(), port))
 }
 
 /// What a plugin declares about its credentials (from `describe()`).
@@ -231,7 +236,8 @@ impl PluginPolicy {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
         let base_entry = raw.api_base.as_deref().map(api_base_entry).transpose()?;
-        let base_is_http = raw.api_base.as_deref().is_some_and(|b| b.starts_with("http://"));
+        let base_target = raw.api_base.as_deref().map(api_base_target).transpose()?;
+        let base_is_http = raw.api_base.as_deref().is_some_and(|b| b.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")));
         // What a plugin asks for by default is trusted less than what the operator writes:
         // a non-public IP literal (e.g. the cloud metadata address) is never granted by default.
         let plugin_hosts: Vec<String> = default_hosts
@@ -261,39 +267,49 @@ impl PluginPolicy {
         }
         let mut credentials = Vec::new();
         for spec in specs {
-            let (env_var, hosts) = match raw.credentials.get(&spec.name) {
-                Some(RawCredential::Env(v)) => (v.clone(), None),
-                Some(RawCredential::Full { env, hosts }) => (env.clone(), hosts.clone()),
-                None => (default_env_var(name, &spec.name), None),
-            };
+            let granted = raw.credentials.get(&spec.name).map(|c| match c {
+                RawCredential::Env(v) => (v.clone(), None),
+                RawCredential::Full { env, hosts } => (env.clone(), hosts.clone()),
+            });
+            let pinned = granted.as_ref().and_then(|(_, h)| h.clone());
             // Operator-written hosts are taken as written. A plugin's own declaration is
             // honoured for exact hosts only: a wildcard would send the key to every
             // subdomain, and providers serve sandbox-controlled ports under them.
-            let hosts = hosts.unwrap_or_else(|| {
-                let exact = spec.hosts.iter().filter(|h| {
-                    let wildcard = h.trim_start().starts_with("*.");
-                    if wildcard {
-                        tracing::warn!(plugin = name, "credential `{}`: not sending it to the plugin-declared wildcard {h:?}; list exact hosts under [credentials] in plugins/{name}.toml", spec.name);
-                    }
-                    !wildcard && !is_private_ip_entry(h)
-                });
-                exact.cloned().chain(base_entry.clone()).collect()
-            });
+            let hosts = match &pinned {
+                Some(h) => h.clone(),
+                None => {
+                    let exact = spec.hosts.iter().filter(|h| {
+                        let wildcard = h.trim_start().starts_with("*.");
+                        if wildcard {
+                            tracing::warn!(plugin = name, "credential `{}`: not sending it to the plugin-declared wildcard {h:?}; list exact hosts under [credentials] in plugins/{name}.toml", spec.name);
+                        }
+                        !wildcard && !is_private_ip_entry(h)
+                    });
+                    exact.cloned().chain(base_entry.clone()).collect()
+                }
+            };
+            let hosts = AllowList::parse(&hosts).map_err(|e| format!("credential `{}` hosts: {e}", spec.name))?;
             let header = http::HeaderName::from_bytes(spec.header.as_bytes())
                 .map_err(|_| format!("plugin `{name}` declares credential `{}` with an invalid header {:?}", spec.name, spec.header))?;
-            credentials.push(Credential {
-                // Over plain http only to an operator-configured http:// api_base.
-                plain_http_hosts: match (&base_entry, base_is_http) {
-                    (Some(e), true) => AllowList::parse(std::slice::from_ref(e)).map_err(|e| format!("api_base: {e}"))?,
-                    _ => AllowList::default(),
-                },
-                name: spec.name.clone(),
-                value: env(&env_var).filter(|v| !v.is_empty()).map(Secret::new),
-                env_var,
-                header,
-                value_prefix: spec.value_prefix.clone(),
-                hosts: AllowList::parse(&hosts).map_err(|e| format!("credential `{}` hosts: {e}", spec.name))?,
-            });
+            // Over plain http only to an operator-configured http:// api_base, and only
+            // when that base is among the credential's hosts (a pin excludes it otherwise).
+            let plain_http_hosts = match (&base_entry, base_is_http) {
+                (Some(entry), true) if pinned.is_none() || base_target.as_ref().is_some_and(|(h, p)| hosts.allows(h, *p)) => {
+                    AllowList::parse(std::slice::from_ref(entry)).map_err(|e| format!("api_base: {e}"))?
+                }
+                _ => AllowList::default(),
+            };
+            let (env_var, value) = match granted {
+                Some((var, _)) => {
+                    let value = CredentialValue::from_env(&spec.value_prefix, env(&var));
+                    (Some(var), value)
+                }
+                None => {
+                    tracing::warn!(plugin = name, "credential `{}` is not granted: calls answer S503 until plugins/{name}.toml maps it under [credentials]", spec.name);
+                    (None, CredentialValue::NotGranted)
+                }
+            };
+            credentials.push(Credential { name: spec.name.clone(), env_var, header, hosts, plain_http_hosts, value });
         }
 
         let l = &raw.limits;
@@ -347,11 +363,6 @@ fn is_private_ip_entry(entry: &str) -> bool {
     host.parse::<std::net::IpAddr>().is_ok_and(|ip| !crate::runtime::upstream::is_public(ip))
 }
 
-/// `E2B_API_KEY` for plugin `e2b`, credential `api-key`.
-pub fn default_env_var(plugin: &str, credential: &str) -> String {
-    format!("{plugin}_{credential}").to_ascii_uppercase().replace('-', "_")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,7 +387,7 @@ mod tests {
 
     #[test]
     fn defaults_fill_every_key_and_api_base_joins_hosts_and_credentials() {
-        let raw = RawPolicy::from_toml("api_base = \"http://127.0.0.1:9000/\"").unwrap();
+        let raw = RawPolicy::from_toml("api_base = \"http://127.0.0.1:9000/\"\n[credentials]\napi-key = \"E2B_API_KEY\"").unwrap();
         let env = |k: &str| (k == "E2B_API_KEY").then(|| "secret".to_string());
         let p = PluginPolicy::resolve("e2b", &raw, &["*.e2b.app".into()], &spec(), &env).unwrap();
         assert_eq!(p.max_concurrent_sandboxes, 10);
@@ -385,10 +396,10 @@ mod tests {
         assert!(p.egress.allow.allows("127.0.0.1", 9000));
         assert!(p.egress.allow.allows("x.e2b.app", 443));
         let c = &p.egress.credentials[0];
-        assert_eq!(c.env_var, "E2B_API_KEY");
+        assert_eq!(c.env_var.as_deref(), Some("E2B_API_KEY"));
         assert!(c.hosts.allows("127.0.0.1", 9000) && c.hosts.allows("api.e2b.app", 443));
         assert!(!c.hosts.allows("x.e2b.app", 443));
-        assert!(c.value.is_some());
+        assert!(c.header_value().is_some());
         assert_eq!(p.limits.memory_bytes, 64 << 20);
     }
 
@@ -400,7 +411,8 @@ mod tests {
             value_prefix: String::new(),
             hosts: vec!["api.example.com".into(), "*.example.com".into(), "169.254.169.254".into()],
         }];
-        let p = PluginPolicy::resolve("p", &RawPolicy::default(), &["api.example.com".into(), "169.254.169.254".into(), "10.0.0.1:80".into()], &spec, &|_| Some("k".into())).unwrap();
+        let raw = RawPolicy::from_toml("[credentials]\napi-key = \"K\"").unwrap();
+        let p = PluginPolicy::resolve("p", &raw, &["api.example.com".into(), "169.254.169.254".into(), "10.0.0.1:80".into()], &spec, &|_| Some("k".into())).unwrap();
         assert!(p.egress.allow.allows("api.example.com", 443));
         assert!(!p.egress.allow.allows("169.254.169.254", 80) && !p.egress.allow.allows("10.0.0.1", 80));
         let c = &p.egress.credentials[0];
@@ -418,5 +430,47 @@ mod tests {
         let raw = RawPolicy::from_toml("[credentials]\ntoken = \"X\"").unwrap();
         let err = PluginPolicy::resolve("e2b", &raw, &[], &spec(), &|_| None).unwrap_err();
         assert!(err.contains("credentials.token") && err.contains("api-key"), "{err}");
+    }
+
+    #[test]
+    fn a_plugin_cannot_choose_which_secret_it_gets() {
+        // A drop-in plugin with no policy file, declaring a credential whose derived
+        // name would be a real secret of the host's environment.
+        let spec = vec![CredentialSpec {
+            name: "secret-access-key".into(),
+            header: "x-k".into(),
+            value_prefix: String::new(),
+            hosts: vec!["c.attacker.example".into()],
+        }];
+        let env = |k: &str| (k == "AWS_SECRET_ACCESS_KEY").then(|| "wJalrXUtnFEMI".to_string());
+        let p = PluginPolicy::resolve("aws", &RawPolicy::default(), &["c.attacker.example".into()], &spec, &env).unwrap();
+        let c = &p.egress.credentials[0];
+        assert!(c.env_var.is_none() && c.header_value().is_none(), "{c:?}");
+        assert_eq!(c.value.status(), "not granted");
+        assert!(c.unusable_sentence("aws").unwrap().contains("not granted"));
+        // Granted by the operator, it is read from the variable the operator named.
+        let raw = RawPolicy::from_toml("[credentials]\nsecret-access-key = \"AWS_SECRET_ACCESS_KEY\"").unwrap();
+        let p = PluginPolicy::resolve("aws", &raw, &[], &spec, &env).unwrap();
+        assert_eq!(p.egress.credentials[0].header_value().unwrap().as_bytes(), b"wJalrXUtnFEMI");
+    }
+
+    #[test]
+    fn pinned_credential_hosts_keep_the_key_off_a_plain_http_api_base() {
+        let toml = "api_base = \"http://127.0.0.1:46881\"\n[credentials]\napi-key = { env = \"K\", hosts = [\"api.e2b.app\"] }";
+        let p = PluginPolicy::resolve("e2b", &RawPolicy::from_toml(toml).unwrap(), &[], &spec(), &|_| Some("k".into())).unwrap();
+        let c = &p.egress.credentials[0];
+        assert!(!c.plain_http_hosts.allows("127.0.0.1", 46881), "{c:?}");
+        assert!(!c.hosts.allows("127.0.0.1", 46881));
+        // Pinned to the base itself, it goes there (the operator said so).
+        let toml = "api_base = \"http://127.0.0.1:46881\"\n[credentials]\napi-key = { env = \"K\", hosts = [\"127.0.0.1:46881\"] }";
+        let p = PluginPolicy::resolve("e2b", &RawPolicy::from_toml(toml).unwrap(), &[], &spec(), &|_| Some("k".into())).unwrap();
+        assert!(p.egress.credentials[0].plain_http_hosts.allows("127.0.0.1", 46881));
+    }
+
+    #[test]
+    fn an_upper_case_http_scheme_is_still_an_http_api_base() {
+        let toml = "api_base = \"HTTP://127.0.0.1:9000\"\n[credentials]\napi-key = \"K\"";
+        let p = PluginPolicy::resolve("e2b", &RawPolicy::from_toml(toml).unwrap(), &[], &spec(), &|_| Some("k".into())).unwrap();
+        assert!(p.egress.credentials[0].plain_http_hosts.allows("127.0.0.1", 9000));
     }
 }

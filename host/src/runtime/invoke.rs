@@ -26,6 +26,24 @@ pub struct CallStats {
     pub elapsed: Duration,
     /// (allowlist entry, requests, response body bytes) per upstream host pattern.
     pub egress: Vec<(String, u64, u64)>,
+    /// A `create`/`branch` answer the guest returned but the host overruled (S702/S703,
+    /// an oversized answer): what it names may exist upstream, so the lifecycle undoes it.
+    pub overruled: Option<PluginReply>,
+}
+
+/// How long `describe()` may take at load: it only returns constants, and a slow one
+/// must not hold start-up or the watcher (the plugin's own limits are not known yet).
+pub const DESCRIBE_BUDGET: Duration = Duration::from_secs(5);
+
+/// A call still running after its caller was answered (see [`run_or_overtime`]).
+pub type Overtime = tokio::task::JoinHandle<(Outcome, CallStats)>;
+
+/// How [`run_or_overtime`] ended for the caller.
+pub enum Finished {
+    /// Within the wall-clock budget.
+    Done(Outcome, CallStats),
+    /// The budget passed: the caller's S701, and the guest still running in overtime.
+    Overtime(CallError, CallStats, Overtime),
 }
 
 /// A finished call: the plugin's answer or failure, or a host-detected fault.
@@ -42,25 +60,53 @@ pub async fn run(plugin: &LoadedPlugin, req: &Request, wall: Duration) -> (Outco
         wit::invoke(&instance, &mut store, req, idle).await
     })
     .await;
-    let stats = CallStats {
+    let mut stats = CallStats {
         cpu: meter.approx_cpu(),
         peak_memory_bytes: store.data().limiter.peak_bytes,
         upstream_requests: record.requests(),
         elapsed: started.elapsed(),
         egress: record.per_host(),
+        overruled: None,
+    };
+    // Only what starts sandboxes is kept (an exec's output may be megabytes).
+    let answered = match (&result, req) {
+        (Ok(Ok(Ok(reply))), Request::Create(_) | Request::Branch { .. }) => Some(reply.clone()),
+        _ => None,
     };
     let outcome = classify(plugin, req, &store, &record, result, wall).and_then(|answer| match answer {
         Ok(reply) => check_size(plugin, req, reply).map(Ok),
         failure => Ok(failure),
     });
+    if outcome.is_err() {
+        stats.overruled = answered;
+    }
     (outcome, stats)
+}
+
+/// As [`run`], but at `wall` the caller gets S701 while the guest keeps running in a
+/// task of its own for up to `overtime` more; that task's handle is returned, so a
+/// create the host stopped waiting for can still be finished or undone. Until the wall
+/// the guest runs in the caller's task, as every other call does (no spawn).
+pub async fn run_or_overtime(plugin: &Arc<LoadedPlugin>, req: &Request, wall: Duration, overtime: Duration) -> Finished {
+    let started = Instant::now();
+    let mut guest = Box::pin({
+        let (plugin, req) = (plugin.clone(), req.clone());
+        async move { run(&plugin, &req, wall + overtime).await }
+    });
+    match tokio::time::timeout(wall, &mut guest).await {
+        Ok((outcome, stats)) => Finished::Done(outcome, stats),
+        Err(_) => {
+            let stats = CallStats { elapsed: started.elapsed(), ..CallStats::default() };
+            Finished::Overtime(wall_exceeded(&plugin.name, req.leaf(), wall), stats, tokio::spawn(guest))
+        }
+    }
 }
 
 /// Calls `describe()` once, as at load time.
 pub async fn describe(plugin_name: &str, pre: &wit::ProviderPluginPre<StoreState>, policy: &crate::policy::PluginPolicy) -> anyhow::Result<Descriptor> {
     let state = StoreState::new(plugin_name.into(), policy, Arc::default(), Arc::default());
     let (mut store, _meter) = budgeted_store(pre.engine(), state, policy.limits.cpu);
-    let wall = policy.limits.call_timeout;
+    let wall = policy.limits.call_timeout.min(DESCRIBE_BUDGET);
     let fut = async {
         let instance = pre.instantiate_async(&mut store).await?;
         wit::describe(&instance, &mut store).await
@@ -128,16 +174,7 @@ fn classify(
         ));
     }
     let trap = match result {
-        Err(_) => {
-            return Err(CallError::new(
-                Code::PluginTimeout,
-                format!(
-                    "plugin `{name}` did not finish `{leaf}` within its wall-clock budget of {} ms (upstream waits included); \
-                     the call was stopped. Retry, or raise limits.call_timeout_ms in plugins/{name}.toml.",
-                    wall.as_millis()
-                ),
-            ));
-        }
+        Err(_) => return Err(wall_exceeded(name, leaf, wall)),
         Ok(Err(trap)) => trap,
         Ok(Ok(answer)) => {
             if let Some(d) = record.denials().into_iter().next() {
@@ -211,6 +248,17 @@ fn check_size(plugin: &LoadedPlugin, req: &Request, reply: PluginReply) -> Resul
         ));
     }
     Ok(reply)
+}
+
+fn wall_exceeded(name: &str, leaf: crate::contract::shapes::Leaf, wall: Duration) -> CallError {
+    CallError::new(
+        Code::PluginTimeout,
+        format!(
+            "plugin `{name}` did not finish `{leaf}` within its wall-clock budget of {} ms (upstream waits included); \
+             the call was stopped. Retry, or raise limits.call_timeout_ms in plugins/{name}.toml.",
+            wall.as_millis()
+        ),
+    )
 }
 
 fn egress_denied(name: &str, leaf: crate::contract::shapes::Leaf, d: &crate::policy::egress::Denial) -> CallError {

@@ -99,8 +99,11 @@ pub fn is_public(ip: std::net::IpAddr) -> bool {
                 None => !(v6.is_loopback()
                     || v6.is_unspecified()
                     || v6.is_multicast()
-                    || (seg[0] & 0xfe00) == 0xfc00
-                    || (seg[0] & 0xffc0) == 0xfe80),
+                    || (seg[0] & 0xfe00) == 0xfc00 // unique local
+                    || (seg[0] & 0xffc0) == 0xfe80 // link local
+                    || (seg[0] & 0xffc0) == 0xfec0 // site local (deprecated, still routed by some)
+                    || seg[..3] == [0x64, 0xff9b, 1] // local-use NAT64 (RFC 8215)
+                    || seg[..2] == [0x2001, 0xdb8]), // documentation
             }
         }
     }
@@ -195,7 +198,7 @@ mod tests {
         for private in [
             "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "198.18.0.1",
             "240.0.0.1", "224.0.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::a9fe:a9fe", "64:ff9b::a9fe:a9fe",
-            "2002:a9fe:a9fe::", "ff02::1",
+            "2002:a9fe:a9fe::", "ff02::1", "fec0::1", "64:ff9b:1::a9fe:a9fe", "2001:db8::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
