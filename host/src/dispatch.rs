@@ -31,6 +31,10 @@ impl Host {
     /// Builds the engine and loads every plugin in the configured directory.
     /// Returns the host and the files that failed to load.
     pub async fn start(config: HostConfig) -> anyhow::Result<(Arc<Host>, Vec<Diagnostic>)> {
+        // Whoever may drop a .wasm must not be able to drop native code beside it.
+        if let Some(cache) = &config.cache_dir {
+            crate::runtime::cache::check_outside_plugins(cache, &config.plugins_dir)?;
+        }
         let loader = Loader::new(Runtime::new(config.cache_dir.clone())?)?;
         Self::start_with(config, loader).await
     }
