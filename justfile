@@ -1,4 +1,5 @@
-# Everyday tasks. `pip install rust-just` provides `just`.
+# Everyday tasks. `bash scripts/just <recipe>` runs them with a project-local `just`
+# (or use any `just` on your PATH).
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
