@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-/// Every error code a caller can receive (see CONTRACT.md, "Error codes").
+/// Every error code a caller can receive (see docs/contract.md, "Error codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Code {

@@ -1,4 +1,4 @@
-//! Contract semantics every provider gets from the host, once (CONTRACT.md "Semantics"):
+//! Contract semantics every provider gets from the host, once (docs/contract.md "What the host guarantees"):
 //! image allowlist before any upstream call, slot reservation with rollback, idempotent
 //! stop that releases a slot exactly once, list reconciliation, capability gating and
 //! RFC 3339 `started_at`. The plugin is only asked to translate.

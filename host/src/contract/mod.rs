@@ -1,4 +1,4 @@
-//! The caller contract (`../shared/CONTRACT.md`), implemented once for all plugins.
+//! The caller contract (`docs/contract.md`), implemented once for all plugins.
 
 pub mod abandoned;
 pub mod codes;

@@ -1,6 +1,6 @@
 //! Caller JSON → validated [`Request`], or S422 naming the field and what was wrong.
 //!
-//! Rules (CONTRACT.md "Shapes"): unknown extra fields are ignored (the engine injects
+//! Rules (docs/contract.md "Shapes"): unknown extra fields are ignored (the engine injects
 //! `_caller_worker_id`, the router strips `provider`); a field of the wrong type is
 //! rejected, never coerced, dropped or defaulted. An explicit `null` counts as absent
 //! for optional fields only.
