@@ -1,5 +1,5 @@
 //! The case list every provider must pass, generic over its mock [`Upstream`].
-//! Each case states one line of the contract (CONTRACT.md) and checks both what the
+//! Each case states one line of the contract (docs/contract.md) and checks both what the
 //! caller got and what the upstream received (method, path, credential, nothing extra).
 
 use sandbox_host::{Code, Leaf};

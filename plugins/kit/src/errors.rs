@@ -1,5 +1,5 @@
 //! Building the WIT `error` record: one constructor per kind, and the mapping from an
-//! upstream HTTP status to a kind that every provider shares (CONTRACT.md):
+//! upstream HTTP status to a kind that every provider shares (docs/contract.md):
 //! 400/422 → bad-input, 401/403 → auth-invalid, 402 → quota-exhausted, 404 → not-found,
 //! 429 → rate-limited (with `Retry-After`), anything else → unavailable.
 
