@@ -129,19 +129,36 @@ async fn create_waits_for_started_and_a_failed_start_is_cleaned_up() {
     assert_eq!(h.host.registry.book(P).in_flight(), 1);
 }
 
+/// Daytona's 409 on delete is "state change in progress": nothing was destroyed (the
+/// spec, and the SDK, do not treat it as success). The plugin waits out the transition
+/// and deletes again; a sandbox that stays busy is S502 with its slot kept.
 #[tokio::test]
-async fn stop_409_state_change_in_progress_is_success() {
+async fn stop_409_state_change_in_progress_is_retried_not_success() {
     let (up, h) = fresh::<DaytonaUpstream>("").await;
     let id = create(&h).await;
-    up.0.sim.inject(Fault::new("DELETE", &format!("/api/sandbox/{id}"), 409, r#"{"statusCode":409,"message":"Sandbox state change in progress","error":"Conflict"}"#));
+    let conflict = r#"{"statusCode":409,"message":"Sandbox state change in progress","error":"Conflict"}"#;
+    let delete = format!("/api/sandbox/{id}");
+    up.0.sim.inject(Fault::new("DELETE", &delete, 409, conflict));
     assert_eq!(h.ok(P, Leaf::Stop, json!({"sandbox_id": id})).await, json!({}));
+    assert_eq!(up.0.state_of(&id).as_deref(), Some("destroyed"), "the retried delete destroyed it");
+    assert_eq!(sent(&up, "DELETE", &delete).len(), 2);
     assert_eq!(h.host.registry.book(P).in_flight(), 0);
-    // A real stop destroys it; a stop after that is a 404, still success.
+    // A stop after that is a 404: gone, still success.
     h.ok(P, Leaf::Stop, json!({"sandbox_id": id})).await;
-    assert_eq!(up.0.state_of(&id).as_deref(), Some("destroyed"));
-    h.ok(P, Leaf::Stop, json!({"sandbox_id": id})).await;
-    assert_eq!(sent(&up, "DELETE", &format!("/api/sandbox/{id}")).len(), 3);
     h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::NotFound).await;
+
+    // Busy for longer than the plugin waits: not stopped, and the caller is told so.
+    let busy = create(&h).await;
+    let delete = format!("/api/sandbox/{busy}");
+    for _ in 0..4 {
+        up.0.sim.inject(Fault::new("DELETE", &delete, 409, conflict));
+    }
+    let msg = h.err(P, Leaf::Stop, json!({"sandbox_id": busy}), Code::Unavailable).await;
+    assert!(msg.contains("409") && msg.contains("not deleted"), "{msg}");
+    assert_eq!(up.0.state_of(&busy).as_deref(), Some("started"));
+    assert_eq!(h.host.registry.book(P).in_flight(), 1, "its slot is kept: it still runs");
+    h.ok(P, Leaf::Stop, json!({"sandbox_id": busy})).await;
+    assert_eq!(h.host.registry.book(P).in_flight(), 0);
 }
 
 #[tokio::test]

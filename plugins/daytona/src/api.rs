@@ -54,6 +54,9 @@ pub struct SandboxDto {
     pub toolbox_proxy_url: Option<String>,
     #[serde(default)]
     pub error_reason: Option<String>,
+    /// Where the sandbox is headed: `destroyed` once a delete is under way.
+    #[serde(default)]
+    pub desired_state: Option<String>,
 }
 
 impl SandboxDto {
@@ -109,19 +112,36 @@ pub async fn get(id: &str) -> Result<SandboxDto, Error> {
     Call::get(sandbox_url(id)).send().await?.ok()?.json()
 }
 
+/// Pauses between deletes refused with 409 (about 3.5 s in all).
+const DELETE_RETRY_MS: [u64; 3] = [500, 1000, 2000];
+
 /// `DELETE /sandbox/{id}`: any 2xx is done (older servers answer an empty 200, newer the
-/// Sandbox in `destroying`). 404 and 409 ("state change in progress") come back as the
-/// mapped error with their status; the host counts both as a completed stop.
+/// Sandbox in `destroying`); 404 comes back as not-found (gone: the host counts the stop).
+/// 409 is "state change in progress": Daytona refuses to destroy during any transition
+/// (creating, starting, snapshotting, …) and destroys nothing, so it is not success unless
+/// a delete is already under way (`desiredState: destroyed`, or the sandbox is gone). Else
+/// the delete is retried after the transition; still refused, it is S502 and the slot stays.
 pub async fn delete(id: &str) -> Result<(), Error> {
-    let reply = Call::delete(sandbox_url(id)).send().await?;
-    if reply.status == 409 {
-        let mut e = reply.error();
-        // 409 has no kind of its own in the kit's table; the WIT asks for `not-found`
-        // so the host's idempotent-stop rule applies.
-        e.kind = provider_kit::ErrorKind::NotFound;
-        return Err(e);
+    let mut pauses = DELETE_RETRY_MS.iter();
+    loop {
+        let reply = Call::delete(sandbox_url(id)).send().await?;
+        if reply.status != 409 {
+            return reply.ok().map(drop);
+        }
+        let refusal = reply.error();
+        let dto = get(id).await?;
+        if dto.desired_state.as_deref() == Some("destroyed") || phase(dto.state()) == Phase::Gone {
+            return Ok(());
+        }
+        let Some(pause) = pauses.next() else {
+            return Err(unavailable(format!(
+                "DELETE /sandbox/{id} kept answering 409 ({}) while the sandbox is {}: it was not deleted; retry the stop",
+                refusal.message.trim(),
+                dto.state()
+            )));
+        };
+        provider_kit::wstd::task::sleep(Duration::from_millis(*pause)).await;
     }
-    reply.ok().map(drop)
 }
 
 /// Waits until a sandbox leaves the transitional states, polling `GET /sandbox/{id}`.

@@ -72,11 +72,15 @@ impl Provider for Daytona {
                     Some(r) if !r.is_empty() => format!("it is {}: {r}", dto.state()),
                     _ => format!("it is still {} after {} s", dto.state(), START_WAIT_SECS),
                 };
-                // Do not leave a half-made sandbox behind: the host released its slot.
-                if let Err(e) = api::delete(&id).await {
-                    log::log(log::Level::Warn, &format!("deleting unstarted sandbox {id} failed: {}", e.message));
-                }
-                return Err(unavailable(format!("Daytona sandbox {id} did not start ({why}); it was deleted")));
+                // Do not leave a half-made sandbox behind: the host releases its slot.
+                let cleanup = match api::delete(&id).await {
+                    Ok(()) => "it was deleted".to_string(),
+                    Err(e) => {
+                        log::log(log::Level::Warn, &format!("deleting unstarted sandbox {id} failed: {}", e.message));
+                        format!("deleting it failed ({}); it may still exist upstream", e.message.trim())
+                    }
+                };
+                return Err(unavailable(format!("Daytona sandbox {id} did not start ({why}); {cleanup}")));
             }
         }
         let mut sandbox = dto.into_sandbox();
