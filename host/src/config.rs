@@ -35,6 +35,37 @@ fn default_method() -> String {
     "POST".into()
 }
 
+impl HttpTrigger {
+    /// The route as the engine keys it: method upper-cased, path without its leading `/`
+    /// (engine `workers/rest_api/api_core.rs:625-637`), so `/a` and `a` are one route.
+    pub fn route(&self) -> (String, String) {
+        let path = if self.path == "/" { "/" } else { self.path.trim_start_matches('/') };
+        (self.method.to_ascii_uppercase(), path.to_string())
+    }
+}
+
+/// Refuses two bindings of one route (same method and path): the engine would keep one
+/// of them. Several routes may bind one function; they share its adapter.
+pub fn check_http_triggers(triggers: &[HttpTrigger]) -> Result<(), String> {
+    for (i, t) in triggers.iter().enumerate() {
+        if let Some((j, first)) = triggers[..i].iter().enumerate().find(|(_, f)| f.route() == t.route()) {
+            let (method, path) = t.route();
+            return Err(format!(
+                "http_triggers #{} ({} {} -> {}) and #{} ({} {} -> {}) bind the same route {method} {path}; keep one of them",
+                j + 1,
+                first.method,
+                first.path,
+                first.function,
+                i + 1,
+                t.method,
+                t.path,
+                t.function
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     pub plugins_dir: PathBuf,
@@ -70,6 +101,7 @@ impl HostConfig {
     pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let raw: RawHostConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        check_http_triggers(&raw.http_triggers).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(Self::from_raw(raw))
     }
 }

@@ -1,13 +1,16 @@
 //! The host as an iii worker, driven through a mock engine that speaks the engine's
 //! WebSocket frames to the real `iii-sdk` client: registration (exact ids, no absent
 //! optional leaf), invocation with engine-injected fields, S-codes as iii error codes,
-//! the router (S600, S404, pass-through), HTTP triggers, engine restart with
-//! re-registration, and draining shutdown with a call in flight.
+//! the router (S600, S404, pass-through), HTTP triggers (several on one function, a
+//! route bound twice), engine restart with re-registration (a plugin reloaded while the
+//! engine is away, a registration the engine lost), and draining shutdown with a call in
+//! flight. The same reconnect case on the real engine is `tests/engine`.
 
 use provider_sims::e2b::E2bSim;
 use provider_sims::Fault;
 use sandbox_host::bridge::iii::{provider_function_id, router_function_id, Bridge, BridgeOptions};
-use sandbox_host::config::HttpTrigger;
+use sandbox_host::config::{HostConfig, HttpTrigger};
+use sandbox_host::plugin::watch::ReloadListener;
 use sandbox_host::Leaf;
 use sandbox_tests::mock_engine::MockEngine;
 use sandbox_tests::upstream::SECRET;
@@ -292,4 +295,109 @@ async fn metrics_are_exposed_and_shown_by_the_stats_command() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(shown.lines().any(|l| l.starts_with("e2b ") && l.contains("\"S410\":1")), "{shown}");
+}
+
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What a deploy that deletes and recopies a plugin does to the bridge.
+async fn remove_and_re_add(host: &TestHost, bridge: &Bridge, name: &str) {
+    host.host.registry.remove(name).expect("the plugin is loaded");
+    bridge.removed(name);
+    let plugin = host.host.loader.load_file(&host.dir.path().join(format!("{name}.wasm"))).await.expect("the plugin loads again");
+    host.host.registry.insert(plugin);
+    bridge.installed(&host.host.registry.get(name).unwrap());
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+/// Issue 17 item 3: no unregister queued while the engine was away reaches it after the
+/// SDK's replay, so a plugin removed and re-added meanwhile keeps every id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i17_3_a_plugin_reloaded_while_the_engine_is_away_keeps_its_functions() {
+    let w = world(|_| {}).await;
+    let port = w.engine.stop().await;
+    eventually("the bridge sees the engine gone", || !w.bridge.is_connected()).await;
+    remove_and_re_add(&w.host, &w.bridge, "e2b").await;
+    let engine = MockEngine::start(port).await;
+    engine.wait_for_functions(&expected_ids(true), Duration::from_secs(20)).await;
+    // Past the replay's trailing frames and the check after the reconnect.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(engine.function_ids(), sorted(expected_ids(true)));
+    let unregistered: Vec<Value> = engine.frames().into_iter().filter(|f| f["type"] == "unregisterfunction").collect();
+    assert!(unregistered.is_empty(), "no unregister reached the returning engine: {unregistered:?}");
+    let created = engine.invoke("sandbox::provider::e2b::create", json!({"image": "base"})).await.unwrap();
+    assert!(created["sandbox_id"].is_string());
+}
+
+/// Issue 17 item 3, the backstop: after a reconnect the bridge reads the engine's function
+/// list, and registers again what the engine lacks (here a registration it lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i17_3_a_function_the_engine_lacks_after_a_reconnect_is_registered_again() {
+    let w = world(|_| {}).await;
+    let create = provider_function_id("e2b", Leaf::Create);
+    let port = w.engine.stop().await;
+    let engine = MockEngine::start_losing(port, std::slice::from_ref(&create)).await;
+    engine.wait_for_functions(&expected_ids(true), Duration::from_secs(20)).await;
+    let registered = engine.frames().iter().filter(|f| f["type"] == "registerfunction" && f["id"] == create.as_str()).count();
+    assert_eq!(registered, 2, "lost once by the engine, then registered again by the bridge");
+    let created = engine.invoke(&create, json!({"image": "base"})).await.unwrap();
+    assert!(created["sandbox_id"].is_string());
+}
+
+fn list_route(method: &str, path: &str) -> HttpTrigger {
+    HttpTrigger { function: "sandbox::list".into(), path: path.into(), method: method.into() }
+}
+
+/// Issue 17 item 7: GET and POST of one function register one adapter, which both
+/// triggers point at (the second adapter used to panic the SDK, exiting 101).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i17_7_two_http_triggers_on_one_function_share_one_adapter() {
+    let w = world_with(&["sandbox::list::http"], |c| {
+        c.default_provider = Some("e2b".into());
+        c.http_triggers = vec![list_route("GET", "sandbox/list"), list_route("POST", "sandbox/list")];
+    })
+    .await;
+    eventually("both triggers are registered", || w.engine.triggers().len() == 2).await;
+    let adapters = w.engine.frames().iter().filter(|f| f["type"] == "registerfunction" && f["id"] == "sandbox::list::http").count();
+    assert_eq!(adapters, 1);
+    let bound: Vec<(Value, Value)> = w.engine.triggers().iter().map(|t| (t["function_id"].clone(), t["config"]["http_method"].clone())).collect();
+    assert_eq!(bound, vec![(json!("sandbox::list::http"), json!("GET")), (json!("sandbox::list::http"), json!("POST"))]);
+    let envelope = json!({"method": "GET", "path": "/sandbox/list", "headers": {}, "query_params": {}, "path_params": {}, "body": null});
+    let listed = w.engine.invoke("sandbox::list::http", envelope).await.unwrap();
+    assert_eq!((listed["status_code"].clone(), listed["body"]["reconciled"].clone()), (json!(200), json!(true)));
+    // A config built in code skips the load check; the bridge refuses the route too.
+    let refused = w.bridge.register_http_trigger(&list_route("get", "/sandbox/list")).unwrap_err();
+    assert_eq!(refused, "GET /sandbox/list is already bound to sandbox::list");
+}
+
+/// Issue 17 item 7: the same method and path bound twice is refused when the host config
+/// is loaded, naming both bindings; two methods on one path are two routes.
+#[test]
+fn i17_7_a_route_bound_twice_is_refused_at_load_naming_both_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sandbox-host.toml");
+    let binding = |function: &str, path: &str, method: &str| {
+        format!("[[http_triggers]]\nfunction = \"{function}\"\npath = \"{path}\"\nmethod = \"{method}\"\n")
+    };
+    let twice = binding("sandbox::list", "sandbox/list", "GET") + &binding("sandbox::provider::e2b::list", "/sandbox/list", "get");
+    std::fs::write(&path, twice).unwrap();
+    let err = HostConfig::load(&path).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{}: http_triggers #1 (GET sandbox/list -> sandbox::list) and #2 (get /sandbox/list -> sandbox::provider::e2b::list) bind the same route GET sandbox/list; keep one of them",
+            path.display()
+        )
+    );
+    std::fs::write(&path, binding("sandbox::list", "sandbox/list", "GET") + &binding("sandbox::list", "sandbox/list", "POST")).unwrap();
+    assert_eq!(HostConfig::load(&path).unwrap().http_triggers.len(), 2);
 }

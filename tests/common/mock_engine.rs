@@ -5,11 +5,14 @@
 //! answers `ping` with `pong`, invokes functions with `invokefunction` (a UUID
 //! `invocation_id`, `data`, and the engine-injected `_caller_worker_id` on object
 //! payloads), and matches `invocationresult` frames back. Like the engine, it forgets a
-//! worker's functions when its connection closes.
+//! worker's functions when its connection closes, and answers the worker's own calls of
+//! `engine::functions::list` (`{prefix?}` → `{functions: [{function_id, namespace,
+//! worker_name}]}`; any other engine call is "function not found"). A test can make it
+//! lose chosen registrations, as an engine that missed a frame would.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +35,8 @@ struct State {
     outbound: Mutex<Option<mpsc::UnboundedSender<Message>>>,
     pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     connections: AtomicU32,
+    /// Ids whose next `registerfunction` is recorded as a frame but not applied.
+    lose_next: Mutex<BTreeSet<String>>,
 }
 
 pub struct MockEngine {
@@ -43,9 +48,16 @@ pub struct MockEngine {
 impl MockEngine {
     /// Listens on 127.0.0.1:`port` (0 = any free port).
     pub async fn start(port: u16) -> MockEngine {
+        Self::start_losing(port, &[]).await
+    }
+
+    /// As `start`, but the first registration of each of `ids` is lost (the frame is
+    /// recorded, the function is not registered).
+    pub async fn start_losing(port: u16, ids: &[String]) -> MockEngine {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind mock engine");
         let port = listener.local_addr().unwrap().port();
         let state: Arc<State> = Arc::default();
+        state.lose_next.lock().unwrap().extend(ids.iter().cloned());
         let (stop, mut stopped) = oneshot::channel::<()>();
         let st = state.clone();
         tokio::spawn(async move {
@@ -166,6 +178,29 @@ impl Drop for MockEngine {
     }
 }
 
+/// The answer to a worker's call of an engine function; `None` for a call that wants
+/// none (no `invocation_id`).
+fn answer_engine_call(st: &State, call: &Value) -> Option<Value> {
+    let invocation_id = call.get("invocation_id").filter(|id| !id.is_null())?;
+    let function_id = call["function_id"].as_str().unwrap_or_default();
+    let mut answer = json!({"type": "invocationresult", "invocation_id": invocation_id, "function_id": function_id});
+    if function_id == "engine::functions::list" {
+        let prefix = call["data"]["prefix"].as_str().unwrap_or_default();
+        let functions: Vec<Value> = st
+            .functions
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|id| id.starts_with(prefix))
+            .map(|id| json!({"function_id": id, "namespace": "default", "worker_name": "mock-worker"}))
+            .collect();
+        answer["result"] = json!({"functions": functions});
+    } else {
+        answer["error"] = json!({"code": "function_not_found", "message": format!("Function {function_id} not found in namespace default.")});
+    }
+    Some(answer)
+}
+
 async fn serve(st: Arc<State>, stream: tokio::net::TcpStream) {
     let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
     let n = st.connections.fetch_add(1, Ordering::SeqCst) + 1;
@@ -194,7 +229,10 @@ async fn serve(st: Arc<State>, stream: tokio::net::TcpStream) {
         st.frames.lock().unwrap().push(v.clone());
         match v["type"].as_str().unwrap_or_default() {
             "registerfunction" => {
-                st.functions.lock().unwrap().insert(v["id"].as_str().unwrap_or_default().to_string(), v.clone());
+                let id = v["id"].as_str().unwrap_or_default().to_string();
+                if !st.lose_next.lock().unwrap().remove(&id) {
+                    st.functions.lock().unwrap().insert(id, v.clone());
+                }
             }
             "unregisterfunction" => {
                 st.functions.lock().unwrap().remove(v["id"].as_str().unwrap_or_default());
@@ -202,6 +240,11 @@ async fn serve(st: Arc<State>, stream: tokio::net::TcpStream) {
             "registertrigger" => st.triggers.lock().unwrap().push(v.clone()),
             "ping" => {
                 let _ = tx.send(Message::Text(json!({"type": "pong"}).to_string().into()));
+            }
+            "invokefunction" => {
+                if let Some(answer) = answer_engine_call(&st, &v) {
+                    let _ = tx.send(Message::Text(answer.to_string().into()));
+                }
             }
             "invocationresult" => {
                 let id = v["invocation_id"].as_str().unwrap_or_default().to_string();

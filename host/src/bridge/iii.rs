@@ -3,13 +3,20 @@
 //! Registers, per loaded plugin `<p>`, `sandbox::provider::<p>::<leaf>` for the lifecycle
 //! floor and exactly the optional leaves the plugin offers (an absent leaf is the engine's
 //! "function not found"); the router ids `sandbox::<leaf>` unless disabled; and one
-//! `<function>::http` adapter per configured HTTP trigger. Handlers run on the host's own
-//! multi-threaded runtime (the SDK's connection thread only relays), and every error
-//! reaches the caller as `Error::Remote { code: "Sxxx", message: "[Sxxx] …" }`.
+//! `<function>::http` adapter per function named by the HTTP triggers, which every
+//! trigger of that function points at. Handlers run on the host's own multi-threaded
+//! runtime (the SDK's connection thread only relays), and every error reaches the
+//! caller as `Error::Remote { code: "Sxxx", message: "[Sxxx] …" }`.
 //!
 //! Reconnection is the SDK's: it retries every 2 s and replays every registration on
-//! reattach. Shutdown drains: new calls are refused with S502, in-flight ones finish
-//! within the grace period, then the connection closes.
+//! reattach. The bridge keeps that replay right: an id removed while the engine is away
+//! is unregistered only once it is back (`registrations.rs`), and after every connect
+//! the engine's function list is checked and whatever it lacks is registered again
+//! (`reattach.rs`). Shutdown drains: new calls are refused with S502, in-flight ones
+//! finish within the grace period, then the connection closes.
+
+mod reattach;
+mod registrations;
 
 use super::http;
 use crate::config::HttpTrigger;
@@ -19,10 +26,11 @@ use crate::plugin::LoadedPlugin;
 use crate::{router, Host, Leaf};
 use iii_sdk::protocol::RegisterTriggerInput;
 use iii_sdk::{Error as IiiError, IIIClient, InitOptions, RegisterFunction};
+use registrations::{Recipe, Registrations};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// `sandbox::provider::<p>::<leaf>`.
@@ -33,6 +41,11 @@ pub fn provider_function_id(provider: &str, leaf: Leaf) -> String {
 /// `sandbox::<leaf>`.
 pub fn router_function_id(leaf: Leaf) -> String {
     format!("sandbox::{leaf}")
+}
+
+/// `<function>::http`: the one adapter every HTTP trigger of `function` points at.
+pub fn http_adapter_id(function: &str) -> String {
+    format!("{function}::http")
 }
 
 /// Options for [`Bridge::connect`].
@@ -79,8 +92,11 @@ pub struct Bridge {
     host: Arc<Host>,
     runtime: tokio::runtime::Handle,
     gate: Arc<Gate>,
-    /// Registered functions, keyed by owner: a provider name, or "" for the router.
-    functions: Mutex<BTreeMap<String, Vec<iii_sdk::iii::FunctionRef>>>,
+    registrations: Mutex<Registrations>,
+    /// Bound HTTP routes (method, path as the engine keys it) → the function behind each.
+    http_routes: Mutex<BTreeMap<(String, String), String>>,
+    /// Set by `shutdown`: the reconnect check stops.
+    closed: AtomicBool,
 }
 
 impl Bridge {
@@ -97,7 +113,9 @@ impl Bridge {
             host: host.clone(),
             runtime: tokio::runtime::Handle::current(),
             gate: Arc::default(),
-            functions: Mutex::default(),
+            registrations: Mutex::default(),
+            http_routes: Mutex::default(),
+            closed: AtomicBool::new(false),
         });
         for plugin in host.registry.all() {
             bridge.register_provider(&plugin);
@@ -110,6 +128,7 @@ impl Bridge {
                 tracing::error!("http trigger {} {} -> {} not registered: {e}", t.method, t.path, t.function);
             }
         }
+        bridge.runtime.spawn(reattach::watch(Arc::downgrade(&bridge)));
         bridge
     }
 
@@ -122,15 +141,28 @@ impl Bridge {
         self.client.wait_until_registered(timeout).await
     }
 
-    /// Function ids currently registered, sorted.
+    /// Function ids this host serves, sorted.
     pub fn function_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.lock().values().flatten().map(|f| f.id.clone()).collect();
-        ids.sort();
-        ids
+        self.lock().ids()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<iii_sdk::iii::FunctionRef>>> {
-        self.functions.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Registrations> {
+        self.registrations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the SDK holds a live connection to the engine right now.
+    pub fn is_connected(&self) -> bool {
+        registrations::is_connected(&self.client)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Registers `ids` again (the engine lacks them); returns those still served.
+    fn re_register(&self, ids: &[String]) -> Vec<String> {
+        let mut registrations = self.lock();
+        ids.iter().filter(|id| registrations.re_register(&self.client, id)).cloned().collect()
     }
 
     /// Registers `sandbox::provider::<p>::<leaf>` for every leaf `plugin` offers. On a
@@ -138,19 +170,15 @@ impl Bridge {
     /// (their handlers look the plugin up per call), so a swap leaves no gap.
     pub fn register_provider(&self, plugin: &LoadedPlugin) {
         let name = plugin.name.to_string();
-        let leaves = plugin.leaves();
-        let mut all = self.lock();
-        let refs = all.entry(name.clone()).or_default();
-        refs.retain(|r| {
-            let keep = leaves.iter().any(|l| provider_function_id(&name, *l) == r.id);
-            if !keep {
-                r.unregister();
+        let wanted: Vec<(Leaf, String)> = plugin.leaves().into_iter().map(|l| (l, provider_function_id(&name, l))).collect();
+        let mut registrations = self.lock();
+        for id in registrations.ids_of(&name) {
+            if !wanted.iter().any(|(_, w)| *w == id) {
+                registrations.retire(&self.client, &id);
             }
-            keep
-        });
-        for leaf in leaves {
-            let id = provider_function_id(&name, leaf);
-            if refs.iter().any(|r| r.id == id) {
+        }
+        for (leaf, id) in wanted {
+            if registrations.is_served(&id) {
                 continue;
             }
             let (host, provider) = (self.host.clone(), name.clone());
@@ -159,21 +187,21 @@ impl Bridge {
                 Box::pin(async move { host.call(&provider, leaf, &payload).await })
             });
             let description = format!("{} Provider `{name}` ({}).", leaf.description(), plugin.descriptor.version);
-            refs.push(self.register(&id, description, schema::request(leaf, false), schema::response(leaf), invoke));
+            let recipe = self.recipe(description, schema::request(leaf, false), schema::response(leaf), invoke);
+            registrations.serve(&self.client, &id, &name, recipe);
         }
     }
 
     /// Unregisters every function of provider `name` (after a plugin is removed).
     pub fn unregister_provider(&self, name: &str) {
-        if let Some(refs) = self.lock().remove(name) {
-            for r in refs {
-                r.unregister();
-            }
+        let mut registrations = self.lock();
+        for id in registrations.ids_of(name) {
+            registrations.retire(&self.client, &id);
         }
     }
 
     fn register_router(&self) {
-        let mut refs = Vec::new();
+        let mut registrations = self.lock();
         for leaf in Leaf::ALL {
             let host = self.host.clone();
             let invoke: Invoke = Arc::new(move |payload| {
@@ -181,30 +209,36 @@ impl Bridge {
                 Box::pin(async move { router::call(&host, leaf, payload).await })
             });
             let description = format!("{} Routed to `provider` (default: the configured default_provider).", leaf.description());
-            refs.push(self.register(&router_function_id(leaf), description, schema::request(leaf, true), schema::response(leaf), invoke));
+            let recipe = self.recipe(description, schema::request(leaf, true), schema::response(leaf), invoke);
+            registrations.serve(&self.client, &router_function_id(leaf), "", recipe);
         }
-        self.lock().insert(String::new(), refs);
     }
 
-    /// Binds `trigger.function` to an iii `http` trigger through a `<function>::http` adapter.
+    /// Binds `trigger.function` to an iii `http` trigger through its `<function>::http`
+    /// adapter, registered with the function's first trigger and shared by the others.
+    /// A route (method and path) already bound is refused.
     #[allow(deprecated)] // register_trigger is 0.25's documented way to bind http triggers.
     pub fn register_http_trigger(&self, trigger: &HttpTrigger) -> Result<(), String> {
-        let target = self.resolve_function(&trigger.function)?;
-        let adapter_id = format!("{}::http", trigger.function);
-        let invoke: Invoke = Arc::new(move |envelope| {
-            let target = target.clone();
-            Box::pin(async move { Ok(http::response(target(http::payload(&envelope)).await)) })
-        });
-        let r = self.register(&adapter_id, format!("HTTP adapter for {}", trigger.function), json!({"type": "object"}), json!({"type": "object"}), invoke);
-        self.lock().entry(format!("http:{}", trigger.function)).or_default().push(r);
-        self.client
-            .register_trigger(RegisterTriggerInput::new(
-                "http",
-                adapter_id,
-                json!({"api_path": trigger.path, "http_method": trigger.method.to_ascii_uppercase()}),
-            ))
-            .map(drop)
-            .map_err(|e| e.to_string())
+        let route = trigger.route();
+        let mut routes = self.http_routes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bound) = routes.get(&route) {
+            return Err(format!("{} {} is already bound to {bound}", route.0, trigger.path));
+        }
+        let adapter_id = http_adapter_id(&trigger.function);
+        if !self.lock().is_served(&adapter_id) {
+            let target = self.resolve_function(&trigger.function)?;
+            let invoke: Invoke = Arc::new(move |envelope| {
+                let target = target.clone();
+                Box::pin(async move { Ok(http::response(target(http::payload(&envelope)).await)) })
+            });
+            let description = format!("HTTP adapter for {}", trigger.function);
+            let recipe = self.recipe(description, json!({"type": "object"}), json!({"type": "object"}), invoke);
+            self.lock().serve(&self.client, &adapter_id, &format!("http:{}", trigger.function), recipe);
+        }
+        let config = json!({"api_path": trigger.path, "http_method": route.0});
+        self.client.register_trigger(RegisterTriggerInput::new("http", adapter_id, config)).map_err(|e| e.to_string())?;
+        routes.insert(route, trigger.function.clone());
+        Ok(())
     }
 
     /// The in-process call behind a contract function id.
@@ -226,7 +260,8 @@ impl Bridge {
         }))
     }
 
-    fn register(&self, id: &str, description: String, request: Value, response: Value, invoke: Invoke) -> iii_sdk::iii::FunctionRef {
+    /// How to register a function that runs `invoke` behind the drain gate.
+    fn recipe(&self, description: String, request: Value, response: Value, invoke: Invoke) -> Recipe {
         let (gate, runtime) = (self.gate.clone(), self.runtime.clone());
         let handler = move |payload: Value| {
             let (gate, runtime, invoke) = (gate.clone(), runtime.clone(), invoke.clone());
@@ -247,10 +282,12 @@ impl Bridge {
                 result.map_err(remote)
             }
         };
-        self.client.register_function(
-            id,
-            RegisterFunction::new_async(handler).description(description).request_format(request).response_format(response),
-        )
+        Arc::new(move || {
+            RegisterFunction::new_async(handler.clone())
+                .description(description.clone())
+                .request_format(request.clone())
+                .response_format(response.clone())
+        })
     }
 
     /// Stops taking calls and waits up to `grace` for in-flight ones. Returns true when
@@ -275,7 +312,8 @@ impl Bridge {
 
     /// Unregisters everything, lets the frames flush, and closes the connection.
     pub async fn shutdown(&self) {
-        let all: Vec<_> = std::mem::take(&mut *self.lock()).into_values().flatten().collect();
+        self.closed.store(true, Ordering::Release);
+        let all = self.lock().take_all();
         for f in all {
             f.unregister();
         }
