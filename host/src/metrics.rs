@@ -1,5 +1,7 @@
 //! Per-plugin metrics: calls by leaf, errors by S-code, a latency histogram, guest CPU
-//! time, peak memory, egress requests and bytes per upstream host, denials. Exposed as
+//! time, peak memory, egress requests and bytes per upstream host, denials, upstream
+//! requests refused by the fan-out bounds, credential redactions, log lines and bytes
+//! written and dropped. Exposed as
 //! Prometheus text (`serve --metrics-addr`) and as JSON for `sandbox-host stats`. Labels
 //! come from `Leaf::as_str` and `Code::as_str`, so they are stable.
 //!
@@ -28,6 +30,20 @@ struct PluginMetrics {
     peak_memory_bytes: usize,
     egress: BTreeMap<String, (u64, u64)>,
     denials: u64,
+    upstream_refused: u64,
+    redactions: u64,
+    log: LogCounts,
+}
+
+/// Reads one per-plugin counter (for the families that are one number per plugin).
+type PluginCounter = fn(&PluginMetrics) -> u64;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct LogCounts {
+    lines: u64,
+    bytes: u64,
+    dropped_lines: u64,
+    dropped_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -78,6 +94,12 @@ impl Metrics {
                 e.0 += requests;
                 e.1 += bytes;
             }
+            m.upstream_refused += s.upstream_refused;
+            m.redactions += s.redactions;
+            m.log.lines += s.log_lines;
+            m.log.bytes += s.log_bytes;
+            m.log.dropped_lines += s.log_lines_dropped;
+            m.log.dropped_bytes += s.log_bytes_dropped;
         }
     }
 
@@ -144,6 +166,21 @@ impl Metrics {
                 let _ = writeln!(o, "sandbox_plugin_egress_denials_total{{plugin=\"{p}\"}} {}", m.denials);
             }
         });
+        let per_plugin: [(&str, &str, PluginCounter); 6] = [
+            ("sandbox_plugin_upstream_refusals_total", "Upstream requests refused by the fan-out bounds (S704).", |m| m.upstream_refused),
+            ("sandbox_plugin_credential_redactions_total", "Credential occurrences removed from upstream responses.", |m| m.redactions),
+            ("sandbox_plugin_log_lines_total", "Plugin log lines written to the host's log.", |m| m.log.lines),
+            ("sandbox_plugin_log_bytes_total", "Plugin log bytes written to the host's log.", |m| m.log.bytes),
+            ("sandbox_plugin_log_dropped_lines_total", "Plugin log lines dropped by the log bounds.", |m| m.log.dropped_lines),
+            ("sandbox_plugin_log_dropped_bytes_total", "Plugin log bytes dropped by the log bounds.", |m| m.log.dropped_bytes),
+        ];
+        for (name, help, value) in per_plugin {
+            family(name, "counter", help, &mut |o| {
+                for (p, m) in &all {
+                    let _ = writeln!(o, "{name}{{plugin=\"{p}\"}} {}", value(m));
+                }
+            });
+        }
         out
     }
 
@@ -172,6 +209,14 @@ impl Metrics {
                         "peak_memory_bytes": m.peak_memory_bytes,
                         "egress": m.egress.iter().map(|(h, (n, b))| (h.clone(), json!({"requests": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
                         "egress_denials": m.denials,
+                        "upstream_refused": m.upstream_refused,
+                        "credential_redactions": m.redactions,
+                        "log": {
+                            "lines": m.log.lines,
+                            "bytes": m.log.bytes,
+                            "dropped_lines": m.log.dropped_lines,
+                            "dropped_bytes": m.log.dropped_bytes,
+                        },
                     }),
                 )
             })
@@ -216,6 +261,31 @@ mod tests {
         let j = m.json();
         assert_eq!(j["plugins"]["e2b"]["errors_by_code"]["S703"], 1);
         assert_eq!(j["plugins"]["e2b"]["latency_p50_le_seconds"], 0.005);
+    }
+
+    #[test]
+    fn fanout_refusals_redactions_and_log_drops_are_counted() {
+        let m = Metrics::new(true);
+        let stats = CallStats {
+            upstream_refused: 468,
+            redactions: 3,
+            log_lines: 256,
+            log_bytes: 1 << 20,
+            log_lines_dropped: 1744,
+            log_bytes_dropped: 1744 * 16384,
+            ..Default::default()
+        };
+        m.record("flood", Leaf::Exec, Some(Code::UpstreamBudget), Duration::from_millis(3), Some(&stats));
+        m.record("flood", Leaf::Exec, None, Duration::from_millis(3), Some(&stats));
+        let text = m.prometheus();
+        assert!(text.contains("sandbox_plugin_errors_total{plugin=\"flood\",leaf=\"exec\",code=\"S704\"} 1"), "{text}");
+        assert!(text.contains("sandbox_plugin_upstream_refusals_total{plugin=\"flood\"} 936"), "{text}");
+        assert!(text.contains("sandbox_plugin_credential_redactions_total{plugin=\"flood\"} 6"));
+        assert!(text.contains("sandbox_plugin_log_dropped_lines_total{plugin=\"flood\"} 3488"));
+        assert!(text.contains("# TYPE sandbox_plugin_log_dropped_bytes_total counter"));
+        let j = m.json();
+        assert_eq!(j["plugins"]["flood"]["log"]["dropped_bytes"], 2 * 1744 * 16384);
+        assert_eq!(j["plugins"]["flood"]["credential_redactions"], 6);
     }
 
     #[test]

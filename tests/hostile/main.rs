@@ -767,3 +767,349 @@ async fn slow_body_is_contained() {
     let delta = (rss_kib() - baseline) as f64 / 1024.0;
     assert!(delta <= RSS_MARGIN_MIB as f64, "RSS grew by {delta:.1} MiB");
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 12: upstream fan-out, log flood, oversized strings, credential echo
+// ---------------------------------------------------------------------------------------
+
+/// A loopback simulator that answers every request `200 {"ok":true}` after `delay`.
+async fn slow_sim(delay: Duration) -> Sim {
+    let handler: Handler = Arc::new(move |_rec: Recorded| {
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            provider_sims::server::json(200, &json!({"ok": true}))
+        })
+    });
+    Sim::serve(0, handler).await.unwrap()
+}
+
+/// One plugin's numbers in `sandbox-host stats`.
+fn plugin_stats(a: &Arena) -> Value {
+    a.h.host.metrics.json()["plugins"][a.name].clone()
+}
+
+/// 500 requests launched at once from one `exec`: the first 16 (the plugin's cap on
+/// requests in flight) go out, every other one is refused in the egress hook before a
+/// connection, and the call is S704 although the plugin reports success.
+#[tokio::test]
+async fn upstream_fanout_is_contained() {
+    let _serial = SERIAL.lock().await;
+    // Answers take 300 ms, so the admitted requests are still in flight when the rest come.
+    let sim = slow_sim(Duration::from_millis(300)).await;
+    let a = arena("upstream-fanout", &format!("api_base = \"{}\"\n", sim.base_url())).await;
+    contained(
+        &a,
+        Expect {
+            leaf: Leaf::Exec,
+            payload: json!({"sandbox_id": "sbx-1", "cmd": "true", "args": ["concurrent", "500"]}),
+            code: Code::UpstreamBudget,
+            says: vec![
+                "`upstream-fanout`".into(),
+                "more than 16 upstream requests in flight at once".into(),
+                "`exec`".into(),
+                "limits.max_concurrent_upstream_requests".into(),
+                "plugins/upstream-fanout.toml".into(),
+            ],
+            within: Duration::from_secs(5),
+            not_before: None,
+            neighbour_during: false,
+        },
+    )
+    .await;
+    let reached = sim.requests().len();
+    eprintln!("[upstream-fanout] {reached} requests reached the upstream in two calls of 500");
+    assert!(reached <= 2 * 16, "at most 16 per call may reach the upstream, {reached} did");
+    let stats = plugin_stats(&a);
+    assert!(stats["upstream_refused"].as_u64().unwrap() >= 2 * (500 - 16), "{stats}");
+    assert_eq!(stats["errors_by_code"]["S704"], 2, "{stats}");
+    let plugin = a.h.host.registry.get("upstream-fanout").unwrap();
+    assert_eq!(plugin.policy.egress.fanout.in_flight(), 0, "every slot came back");
+    // Within the cap, the same fan-out is fine.
+    let out = a.h.ok("upstream-fanout", Leaf::Exec, json!({"sandbox_id": "s", "cmd": "true", "args": ["concurrent", "16"]})).await;
+    assert_eq!(out["stdout"], "concurrent: 16 of 16 requests answered\n", "{out}");
+}
+
+/// 300 requests one after the other from one `exec`: 32 reach the upstream (the
+/// per-call budget), the 33rd and every later one are refused, the call is S704; a
+/// call that stays within the budget is untouched.
+#[tokio::test]
+async fn sequential_upstream_requests_beyond_the_call_budget_are_refused() {
+    let _serial = SERIAL.lock().await;
+    let sim = plain_sim().await;
+    let a = arena("upstream-fanout", &format!("api_base = \"{}\"\n", sim.base_url())).await;
+    contained(
+        &a,
+        Expect {
+            leaf: Leaf::Exec,
+            payload: json!({"sandbox_id": "sbx-1", "cmd": "true", "args": ["sequential", "300"]}),
+            code: Code::UpstreamBudget,
+            says: vec![
+                "`upstream-fanout` tried to send more than 32 upstream requests in one call during `exec`".into(),
+                "268 request(s) were refused before any connection".into(),
+                "limits.max_upstream_requests_per_call in plugins/upstream-fanout.toml".into(),
+            ],
+            within: Duration::from_secs(10),
+            not_before: None,
+            neighbour_during: false,
+        },
+    )
+    .await;
+    assert_eq!(sim.requests().len(), 2 * 32, "exactly the budget reached the upstream, per call");
+    let out = a.h.ok("upstream-fanout", Leaf::Exec, json!({"sandbox_id": "s", "cmd": "true", "args": ["sequential", "32"]})).await;
+    assert_eq!(out["stdout"], "sequential: 32 of 32 requests answered\n", "{out}");
+    // The operator may lower (or raise) it.
+    let a = arena("upstream-fanout", &format!("api_base = \"{}\"\n[limits]\nmax_upstream_requests_per_call = 3\n", sim.base_url())).await;
+    let msg = a.h.err("upstream-fanout", Leaf::Exec, json!({"sandbox_id": "s", "cmd": "true", "args": ["sequential", "4"]}), Code::UpstreamBudget).await;
+    assert!(msg.contains("more than 3 upstream requests in one call"), "{msg}");
+}
+
+/// What the host's log received while a [`LogCapture`] was set.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    /// Captures this thread's log (every test runs on one thread) until the guard drops.
+    fn start() -> (LogCapture, impl Drop) {
+        use tracing_subscriber::util::SubscriberInitExt;
+        let capture = LogCapture::default();
+        let writer = capture.clone();
+        let guard = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+            .with_writer(move || writer.clone())
+            .set_default();
+        (capture, guard)
+    }
+
+    /// The captured lines that mention `needle`.
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).lines().filter(|l| l.contains(needle)).map(str::to_string).collect()
+    }
+
+    fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+/// 2 000 `log` lines of 16 KiB in one call: the host's log gets at most the call's
+/// budget (1 MiB: 256 lines cut to 4 KiB), the rest is dropped and counted, and one
+/// summary line per call says how much; the call itself succeeds.
+#[tokio::test]
+async fn log_flood_is_contained() {
+    let _serial = SERIAL.lock().await;
+    let a = arena("log-flood", "").await;
+    neighbour_round(&a.h, 0).await;
+    let (log, _capture) = LogCapture::start();
+    let baseline = rss_kib();
+    for attempt in 1..=2u64 {
+        log.clear();
+        let r = race(&a, Leaf::Exec, &json!({"sandbox_id": "sbx-1", "cmd": "true"})).await;
+        let out = r.result.unwrap_or_else(|e| panic!("call {attempt}: a log flood is not an error: {e}"));
+        assert_eq!(out["stdout"], "logged 2000 lines of 16 KiB\n");
+        assert!(r.elapsed < Duration::from_secs(10), "call {attempt} took {:?}", r.elapsed);
+        let lines = log.lines_with("log-flood");
+        let flood: Vec<&String> = lines.iter().filter(|l| l.contains("flood flood")).collect();
+        let bytes: usize = flood.iter().map(|l| l.len()).sum();
+        let summaries: Vec<&String> = lines.iter().filter(|l| l.contains("bytes dropped")).collect();
+        eprintln!("[log-flood] call {attempt}: {} lines / {bytes} bytes reached the log in {:?}; {}", flood.len(), r.elapsed, summaries.first().map_or("", |s| s.as_str()));
+        assert!(flood.len() <= 256, "call {attempt}: {} flood lines reached the log", flood.len());
+        assert!(bytes <= (1 << 20) + flood.len() * 200, "call {attempt}: {bytes} bytes of flood reached the log");
+        assert!(flood.iter().all(|l| l.len() < 4096 + 200 && l.contains("[cut: 16384 bytes in all]")), "lines are cut at 4 KiB, the cut marked");
+        assert_eq!(summaries.len(), 1, "call {attempt}: one summary line: {summaries:?}");
+        let written = flood.len();
+        assert!(summaries[0].contains(&format!("{} lines / {} bytes dropped", 2000 - written, (2000 - written) * 16384)), "{}", summaries[0]);
+        let stats = plugin_stats(&a);
+        assert_eq!(stats["log"]["dropped_lines"].as_u64().unwrap() + stats["log"]["lines"].as_u64().unwrap(), 2000 * attempt, "{stats}");
+        assert!(stats["log"]["bytes"].as_u64().unwrap() <= attempt << 20, "{stats}");
+    }
+    drop(_capture);
+    assert_eq!(a.h.host.registry.book("log-flood").in_flight(), 0);
+    let delta = (rss_kib() - baseline) as f64 / 1024.0;
+    assert!(delta <= RSS_MARGIN_MIB as f64, "RSS grew by {delta:.1} MiB");
+}
+
+/// The per-plugin log rate holds across calls: with 300 lines banked and no refill to
+/// speak of, two calls of 2 000 lines write 300 in all, however big each call's budget.
+#[tokio::test]
+async fn log_flood_is_rate_limited_across_the_plugins_calls() {
+    let _serial = SERIAL.lock().await;
+    let policy = "[limits]\nmax_log_lines_per_call = 100000\nmax_log_kib_per_call = 65536\nlog_lines_per_sec = 0.001\nlog_burst = 300\n";
+    let a = arena("log-flood", policy).await;
+    for _ in 0..2 {
+        a.h.ok("log-flood", Leaf::Exec, json!({"sandbox_id": "s", "cmd": "true", "args": ["2000", "1"]})).await;
+    }
+    let stats = plugin_stats(&a);
+    assert_eq!(stats["log"]["lines"], 300, "{stats}");
+    assert_eq!(stats["log"]["dropped_lines"], 3700, "{stats}");
+}
+
+/// An `error.message` of 40 MiB: the caller gets the plugin's code (S502) with a 4 KiB
+/// start of the message and the cut marked; the host holds the 40 MiB only while it cuts.
+#[tokio::test]
+async fn oversized_strings_are_contained() {
+    let _serial = SERIAL.lock().await;
+    let a = arena("oversized-strings", "").await;
+    let m = contained(
+        &a,
+        Expect {
+            leaf: Leaf::Exec,
+            payload: json!({"sandbox_id": "sbx-1", "cmd": "true", "args": ["40"]}),
+            code: Code::Unavailable,
+            says: vec!["provider `oversized-strings` exec failed: xxxx".into(), "… [cut: 41943040 bytes in all]".into()],
+            within: Duration::from_secs(10),
+            not_before: None,
+            neighbour_during: false,
+        },
+    )
+    .await;
+    for e in &m.errors {
+        assert!(e.message().len() < 5 * 1024, "the caller got {} bytes", e.message().len());
+    }
+    // Before the bound the host peaked at 135 MiB for this call (several whole copies).
+    eprintln!("[oversized-strings] host peak {:+.1} MiB over baseline", m.peak_delta_mib);
+    assert!(m.peak_delta_mib <= RSS_MARGIN_MIB as f64, "the host peaked {:.1} MiB over baseline", m.peak_delta_mib);
+}
+
+/// A snapshot id or URL far longer than any real one is a plugin fault (S700) whose
+/// sentence quotes only a marked cut of it.
+#[tokio::test]
+async fn oversized_ids_and_urls_are_refused_with_a_marked_cut() {
+    let _serial = SERIAL.lock().await;
+    let a = arena("oversized-strings", "[config]\nmib = \"1\"\n").await;
+    let msg = a.h.err("oversized-strings", Leaf::Snapshot, json!({"sandbox_id": "s"}), Code::PluginTrapped).await;
+    assert!(msg.contains("a snapshot id of 1048576 bytes, over the host's bound of 4096 bytes") && msg.contains("[cut: 1048576 bytes in all]"), "{msg}");
+    assert!(msg.len() < 1024, "{} bytes", msg.len());
+    let msg = a.h.err("oversized-strings", Leaf::ExposePort, json!({"sandbox_id": "s", "port": 8080}), Code::PluginTrapped).await;
+    assert!(msg.contains("a URL of 1048592 bytes, over the host's bound of 8192 bytes") && msg.contains("https://xxx"), "{msg}");
+    assert!(msg.len() < 1024, "{} bytes", msg.len());
+}
+
+/// The credential of the echo case: with `/`, `+` and `=`, so its percent-encoding
+/// differs from it.
+const ECHO_SECRET: &str = "sk-echo/7d1e+5c0b=9a-Qx";
+
+/// Every form of [`ECHO_SECRET`] the echoing upstream sends back.
+fn echo_forms() -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    let s = ECHO_SECRET.as_bytes();
+    vec![
+        ECHO_SECRET.to_string(),
+        STANDARD.encode(s),
+        STANDARD_NO_PAD.encode(s),
+        URL_SAFE.encode(s),
+        URL_SAFE_NO_PAD.encode(s),
+        ECHO_SECRET.replace('/', "%2F").replace('+', "%2B").replace('=', "%3D"),
+        // Inside a longer base64 text: what `Basic base64(user:secret)` carries.
+        STANDARD.encode(format!("user:{ECHO_SECRET}")),
+    ]
+}
+
+/// A raw TCP upstream that echoes the `x-api-key` it received back to the plugin in
+/// every form of [`echo_forms`]: in response headers, and in a chunked body that splits
+/// the raw value across two flushed chunks. `/gzip` labels its answer gzip-encoded (the
+/// host cannot search that). Records each request's head.
+async fn echoing_upstream() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&pending[..end]).to_string();
+                    pending.drain(..end + 4);
+                    seen.lock().unwrap().push(head.clone());
+                    let key = head.lines().find_map(|l| l.strip_prefix("x-api-key: ")).unwrap_or("none").to_string();
+                    let forms: Vec<String> = if key == ECHO_SECRET { echo_forms() } else { vec![key.clone()] };
+                    let mut answer = String::from("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n");
+                    for (i, f) in forms.iter().enumerate() {
+                        answer.push_str(&format!("x-echo-{i}: {f}\r\n"));
+                    }
+                    if head.starts_with("GET /gzip") {
+                        answer.push_str("content-encoding: gzip\r\n");
+                    }
+                    answer.push_str("\r\n");
+                    let body = format!("{{\"forms\":{:?},\"key\":\"{key}\"}}", forms);
+                    let (first, second) = body.split_at(body.len() - 6);
+                    let _ = s.write_all(answer.as_bytes()).await;
+                    for chunk in [first, second] {
+                        let _ = s.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes()).await;
+                        let _ = s.flush().await;
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                    let _ = s.write_all(b"0\r\n\r\n").await;
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+/// An allowed upstream echoes the credential back in every common encoding, in headers
+/// and in a body that splits it across frames: the plugin reads none of it (it reports
+/// `saw-secret: no`), sees `*` where it was, and a gzip answer it cannot be shown
+/// unsearched is withheld.
+#[tokio::test]
+async fn credential_echo_is_redacted() {
+    let _serial = SERIAL.lock().await;
+    let (addr, heads) = echoing_upstream().await;
+    let e2b = E2bSim::start(0, SECRET).await.unwrap();
+    let policy = format!(
+        "api_base = \"http://{addr}\"\n[credentials]\napi-key = \"CREDENTIAL_ECHO_API_KEY\"\n[config]\nprobe = \"{ECHO_SECRET}\"\n"
+    );
+    let plugins = vec![
+        PluginSetup::new("e2b", e2b.policy_toml()),
+        PluginSetup { name: "credential-echo".into(), wasm: fixture_wasm("credential-echo"), policy: Some(policy) },
+    ];
+    let env: Vec<(&str, &str)> = ENV.iter().copied().chain([("CREDENTIAL_ECHO_API_KEY", ECHO_SECRET)]).collect();
+    let h = TestHost::start(plugins, &env).await;
+    assert!(h.diagnostics.is_empty(), "{:?}", h.diagnostics);
+    let a = Arena { name: "credential-echo", e2b, h };
+    for attempt in 1..=2 {
+        let r = race(&a, Leaf::Exec, &json!({"sandbox_id": "sbx-1", "cmd": "true", "args": ["/echo", "/gzip"]})).await;
+        let out = r.result.unwrap_or_else(|e| panic!("call {attempt}: the echo case reports what it read; got {e}"))["stdout"].as_str().unwrap().to_string();
+        eprintln!("[credential-echo] call {attempt}:\n{out}");
+        for form in echo_forms() {
+            assert!(!out.contains(&form), "call {attempt}: the plugin read the credential as {form:?}:\n{out}");
+        }
+        assert!(out.ends_with("saw-secret: no\n"), "call {attempt}:\n{out}");
+        assert!(out.contains(&format!("header x-echo-0: {}", "*".repeat(ECHO_SECRET.len()))), "masked in place, same length:\n{out}");
+        assert!(out.contains(&format!("\\\"key\\\":\\\"{}\\\"", "*".repeat(ECHO_SECRET.len()))) || out.contains(&format!("\"key\":\"{}\"", "*".repeat(ECHO_SECRET.len()))), "the split value is masked:\n{out}");
+        assert!(out.contains("/gzip: refused"), "a body the host cannot search is withheld:\n{out}");
+    }
+    // The echo was real: the upstream got the credential (and identity encoding, whatever the plugin asked).
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 4, "{heads:?}");
+    for head in &heads {
+        assert!(head.contains(&format!("x-api-key: {ECHO_SECRET}")), "{head}");
+        let encodings: Vec<&str> = head.lines().filter(|l| l.to_ascii_lowercase().starts_with("accept-encoding:")).collect();
+        assert_eq!(encodings, ["accept-encoding: identity"], "{head}");
+    }
+    let stats = plugin_stats(&a);
+    // Per /echo and /gzip: 7 header forms; the /echo body: 7 forms and the key.
+    assert!(stats["credential_redactions"].as_u64().unwrap() >= 2 * (7 + 7 + 8), "{stats}");
+    neighbour_round(&a.h, 0).await;
+}

@@ -26,7 +26,7 @@ pub fn status(code: Code) -> u16 {
         Code::CapReached | Code::RateLimited => 429,
         Code::QuotaExhausted => 402,
         Code::Unavailable | Code::AuthInvalid => 502,
-        Code::PluginTrapped | Code::PluginMemory | Code::EgressDenied => 500,
+        Code::PluginTrapped | Code::PluginMemory | Code::EgressDenied | Code::UpstreamBudget => 500,
         Code::PluginTimeout => 504,
     }
 }

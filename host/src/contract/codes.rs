@@ -38,11 +38,16 @@ pub enum Code {
     PluginMemory,
     /// S703: the plugin tried to reach a host outside its egress allowlist.
     EgressDenied,
+    /// S704: the plugin exceeded its upstream request budget: more requests in one call
+    /// than `limits.max_upstream_requests_per_call`, or more in flight at once (across
+    /// its calls) than `limits.max_concurrent_upstream_requests`. A plugin fault (exit
+    /// status 5): the plugin, not the caller or the upstream, fanned out.
+    UpstreamBudget,
 }
 
 impl Code {
     /// All codes, in table order.
-    pub const ALL: [Code; 14] = [
+    pub const ALL: [Code; 15] = [
         Code::ImageNotAllowed,
         Code::CapReached,
         Code::Unsupported,
@@ -57,6 +62,7 @@ impl Code {
         Code::PluginTimeout,
         Code::PluginMemory,
         Code::EgressDenied,
+        Code::UpstreamBudget,
     ];
 
     /// The wire form, e.g. `"S422"`.
@@ -76,6 +82,7 @@ impl Code {
             Code::PluginTimeout => "S701",
             Code::PluginMemory => "S702",
             Code::EgressDenied => "S703",
+            Code::UpstreamBudget => "S704",
         }
     }
 
@@ -91,7 +98,7 @@ impl Code {
             Code::BadInput | Code::Unsupported | Code::UnknownProvider | Code::NotFound => 2,
             Code::ImageNotAllowed | Code::CapReached => 3,
             Code::RateLimited | Code::QuotaExhausted | Code::Unavailable | Code::AuthInvalid => 4,
-            Code::PluginTrapped | Code::PluginTimeout | Code::PluginMemory | Code::EgressDenied => 5,
+            Code::PluginTrapped | Code::PluginTimeout | Code::PluginMemory | Code::EgressDenied | Code::UpstreamBudget => 5,
         }
     }
 }
@@ -150,6 +157,12 @@ mod tests {
             assert_eq!(Code::parse(code.as_str()), Some(code));
         }
         assert_eq!(Code::parse("S999"), None);
+    }
+
+    #[test]
+    fn an_exceeded_upstream_budget_is_a_plugin_fault() {
+        assert_eq!(Code::UpstreamBudget.as_str(), "S704");
+        assert_eq!(Code::UpstreamBudget.exit_status(), Code::PluginTrapped.exit_status());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::shapes::{reply, Leaf, ListOutput, ListedSandbox, PluginReply, Request
 use super::validate::valid_sandbox_id;
 use crate::plugin::LoadedPlugin;
 use crate::policy::concurrency::{LiveSandbox, SlotBook};
+use crate::policy::plugin_text::{bounded, bounded_debug, MAX_ERROR_MESSAGE_BYTES};
 use crate::runtime::invoke::{self, CallStats, Finished};
 use crate::runtime::wit::{ErrorKind, PluginFailure};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -62,7 +63,7 @@ pub async fn execute(
                     let started_at = match info.started_at.as_deref().map(|s| (s, rfc3339(s))) {
                         Some((_, Some(t))) => t,
                         Some((raw, None)) => {
-                            tracing::warn!(plugin = name, sandbox = %info.sandbox_id, "create returned start time {raw:?}, not RFC 3339; using now");
+                            tracing::warn!(plugin = name, sandbox = %info.sandbox_id, "create returned start time {:?}, not RFC 3339; using now", bounded(raw, 80));
                             now_rfc3339()
                         }
                         None => now_rfc3339(),
@@ -357,10 +358,13 @@ fn unsupported(name: &str, leaf: Leaf) -> CallError {
 }
 
 fn mismatch(name: &str, leaf: Leaf, got: &PluginReply) -> CallError {
-    CallError::new(Code::PluginTrapped, format!("plugin `{name}` answered `{leaf}` with the wrong kind of result ({got:?}); report this to the plugin's author."))
+    // The wrong answer may be megabytes (an exec's output): quote its start only.
+    let got = bounded_debug(got, MAX_ERROR_MESSAGE_BYTES);
+    CallError::new(Code::PluginTrapped, format!("plugin `{name}` answered `{leaf}` with the wrong kind of result ({got}); report this to the plugin's author."))
 }
 
 fn bad_time(name: &str, leaf: Leaf, id: &str, s: &str) -> CallError {
+    let s = bounded(s, 80);
     CallError::new(
         Code::Unavailable,
         format!("provider `{name}` {leaf} returned start time {s:?} for sandbox {id:?}, which is not RFC 3339; the upstream answer was unusable."),

@@ -23,8 +23,10 @@ pub enum CredentialValue {
     Unset,
     /// The mapped variable's value cannot be sent as a header value (why).
     Invalid(&'static str),
-    /// The header value to send (marked sensitive: `Debug` never shows it).
-    Ready(HeaderValue),
+    /// The header value to send (marked sensitive: `Debug` never shows it), and the
+    /// secret alone (without the plugin's prefix), which the host removes from
+    /// upstream responses (`redact.rs`).
+    Ready(HeaderValue, Box<[u8]>),
 }
 
 impl std::fmt::Debug for CredentialValue {
@@ -45,7 +47,7 @@ impl CredentialValue {
         match HeaderValue::from_str(&format!("{prefix}{value}")) {
             Ok(mut v) => {
                 v.set_sensitive(true);
-                CredentialValue::Ready(v)
+                CredentialValue::Ready(v, value.into_bytes().into_boxed_slice())
             }
             Err(_) => CredentialValue::Invalid("it holds control characters or non-ASCII bytes, which no HTTP header may carry"),
         }
@@ -57,7 +59,7 @@ impl CredentialValue {
             CredentialValue::NotGranted => "not granted",
             CredentialValue::Unset => "NOT SET",
             CredentialValue::Invalid(_) => "INVALID",
-            CredentialValue::Ready(_) => "set",
+            CredentialValue::Ready(..) => "set",
         }
     }
 }
@@ -81,7 +83,15 @@ impl Credential {
     /// The header value to send, when the credential is ready.
     pub fn header_value(&self) -> Option<&HeaderValue> {
         match &self.value {
-            CredentialValue::Ready(v) => Some(v),
+            CredentialValue::Ready(v, _) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The secret itself, without the prefix, when the credential is ready.
+    pub fn secret(&self) -> Option<&[u8]> {
+        match &self.value {
+            CredentialValue::Ready(_, secret) => Some(secret),
             _ => None,
         }
     }
@@ -91,7 +101,7 @@ impl Credential {
         let name = &self.name;
         let var = self.env_var.as_deref().unwrap_or_default();
         Some(match &self.value {
-            CredentialValue::Ready(_) => return None,
+            CredentialValue::Ready(..) => return None,
             CredentialValue::NotGranted => format!(
                 "provider `{plugin}` needs credential `{name}`, which the operator has not granted; grant it by mapping it to an \
                  environment variable in plugins/{plugin}.toml (`[credentials]` then `{name} = \"VARIABLE\"`) and reload the host. \
@@ -130,6 +140,7 @@ mod tests {
         assert!(!format!("{c:?}").contains("sk-very-secret"), "{c:?}");
         assert!(c.header_value().unwrap().is_sensitive());
         assert_eq!(c.header_value().unwrap().as_bytes(), b"Bearer sk-very-secret");
+        assert_eq!(c.secret(), Some(b"sk-very-secret".as_slice()), "the secret is kept without its prefix");
         assert_eq!(c.unusable_sentence("e2b"), None);
     }
 

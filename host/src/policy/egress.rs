@@ -1,14 +1,19 @@
 //! Outbound HTTP policy: the one `WasiHttpHooks` impl through which a plugin's requests
-//! leave the host. It decides (allowlist on the real destination authority), records
-//! (denials, request counts) and only then delegates to `default_send_request`,
-//! after injecting credentials and clamping the guest's timeouts to the policy's.
+//! leave the host. It decides (allowlist on the real destination authority, then the
+//! fan-out bounds of `fanout.rs`), records (denials, refusals, request counts) and only
+//! then delegates to the upstream client, after injecting credentials and clamping the
+//! guest's timeouts to the policy's. What comes back passes `redact.rs` (no credential
+//! echo) and [`LimitedBody`] (size and idle bounds) before the guest reads it.
 //!
 //! Deciding and reporting are separate: [`EgressPolicy::decide`] is pure; the per-call
-//! [`EgressRecord`] collects what happened so the host can answer S703 even when the
-//! guest swallowed the error (wstd reports a denial as "connection reset").
+//! [`EgressRecord`] collects what happened so the host can answer S703 or S704 even when
+//! the guest swallowed the error (wstd reports a denial as "connection reset").
 
 use super::allowed_hosts::{entry_for, AllowList};
 use super::credentials::Credential;
+use super::fanout::{FanoutRefusal, UpstreamFanout, UpstreamSlot};
+use super::plugin_text::{bounded, MAX_DESTINATION_BYTES};
+use super::redact::{can_inspect, Redactor};
 use http::uri::Scheme;
 use http::{HeaderName, Uri};
 use std::future::Future as _;
@@ -85,6 +90,10 @@ pub struct EgressPolicy {
     /// This plugin's pooled connections; `None` sends each request on a fresh
     /// connection (`SANDBOX_UPSTREAM_POOL=off`, for comparison and as an escape hatch).
     pub client: Option<crate::runtime::upstream::UpstreamClient>,
+    /// Requests per call and in flight across calls (S704 beyond either).
+    pub fanout: UpstreamFanout,
+    /// Removes the credentials from what upstreams answer.
+    pub redactor: Arc<Redactor>,
 }
 
 /// Where a request may go, decided before anything is sent.
@@ -127,6 +136,10 @@ impl EgressPolicy {
     }
 }
 
+/// Denials kept (and logged) per call: the first is the caller's S703, a few more help
+/// the operator; the rest of a loop of denied requests is not worth memory or log.
+const MAX_RECORDED_DENIALS: usize = 16;
+
 /// What one call's requests did; read by the host after the call.
 #[derive(Debug, Default)]
 pub struct EgressRecord {
@@ -136,6 +149,12 @@ pub struct EgressRecord {
     per_host: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
     /// Set when an upstream body was cut off at the limit.
     body_cut: std::sync::atomic::AtomicBool,
+    /// The first fan-out bound this call hit; every later request is refused too.
+    fanout_refusal: Mutex<Option<FanoutRefusal>>,
+    /// Requests refused by a fan-out bound.
+    fanout_refused: AtomicU64,
+    /// Credential occurrences removed from upstream responses.
+    redactions: Arc<AtomicU64>,
 }
 
 impl EgressRecord {
@@ -158,8 +177,35 @@ impl EgressRecord {
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
-    fn deny(&self, d: Denial) {
-        self.denials.lock().unwrap_or_else(|p| p.into_inner()).push(d);
+    /// Records a denial; false once [`MAX_RECORDED_DENIALS`] are kept (the caller then
+    /// stays quiet: a loop of denied requests must not flood the log or host memory).
+    fn deny(&self, d: Denial) -> bool {
+        let mut denials = self.denials.lock().unwrap_or_else(|p| p.into_inner());
+        if denials.len() >= MAX_RECORDED_DENIALS {
+            return false;
+        }
+        denials.push(d);
+        true
+    }
+    /// The fan-out bound this call hit, if any (the call then ends with S704).
+    pub fn fanout_refusal(&self) -> Option<FanoutRefusal> {
+        *self.fanout_refusal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// How many of this call's requests a fan-out bound refused.
+    pub fn fanout_refused(&self) -> u64 {
+        self.fanout_refused.load(Ordering::Relaxed)
+    }
+    /// How many credential occurrences were removed from this call's upstream responses.
+    pub fn redactions(&self) -> u64 {
+        self.redactions.load(Ordering::Relaxed)
+    }
+    /// Records a fan-out refusal; true for the call's first (the one worth a log line).
+    fn refuse(&self, r: FanoutRefusal) -> bool {
+        self.fanout_refused.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.fanout_refusal.lock().unwrap_or_else(|p| p.into_inner());
+        let is_first = first.is_none();
+        first.get_or_insert(r);
+        is_first
     }
 }
 
@@ -176,6 +222,14 @@ impl EgressHooks {
     pub fn new(policy: Arc<EgressPolicy>, record: Arc<EgressRecord>) -> Self {
         let forbidden = policy.forbidden_headers().into();
         EgressHooks { timeouts: policy.timeouts, policy, record, forbidden }
+    }
+
+    /// A fan-out slot for the next request of this call, or the bound that refuses it.
+    fn admit(&self) -> Result<UpstreamSlot, FanoutRefusal> {
+        if let Some(earlier) = self.record.fanout_refusal() {
+            return Err(earlier);
+        }
+        self.policy.fanout.admit(self.record.requests())
     }
 }
 
@@ -200,19 +254,36 @@ impl WasiHttpHooks for EgressHooks {
         drop(fut);
         let inject = match self.policy.decide(request.uri()) {
             Decision::Deny(denial) => {
-                tracing::warn!(
-                    plugin = %self.policy.plugin,
-                    destination = %denial.destination,
-                    "plugin `{}` tried to reach {} which is not in its egress allowlist; if that is intended, add \
-                     \"{}\" to allowed_hosts in plugins/{}.toml",
-                    self.policy.plugin, denial.destination, denial.entry, self.policy.plugin
-                );
-                self.record.deny(denial);
+                let (destination, entry) = (bounded(&denial.destination, MAX_DESTINATION_BYTES).into_owned(), bounded(&denial.entry, MAX_DESTINATION_BYTES).into_owned());
+                if self.record.deny(denial) {
+                    tracing::warn!(
+                        plugin = %self.policy.plugin,
+                        %destination,
+                        "plugin `{}` tried to reach {destination} which is not in its egress allowlist; if that is intended, add \
+                         \"{entry}\" to allowed_hosts in plugins/{}.toml",
+                        self.policy.plugin, self.policy.plugin
+                    );
+                }
                 return Box::new(async { Err(HttpError::HttpRequestDenied) });
             }
             Decision::Allow { entry, credentials } => (entry, credentials),
         };
         let (entry, inject) = inject;
+        let slot = match self.admit() {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                if self.record.refuse(refusal) {
+                    tracing::warn!(
+                        plugin = %self.policy.plugin,
+                        limit = refusal.as_str(),
+                        "plugin `{}` {}; the request was refused before it was sent, as will be the call's later ones, \
+                         and the call will fail with S704 ({} in plugins/{}.toml)",
+                        self.policy.plugin, refusal.what(), refusal.key(), self.policy.plugin
+                    );
+                }
+                return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            }
+        };
         self.record.requests.fetch_add(1, Ordering::Relaxed);
         // Metrics are keyed by the allowlist entry that matched (`*.e2b.app`), not the
         // host itself, so per-sandbox host names cannot grow them without bound.
@@ -225,9 +296,14 @@ impl WasiHttpHooks for EgressHooks {
                 request.headers_mut().insert(cred.header.clone(), v.clone());
             }
         }
+        let redacting = !self.policy.redactor.is_empty();
+        if redacting {
+            // A compressed answer would hide an echoed credential from the redactor.
+            request.headers_mut().insert(http::header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
+        }
         let options = self.timeouts.clamp(options);
         let (record, limit, policy) = (self.record.clone(), self.policy.max_body_bytes, self.policy.clone());
-        let destination = format!("{}://{authority}", request.uri().scheme_str().unwrap_or("https"));
+        let destination = bounded(&format!("{}://{authority}", request.uri().scheme_str().unwrap_or("https")), MAX_DESTINATION_BYTES).into_owned();
         Box::new(async move {
             use http_body_util::BodyExt;
             let first_byte = options.first_byte_timeout.unwrap_or(policy.timeouts.first_byte);
@@ -235,8 +311,10 @@ impl WasiHttpHooks for EgressHooks {
             let res: http::Response<WasiBody> = match &policy.client {
                 Some(client) => match client.send(request, first_byte).await {
                     Err(HttpError::DestinationIpProhibited) => {
-                        tracing::warn!(plugin = %policy.plugin, %destination, "plugin `{}` tried to reach {destination}, whose name resolves only to non-public addresses; set allow_private_networks = true in plugins/{}.toml if that is intended", policy.plugin, policy.plugin);
-                        record.deny(Denial { entry: authority.clone(), destination, private_address: true });
+                        let warning = format!("plugin `{}` tried to reach {destination}, whose name resolves only to non-public addresses; set allow_private_networks = true in plugins/{}.toml if that is intended", policy.plugin, policy.plugin);
+                        if record.deny(Denial { entry: authority.clone(), destination: destination.clone(), private_address: true }) {
+                            tracing::warn!(plugin = %policy.plugin, %destination, "{warning}");
+                        }
                         return Err(HttpError::DestinationIpProhibited);
                     }
                     other => other?,
@@ -250,7 +328,17 @@ impl WasiHttpHooks for EgressHooks {
                     res.map(|b| b.boxed_unsync())
                 }
             };
-            let res = res.map(|inner| LimitedBody { inner, seen: 0, limit, record, entry, between, idle: None }.boxed_unsync());
+            let (mut parts, inner) = res.into_parts();
+            let mut body = LimitedBody { inner, seen: 0, limit, record: record.clone(), entry, between, idle: None, slot: Some(slot) }.boxed_unsync();
+            if redacting {
+                record.redactions.fetch_add(policy.redactor.redact_headers(&mut parts.headers), Ordering::Relaxed);
+                if !can_inspect(&parts.headers) {
+                    tracing::warn!(plugin = %policy.plugin, %destination, "{destination} answered with a content-encoding the host cannot search for credentials; the body was withheld from plugin `{}`", policy.plugin);
+                    return Err(HttpError::HttpProtocolError);
+                }
+                body = policy.redactor.body(body, record.redactions.clone()).boxed_unsync();
+            }
+            let res = http::Response::from_parts(parts, body);
             // The pooled client owns its connections; there is no per-request I/O task.
             Ok((res, Box::new(async { Ok(()) }) as Box<dyn std::future::Future<Output = _> + Send>))
         })
@@ -269,6 +357,9 @@ struct LimitedBody {
     /// Longest wait between two frames.
     between: Duration,
     idle: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// The request's place among the plugin's requests in flight, returned once the body
+    /// has ended (or is dropped).
+    slot: Option<UpstreamSlot>,
 }
 
 impl http_body::Body for LimitedBody {
@@ -294,6 +385,9 @@ impl http_body::Body for LimitedBody {
                 return std::task::Poll::Pending;
             }
         };
+        if !matches!(frame, Some(Ok(_))) {
+            this.slot = None;
+        }
         if let Some(Ok(f)) = &frame {
             if let Some(data) = f.data_ref() {
                 let n = data.len() as u64;
@@ -322,21 +416,26 @@ mod tests {
     use super::*;
     use crate::policy::credentials::CredentialValue;
 
+    const SECRET: &str = "sk-egress-unit-0c4f9e";
+
     fn policy() -> EgressPolicy {
-        EgressPolicy {
-            plugin: "e2b".into(),
-            allow: AllowList::parse(&["api.e2b.app", "*.e2b.app", "127.0.0.1:9000"]).unwrap(),
-            credentials: vec![Credential {
+        let credentials = vec![Credential {
                 name: "api-key".into(),
                 env_var: Some("E2B_API_KEY".into()),
                 header: HeaderName::from_static("x-api-key"),
                 hosts: AllowList::parse(&["api.e2b.app"]).unwrap(),
                 plain_http_hosts: AllowList::parse(&["127.0.0.1:9000"]).unwrap(),
-                value: CredentialValue::from_env("", Some("k".into())),
-            }],
+                value: CredentialValue::from_env("", Some(SECRET.into())),
+            }];
+        EgressPolicy {
+            plugin: "e2b".into(),
+            allow: AllowList::parse(&["api.e2b.app", "*.e2b.app", "127.0.0.1:9000"]).unwrap(),
+            redactor: Arc::new(Redactor::for_secrets(credentials.iter().filter_map(Credential::secret))),
+            credentials,
             timeouts: UpstreamTimeouts::default(),
             max_body_bytes: 1 << 20,
             client: Some(crate::runtime::upstream::UpstreamClient::new(Duration::from_secs(1), false)),
+            fanout: UpstreamFanout::new(32, 16),
         }
     }
 
@@ -379,6 +478,103 @@ mod tests {
         assert_eq!((t.connect, t.first_byte, t.between_bytes), (Duration::from_secs(10), Duration::from_secs(315), Duration::from_secs(315)));
         let short = UpstreamTimeouts::default().stretched(Duration::from_secs(1), Duration::from_secs(1));
         assert_eq!(short, UpstreamTimeouts::default());
+    }
+
+    /// A loopback upstream that echoes every request's `x-api-key` back in a header and
+    /// in the body, as debug endpoints do; counts connections.
+    async fn echoing_upstream() -> (u16, Arc<AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(AtomicU64::new(0));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        head.extend_from_slice(&buf[..n]);
+                        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.fetch_add(1, Ordering::SeqCst);
+                            let text = String::from_utf8_lossy(&head[..end]).to_string();
+                            head.drain(..end + 4);
+                            let key = text.lines().find_map(|l| l.strip_prefix("x-api-key: ")).unwrap_or("none").to_string();
+                            let body = format!("{{\"x-api-key\":\"{key}\"}}");
+                            let answer = format!("HTTP/1.1 200 OK\r\nx-echo: {key}\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                            let _ = s.write_all(answer.as_bytes()).await;
+                        }
+                    }
+                });
+            }
+        });
+        (port, requests)
+    }
+
+    fn get(port: u16) -> http::Request<WasiBody> {
+        use http_body_util::BodyExt;
+        let empty = http_body_util::Empty::<bytes::Bytes>::new().map_err(|never| match never {}).boxed_unsync();
+        http::Request::get(format!("http://127.0.0.1:{port}/echo")).body(empty).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_echoed_credential_is_masked_and_the_call_budget_refuses_before_sending() {
+        use http_body_util::BodyExt;
+        let (port, requests) = echoing_upstream().await;
+        let mut p = policy();
+        let entry = format!("127.0.0.1:{port}");
+        p.allow = AllowList::parse(&[entry.as_str()]).unwrap();
+        p.credentials[0].plain_http_hosts = AllowList::parse(&[entry.as_str()]).unwrap();
+        p.fanout = UpstreamFanout::new(2, 16);
+        let (policy, record) = (Arc::new(p), Arc::new(EgressRecord::default()));
+        let mut hooks = EgressHooks::new(policy.clone(), record.clone());
+        for _ in 0..2 {
+            let (res, _io) = Box::into_pin(hooks.send_request(get(port), None, Box::new(async { Ok(()) }))).await.unwrap();
+            assert_eq!(res.headers()["x-echo"].as_bytes(), "*".repeat(SECRET.len()).as_bytes());
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], format!("{{\"x-api-key\":\"{}\"}}", "*".repeat(SECRET.len())).as_bytes());
+        }
+        assert_eq!(record.redactions(), 4, "two headers and two bodies");
+        assert_eq!(policy.fanout.in_flight(), 0, "each read body returned its slot");
+        // The third request of the call is refused in the hook: nothing is sent.
+        let refused = Box::into_pin(hooks.send_request(get(port), None, Box::new(async { Ok(()) }))).await;
+        assert!(matches!(refused, Err(HttpError::HttpRequestDenied)));
+        assert_eq!(record.fanout_refusal(), Some(FanoutRefusal::PerCall { limit: 2 }));
+        assert_eq!((record.requests(), record.fanout_refused()), (2, 1));
+        assert_eq!(requests.load(Ordering::SeqCst), 2, "the refused request never reached the upstream");
+    }
+
+    #[tokio::test]
+    async fn once_refused_a_call_sends_nothing_more_even_when_a_slot_frees() {
+        let (port, requests) = echoing_upstream().await;
+        let mut p = policy();
+        let entry = format!("127.0.0.1:{port}");
+        p.allow = AllowList::parse(&[entry.as_str()]).unwrap();
+        p.fanout = UpstreamFanout::new(32, 1);
+        let policy = Arc::new(p);
+        let mut hooks = EgressHooks::new(policy.clone(), Arc::default());
+        let (open, _io) = Box::into_pin(hooks.send_request(get(port), None, Box::new(async { Ok(()) }))).await.unwrap();
+        // Another call of the same plugin while the first body is unread: over the cap.
+        let other = Arc::new(EgressRecord::default());
+        let mut neighbour = EgressHooks::new(policy.clone(), other.clone());
+        assert!(Box::into_pin(neighbour.send_request(get(port), None, Box::new(async { Ok(()) }))).await.is_err());
+        assert_eq!(other.fanout_refusal(), Some(FanoutRefusal::Concurrent { limit: 1 }));
+        drop(open);
+        assert_eq!(policy.fanout.in_flight(), 0, "dropping an unread body returns its slot");
+        assert!(Box::into_pin(neighbour.send_request(get(port), None, Box::new(async { Ok(()) }))).await.is_err(), "the refused call stays refused");
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_loop_of_denied_requests_keeps_only_the_first_few() {
+        let record = EgressRecord::default();
+        let denial = Denial { destination: "http://evil.example:80".into(), entry: "evil.example:80".into(), private_address: false };
+        let kept = (0..10_000).filter(|_| record.deny(denial.clone())).count();
+        assert_eq!((kept, record.denials().len()), (MAX_RECORDED_DENIALS, MAX_RECORDED_DENIALS));
     }
 
     #[test]

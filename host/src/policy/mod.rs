@@ -30,6 +30,12 @@
 //! max_response_kib = 16384                   # a larger answer from the plugin → S700
 //! max_upstream_body_mib = 64                 # a larger upstream body is cut off → S502
 //! max_exec_timeout_ms = 3600000              # an exec asking for longer → S422
+//! max_upstream_requests_per_call = 32        # one call's upstream requests; more → S704
+//! max_concurrent_upstream_requests = 16      # in flight at once, across calls; more → S704
+//! max_log_lines_per_call = 1000              # more log lines are dropped, counted, summarised
+//! max_log_kib_per_call = 1024
+//! log_lines_per_sec = 100.0                  # the plugin's log rate (token bucket), across calls
+//! log_burst = 1000
 //! ```
 
 pub mod allowed_hosts;
@@ -37,14 +43,21 @@ pub mod concurrency;
 pub mod cpu;
 pub mod credentials;
 pub mod egress;
+pub mod fanout;
 pub mod image;
+pub mod log_budget;
 pub mod memory;
+pub mod plugin_text;
 pub mod rate;
+pub mod redact;
 
 use allowed_hosts::{entry_for, AllowList};
 use credentials::{Credential, CredentialValue};
 use egress::{EgressPolicy, UpstreamTimeouts};
+use fanout::UpstreamFanout;
 use image::ImageAllowlist;
+use log_budget::LogPolicy;
+use redact::Redactor;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,6 +80,16 @@ pub mod defaults {
     pub const MAX_UPSTREAM_BODY_MIB: u64 = 64;
     /// Extra wall-clock allowed on top of an exec's own `timeout_ms`.
     pub const EXEC_GRACE_MS: u64 = 15_000;
+    /// Upstream requests one call may send (Fastly's per-invocation backend limit).
+    pub const MAX_UPSTREAM_REQUESTS_PER_CALL: u64 = 32;
+    /// Upstream requests of one plugin in flight at once, across its calls.
+    pub const MAX_CONCURRENT_UPSTREAM_REQUESTS: usize = 16;
+    /// Log lines and KiB one call may write (see `log_budget.rs` for why).
+    pub const MAX_LOG_LINES_PER_CALL: u64 = 1_000;
+    pub const MAX_LOG_KIB_PER_CALL: u64 = 1_024;
+    /// A plugin's log rate across its calls, and what it may bank.
+    pub const LOG_LINES_PER_SEC: f64 = 100.0;
+    pub const LOG_BURST: u32 = 1_000;
 }
 
 /// `plugins/<name>.toml` as written.
@@ -110,6 +133,13 @@ pub struct RawLimits {
     pub max_response_kib: Option<u64>,
     pub max_upstream_body_mib: Option<u64>,
     pub max_exec_timeout_ms: Option<u64>,
+    pub max_upstream_requests_per_call: Option<u64>,
+    pub max_concurrent_upstream_requests: Option<usize>,
+    /// 0 silences the plugin's log.
+    pub max_log_lines_per_call: Option<u64>,
+    pub max_log_kib_per_call: Option<u64>,
+    pub log_lines_per_sec: Option<f64>,
+    pub log_burst: Option<u32>,
 }
 
 impl RawPolicy {
@@ -152,6 +182,9 @@ impl RawPolicy {
             ("max_response_kib", l.max_response_kib),
             ("max_upstream_body_mib", l.max_upstream_body_mib),
             ("max_exec_timeout_ms", l.max_exec_timeout_ms),
+            ("max_upstream_requests_per_call", l.max_upstream_requests_per_call),
+            ("max_concurrent_upstream_requests", l.max_concurrent_upstream_requests.map(|v| v as u64)),
+            ("log_burst", l.log_burst.map(u64::from)),
         ] {
             if v == Some(0) {
                 return Err(format!("limits.{key} must be at least 1"));
@@ -163,6 +196,9 @@ impl RawPolicy {
         }
         if l.rate_per_sec.is_some_and(|r| !(r.is_finite() && r >= 0.001)) {
             return Err("limits.rate_per_sec must be a number of at least 0.001".into());
+        }
+        if l.log_lines_per_sec.is_some_and(|r| !(r.is_finite() && r >= 0.001)) {
+            return Err("limits.log_lines_per_sec must be a number of at least 0.001 (set limits.max_log_lines_per_call = 0 to silence a plugin)".into());
         }
         Ok(())
     }
@@ -223,6 +259,8 @@ pub struct PluginPolicy {
     pub config: BTreeMap<String, String>,
     pub egress: Arc<EgressPolicy>,
     pub limits: Limits,
+    /// What the plugin may write to the host's log, and its rate across calls.
+    pub logs: Arc<LogPolicy>,
 }
 
 impl PluginPolicy {
@@ -314,6 +352,7 @@ impl PluginPolicy {
 
         let l = &raw.limits;
         let ms = |v: Option<u64>, d: u64| Duration::from_millis(v.unwrap_or(d));
+        let redactor = Arc::new(Redactor::for_secrets(credentials.iter().filter_map(Credential::secret)));
         let mut config = raw.config.clone();
         if let Some(base) = &raw.api_base {
             config.insert("api-base".into(), base.trim_end_matches('/').to_string());
@@ -338,6 +377,11 @@ impl PluginPolicy {
                     ms(l.connect_timeout_ms, defaults::CONNECT_TIMEOUT_MS),
                     raw.allow_private_networks.unwrap_or(false),
                 ),
+                fanout: UpstreamFanout::new(
+                    l.max_upstream_requests_per_call.unwrap_or(defaults::MAX_UPSTREAM_REQUESTS_PER_CALL),
+                    l.max_concurrent_upstream_requests.unwrap_or(defaults::MAX_CONCURRENT_UPSTREAM_REQUESTS),
+                ),
+                redactor,
             }),
             limits: Limits {
                 memory_bytes: (l.memory_mib.unwrap_or(defaults::MEMORY_MIB) as usize) << 20,
@@ -350,6 +394,12 @@ impl PluginPolicy {
                 max_upstream_body_bytes: l.max_upstream_body_mib.unwrap_or(defaults::MAX_UPSTREAM_BODY_MIB).saturating_mul(1 << 20),
                 max_exec_timeout_ms: l.max_exec_timeout_ms.unwrap_or(defaults::MAX_EXEC_TIMEOUT_MS),
             },
+            logs: Arc::new(LogPolicy::new(
+                l.max_log_lines_per_call.unwrap_or(defaults::MAX_LOG_LINES_PER_CALL),
+                l.max_log_kib_per_call.unwrap_or(defaults::MAX_LOG_KIB_PER_CALL).saturating_mul(1024),
+                l.log_lines_per_sec.unwrap_or(defaults::LOG_LINES_PER_SEC),
+                l.log_burst.unwrap_or(defaults::LOG_BURST),
+            )),
         })
     }
 }

@@ -4,13 +4,16 @@
 //! cached `InstancePre`.
 //!
 //! Outcome precedence: memory cap (S702) > CPU/wall budget (S701) > egress denial
-//! (S703, whatever the guest then reported) > other trap (S700) > the plugin's answer.
+//! (S703, whatever the guest then reported) > upstream fan-out refusal (S704, likewise)
+//! > other trap (S700) > the plugin's answer.
 
 use crate::contract::codes::{CallError, Code};
 use crate::contract::shapes::{PluginReply, Request};
 use crate::plugin::LoadedPlugin;
 use crate::policy::cpu::{ticks_for, CpuMeter};
 use crate::policy::egress::EgressRecord;
+use crate::policy::fanout::FanoutRefusal;
+use crate::policy::plugin_text::{bounded, bounded_debug, bounded_owned, MAX_DESTINATION_BYTES, MAX_SNAPSHOT_ID_BYTES, MAX_URL_BYTES};
 use crate::runtime::store::StoreState;
 use crate::runtime::wit::{self, Descriptor, PluginFailure};
 use std::sync::Arc;
@@ -29,6 +32,15 @@ pub struct CallStats {
     /// A `create`/`branch` answer the guest returned but the host overruled (S702/S703,
     /// an oversized answer): what it names may exist upstream, so the lifecycle undoes it.
     pub overruled: Option<PluginReply>,
+    /// Upstream requests a fan-out bound refused (`policy/fanout.rs`).
+    pub upstream_refused: u64,
+    /// Credential occurrences removed from upstream responses (`policy/redact.rs`).
+    pub redactions: u64,
+    /// `log` lines and bytes written, and dropped by the log bounds (`policy/log_budget.rs`).
+    pub log_lines: u64,
+    pub log_bytes: u64,
+    pub log_lines_dropped: u64,
+    pub log_bytes_dropped: u64,
 }
 
 /// How long `describe()` may take at load: it only returns constants, and a slow one
@@ -67,6 +79,12 @@ pub async fn run(plugin: &LoadedPlugin, req: &Request, wall: Duration) -> (Outco
         elapsed: started.elapsed(),
         egress: record.per_host(),
         overruled: None,
+        upstream_refused: record.fanout_refused(),
+        redactions: record.redactions(),
+        log_lines: store.data().logs.lines,
+        log_bytes: store.data().logs.bytes,
+        log_lines_dropped: store.data().logs.dropped_lines,
+        log_bytes_dropped: store.data().logs.dropped_bytes,
     };
     // Only what starts sandboxes is kept (an exec's output may be megabytes).
     let answered = match (&result, req) {
@@ -74,7 +92,7 @@ pub async fn run(plugin: &LoadedPlugin, req: &Request, wall: Duration) -> (Outco
         _ => None,
     };
     let outcome = classify(plugin, req, &store, &record, result, wall).and_then(|answer| match answer {
-        Ok(reply) => check_size(plugin, req, reply).map(Ok),
+        Ok(reply) => check_size(plugin, req, reply).and_then(|reply| check_text(plugin, req, reply)).map(Ok),
         failure => Ok(failure),
     });
     if outcome.is_err() {
@@ -180,6 +198,9 @@ fn classify(
             if let Some(d) = record.denials().into_iter().next() {
                 return Err(egress_denied(name, leaf, &d));
             }
+            if let Some(r) = record.fanout_refusal() {
+                return Err(fanout_refused(name, leaf, r, record.fanout_refused()));
+            }
             return Ok(answer);
         }
     };
@@ -196,6 +217,9 @@ fn classify(
     if let Some(d) = record.denials().into_iter().next() {
         return Err(egress_denied(name, leaf, &d));
     }
+    if let Some(r) = record.fanout_refusal() {
+        return Err(fanout_refused(name, leaf, r, record.fanout_refused()));
+    }
     if trap.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
         return Err(CallError::new(
             Code::RateLimited,
@@ -209,7 +233,8 @@ fn classify(
         Some(t) => t.to_string(),
         None => format!("{}", trap.root_cause()),
     };
-    tracing::warn!(plugin = name, %leaf, "plugin trapped: {trap:?}");
+    // The backtrace names functions from the plugin's own name section: bounded too.
+    tracing::warn!(plugin = name, %leaf, "plugin trapped: {}", bounded_debug(&trap, TRAP_LOG_BYTES));
     let stderr = store.data().stderr_tail(512);
     let detail = if stderr.is_empty() { cause } else { format!("{cause}; plugin stderr: {stderr}") };
     Err(CallError::new(
@@ -217,6 +242,9 @@ fn classify(
         format!("plugin `{name}` crashed during `{leaf}` ({}); the host is unaffected and the next call starts a fresh instance. Report this to the plugin's author.", one_line(&detail, 600)),
     ))
 }
+
+/// How much of a trap's backtrace goes to the log.
+const TRAP_LOG_BYTES: usize = 16 * 1024;
 
 /// What one `list` row is charged against `limits.max_response_kib` (so the default
 /// 16 MiB admits 16 384 rows, far beyond any provider account's concurrency).
@@ -250,6 +278,42 @@ fn check_size(plugin: &LoadedPlugin, req: &Request, reply: PluginReply) -> Resul
     Ok(reply)
 }
 
+/// Refuses a snapshot id or URL longer than any real one (`policy/plugin_text.rs`): a
+/// cut id would name nothing, so the answer is a plugin fault, quoting a bounded prefix.
+fn check_text(plugin: &LoadedPlugin, req: &Request, reply: PluginReply) -> Result<PluginReply, CallError> {
+    let (what, text, max) = match &reply {
+        PluginReply::Snapshotted(id) => ("a snapshot id", id, MAX_SNAPSHOT_ID_BYTES),
+        PluginReply::Exposed(url) => ("a URL", url, MAX_URL_BYTES),
+        _ => return Ok(reply),
+    };
+    if text.len() <= max {
+        return Ok(reply);
+    }
+    let name = &*plugin.name;
+    Err(CallError::new(
+        Code::PluginTrapped,
+        format!(
+            "plugin `{name}` answered `{}` with {what} of {} bytes, over the host's bound of {max} bytes; the answer was dropped \
+             ({:?}). Report this to the plugin's author.",
+            req.leaf(),
+            text.len(),
+            bounded(text, 80)
+        ),
+    ))
+}
+
+fn fanout_refused(name: &str, leaf: crate::contract::shapes::Leaf, refusal: FanoutRefusal, refused: u64) -> CallError {
+    CallError::new(
+        Code::UpstreamBudget,
+        format!(
+            "plugin `{name}` {} during `{leaf}`; {refused} request(s) were refused before any connection and the call failed. \
+             Raise {} in plugins/{name}.toml if this plugin legitimately needs more.",
+            refusal.what(),
+            refusal.key()
+        ),
+    )
+}
+
 fn wall_exceeded(name: &str, leaf: crate::contract::shapes::Leaf, wall: Duration) -> CallError {
     CallError::new(
         Code::PluginTimeout,
@@ -262,13 +326,15 @@ fn wall_exceeded(name: &str, leaf: crate::contract::shapes::Leaf, wall: Duration
 }
 
 fn egress_denied(name: &str, leaf: crate::contract::shapes::Leaf, d: &crate::policy::egress::Denial) -> CallError {
+    let destination = bounded(&d.destination, MAX_DESTINATION_BYTES);
+    let entry = bounded(&d.entry, MAX_DESTINATION_BYTES);
     if d.private_address {
         return CallError::new(
             Code::EgressDenied,
             format!(
                 "plugin `{name}` tried to reach {} during `{leaf}`, an allowed name that resolves only to private or local addresses; \
                  the request was blocked. If that is intended, set allow_private_networks = true in plugins/{name}.toml.",
-                d.destination
+                destination
             ),
         );
     }
@@ -277,15 +343,12 @@ fn egress_denied(name: &str, leaf: crate::contract::shapes::Leaf, d: &crate::pol
         format!(
             "plugin `{name}` tried to reach {} during `{leaf}`, which is outside its egress allowlist; the request was blocked. \
              If that host is legitimate, add \"{}\" to allowed_hosts in plugins/{name}.toml.",
-            d.destination, d.entry
+            destination, entry
         ),
     )
 }
 
 fn one_line(s: &str, max: usize) -> String {
     let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &flat[..i]),
-        None => flat,
-    }
+    bounded_owned(flat, max)
 }

@@ -1,8 +1,10 @@
 //! What lives in a call's [`Store`]: WASI and wasi-http contexts, the egress hooks,
-//! the memory limiter, the plugin's non-secret config. One Store per call, dropped
-//! after it (and always after a trap), so no state leaks between calls.
+//! the memory limiter, the log meter, the plugin's non-secret config. One Store per
+//! call, dropped after it (and always after a trap), so no state leaks between calls;
+//! the log meter's end-of-call summary is written as it drops.
 
 use crate::policy::egress::{EgressHooks, EgressRecord};
+use crate::policy::log_budget::LogMeter;
 use crate::policy::memory::MemoryLimiter;
 use crate::policy::PluginPolicy;
 use std::collections::BTreeMap;
@@ -24,6 +26,8 @@ pub struct StoreState {
     pub limiter: MemoryLimiter,
     pub config: Arc<BTreeMap<String, String>>,
     pub stderr: MemoryOutputPipe,
+    /// This call's `log` lines: written, dropped (see `policy/log_budget.rs`).
+    pub logs: LogMeter,
 }
 
 impl StoreState {
@@ -50,6 +54,7 @@ impl StoreState {
             .allow_ip_name_lookup(false)
             .build();
         StoreState {
+            logs: LogMeter::new(plugin.clone(), policy.logs.clone()),
             plugin,
             wasi,
             http: WasiHttpCtx::new(),
@@ -61,11 +66,16 @@ impl StoreState {
         }
     }
 
-    /// The guest's stderr so far, lossy UTF-8, last `max` bytes.
+    /// The guest's stderr so far, lossy UTF-8, last `max` bytes; an earlier part left
+    /// out is marked (`[first N bytes cut] …`).
     pub fn stderr_tail(&self, max: usize) -> String {
         let bytes = self.stderr.contents();
         let start = bytes.len().saturating_sub(max);
-        String::from_utf8_lossy(&bytes[start..]).trim().to_string()
+        let tail = String::from_utf8_lossy(&bytes[start..]).trim().to_string();
+        if start == 0 {
+            return tail;
+        }
+        format!("[first {start} bytes cut] …{tail}")
     }
 }
 

@@ -3,6 +3,8 @@
 //! binding types; a future world version gets a sibling module and a variant here.
 
 use crate::contract::shapes::{Capability, ExecOutput, PluginReply, Request, SandboxInfo};
+use crate::policy::log_budget::LogLevel;
+use crate::policy::plugin_text::{bounded_owned, MAX_ERROR_MESSAGE_BYTES};
 use crate::policy::CredentialSpec;
 use crate::runtime::store::StoreState;
 
@@ -70,8 +72,11 @@ pub struct PluginFailure {
 }
 
 impl From<WitError> for PluginFailure {
+    /// Bounds the message here, where it first becomes a host value: a huge one is cut
+    /// (and its allocation freed) before anything formats, logs or forwards it.
     fn from(e: WitError) -> Self {
-        PluginFailure { kind: e.kind, message: e.message, upstream_status: e.upstream_status, retry_after_ms: e.retry_after_ms }
+        let message = bounded_owned(e.message, MAX_ERROR_MESSAGE_BYTES);
+        PluginFailure { kind: e.kind, message, upstream_status: e.upstream_status, retry_after_ms: e.retry_after_ms }
     }
 }
 
@@ -149,17 +154,17 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<StoreState>) -> wa
 impl types::Host for StoreState {}
 
 impl log::Host for StoreState {
+    /// Through the call's log meter: lines are cut, budgeted per call and rate-limited
+    /// per plugin (`policy/log_budget.rs`).
     fn log(&mut self, level: log::Level, message: String) {
-        let plugin = &*self.plugin;
-        // Bound what one line can put into the host's log.
-        let message: String = message.chars().take(4096).collect();
-        match level {
-            log::Level::Trace => tracing::trace!(plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, "{message}"),
-            log::Level::Info => tracing::info!(plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, "{message}"),
-            log::Level::Error => tracing::error!(plugin, "{message}"),
-        }
+        let level = match level {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        self.logs.write(level, message);
     }
 }
 
