@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod dispatch;
+pub mod in_flight;
 pub mod metrics;
 pub mod plugin;
 pub mod policy;

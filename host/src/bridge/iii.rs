@@ -22,6 +22,7 @@ use super::http;
 use crate::config::HttpTrigger;
 use crate::contract::codes::{CallError, Code};
 use crate::contract::schema;
+use crate::in_flight::{Entered, InFlight};
 use crate::plugin::LoadedPlugin;
 use crate::{router, Host, Leaf};
 use iii_sdk::protocol::RegisterTriggerInput;
@@ -29,7 +30,7 @@ use iii_sdk::{Error as IiiError, IIIClient, InitOptions, RegisterFunction};
 use registrations::{Recipe, Registrations};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -60,24 +61,12 @@ pub struct BridgeOptions {
 #[derive(Default)]
 struct Gate {
     draining: AtomicBool,
-    in_flight: AtomicUsize,
-    idle: tokio::sync::Notify,
-}
-
-struct Ticket(Arc<Gate>);
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
+    calls: Arc<InFlight>,
 }
 
 impl Gate {
-    fn enter(self: &Arc<Self>) -> Result<Ticket, CallError> {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let ticket = Ticket(self.clone());
+    fn enter(&self) -> Result<Entered, CallError> {
+        let ticket = self.calls.enter();
         if self.draining.load(Ordering::Acquire) {
             return Err(CallError::new(Code::Unavailable, "this sandbox host is shutting down and takes no new calls; retry, another worker may serve it."));
         }
@@ -294,20 +283,11 @@ impl Bridge {
     /// every call finished in time.
     pub async fn drain(&self, grace: Duration) -> bool {
         self.gate.draining.store(true, Ordering::Release);
-        let wait = async {
-            loop {
-                let idle = self.gate.idle.notified();
-                if self.gate.in_flight.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                idle.await;
-            }
-        };
-        tokio::time::timeout(grace, wait).await.is_ok()
+        self.gate.calls.idle_within(grace).await
     }
 
     pub fn in_flight(&self) -> usize {
-        self.gate.in_flight.load(Ordering::Acquire)
+        self.gate.calls.count()
     }
 
     /// Unregisters everything, lets the frames flush, and closes the connection.

@@ -16,11 +16,11 @@
 use super::lifecycle::{list_upstream, record_started, stop_sandbox, ListFailure};
 use super::shapes::PluginReply;
 use super::validate::valid_sandbox_id;
+use crate::in_flight::InFlight;
 use crate::plugin::LoadedPlugin;
 use crate::policy::concurrency::{Reservation, SlotBook};
 use crate::runtime::invoke::{CallStats, Overtime};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,47 +55,24 @@ impl Slots for Vec<Reservation> {
 
 /// Settlement tasks in flight.
 #[derive(Debug, Default)]
-pub struct Settlements {
-    running: AtomicUsize,
-    idle: tokio::sync::Notify,
-}
-
-struct Running(Arc<Settlements>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
+pub struct Settlements(Arc<InFlight>);
 
 impl Settlements {
-    pub fn spawn(self: &Arc<Self>, work: impl Future<Output = ()> + Send + 'static) {
-        self.running.fetch_add(1, Ordering::AcqRel);
-        let running = Running(self.clone());
+    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let entered = self.0.enter();
         tokio::spawn(async move {
             work.await;
-            drop(running);
+            drop(entered);
         });
     }
 
     pub fn running(&self) -> usize {
-        self.running.load(Ordering::Acquire)
+        self.0.count()
     }
 
     /// Waits up to `limit` for every settlement to finish; true when they all did.
     pub async fn wait(&self, limit: Duration) -> bool {
-        let all_done = async {
-            loop {
-                let idle = self.idle.notified();
-                if self.running() == 0 {
-                    return;
-                }
-                idle.await;
-            }
-        };
-        tokio::time::timeout(limit, all_done).await.is_ok()
+        self.0.idle_within(limit).await
     }
 }
 
