@@ -144,14 +144,16 @@ pub async fn delete(id: &str) -> Result<(), Error> {
     }
 }
 
-/// Waits until a sandbox leaves the transitional states, polling `GET /sandbox/{id}`.
-/// Returns the last answer; after `max_secs` it returns whatever state it saw last.
+/// Waits until a sandbox leaves the transitional states, polling `GET /sandbox/{id}` with
+/// backoff (500 ms doubling to 5 s: a 60 s wait costs about 15 polls, well inside the
+/// host's per-call request budget). After `max_secs` it returns the state it saw last.
 pub async fn settle(mut dto: SandboxDto, keep_waiting: fn(&Phase) -> bool, max_secs: u64) -> Result<SandboxDto, Error> {
-    const STEP_MS: u64 = 500;
-    let mut waited_ms = 0;
+    let (mut step_ms, mut waited_ms) = (500, 0);
     while keep_waiting(&phase(dto.state())) && waited_ms < max_secs * 1000 {
-        provider_kit::wstd::task::sleep(Duration::from_millis(STEP_MS)).await;
-        waited_ms += STEP_MS;
+        let pause = step_ms.min(max_secs * 1000 - waited_ms);
+        provider_kit::wstd::task::sleep(Duration::from_millis(pause)).await;
+        waited_ms += pause;
+        step_ms = (step_ms * 2).min(5_000);
         dto = get(&dto.id).await?;
     }
     Ok(dto)

@@ -282,7 +282,8 @@ pub async fn delete_all(ids: Vec<String>, why: Error) -> Error {
     why
 }
 
-/// A polling deadline with backoff (250 ms doubling to 2 s).
+/// A polling deadline with backoff (250 ms doubling to 5 s): a 90 s wait costs about 22
+/// polls, well inside the host's per-call request budget (32 by default).
 struct Deadline {
     end: Instant,
     limit_secs: u64,
@@ -301,7 +302,7 @@ impl Deadline {
             return Err(unavailable(format!("gave up waiting for {what} after {} s (config `ready-timeout-secs`)", self.limit_secs)));
         }
         let step = self.step.get();
-        self.step.set((step * 2).min(2_000));
+        self.step.set((step * 2).min(5_000));
         provider_kit::wstd::task::sleep(Duration::from_millis(step)).await;
         Ok(())
     }
