@@ -27,8 +27,8 @@ build: build-plugins
 demo: build
     bash scripts/demo.sh
 
-# Everything CI runs: plugins and fixtures built, then every test in the workspace.
-test: build-plugins build-fixtures
+# Everything CI runs: formatting and lints, plugins and fixtures built, then every test in the workspace.
+test: fmt-check build-plugins build-fixtures lint
     cargo build -p sandbox-host
     cargo test --workspace --exclude e2b --exclude morph --exclude daytona
     # Guest crates: their logic tests, natively (their cdylib only links for wasm32-wasip2).
@@ -41,3 +41,8 @@ bench: build-plugins
 # Lints as CI would see them.
 lint:
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Formatting as CI checks it (rustfmt.toml); `cargo fmt --all` fixes it.
+fmt-check:
+    cargo fmt --all --check
+    cd tests/fixtures && cargo fmt --all --check

@@ -36,7 +36,11 @@ fn plugins_dir_with(root: &Path, upstream: &str, limits: &str) -> tempfile::Temp
 }
 
 async fn host(dir: &Path, cache: &Path, metrics: bool) -> Arc<Host> {
-    let loader = Loader::with_env(Runtime::new(Some(cache.to_path_buf())).unwrap(), Arc::new(|k: &str| (k == "E2B_API_KEY").then(|| KEY.to_string()))).unwrap();
+    let loader = Loader::with_env(
+        Runtime::new(Some(cache.to_path_buf())).unwrap(),
+        Arc::new(|k: &str| (k == "E2B_API_KEY").then(|| KEY.to_string())),
+    )
+    .unwrap();
     let mut config = HostConfig::new(dir.to_path_buf());
     config.metrics = metrics;
     let (host, diags) = Host::start_with(config, loader).await.unwrap();
@@ -169,7 +173,11 @@ async fn main() {
     println!("| what | p50 µs | note |");
     println!("|---|---:|---|");
     println!("| plugin path, metrics on | {} | median of 8 interleaved blocks |", us(on.p50));
-    println!("| plugin path, metrics off | {} | metrics cost {:+.1} µs p50 |", us(off.p50), (on.p50.as_secs_f64() - off.p50.as_secs_f64()) * 1e6);
+    println!(
+        "| plugin path, metrics off | {} | metrics cost {:+.1} µs p50 |",
+        us(off.p50),
+        (on.p50.as_secs_f64() - off.p50.as_secs_f64()) * 1e6
+    );
     println!(
         "| plugin path, rate limit on (token bucket every call) | {} | quota cost {:+.1} µs p50 vs none; the in-flight cap, memory limiter and CPU metering are always on |",
         us(rated_p50[4]),
@@ -229,7 +237,8 @@ async fn startup(root: &Path, upstream: &str) {
         // The first call after start: a fresh instance of a just-loaded plugin, one upstream request.
         let plugin = last.unwrap();
         let t1 = Instant::now();
-        let (outcome, _) = sandbox_host::runtime::invoke::run(&plugin, &sandbox_host::contract::shapes::Request::List, Duration::from_secs(10)).await;
+        let (outcome, _) =
+            sandbox_host::runtime::invoke::run(&plugin, &sandbox_host::contract::shapes::Request::List, Duration::from_secs(10)).await;
         outcome.unwrap().unwrap();
         timings.push((pass, ready, t1.elapsed()));
     }
@@ -241,7 +250,11 @@ async fn startup(root: &Path, upstream: &str) {
     };
     for (pass, ready, first) in &timings {
         println!("| 10 plugins ready, {pass} | {:.1} ms | target < 100 ms from the cache |", ready.as_secs_f64() * 1e3);
-        println!("| first call after start, {pass} | {:.1} ms after ready ({:.1} ms from start) | |", first.as_secs_f64() * 1e3, (*ready + *first).as_secs_f64() * 1e3);
+        println!(
+            "| first call after start, {pass} | {:.1} ms after ready ({:.1} ms from start) | |",
+            first.as_secs_f64() * 1e3,
+            (*ready + *first).as_secs_f64() * 1e3
+        );
     }
     println!(
         "| compile e2b.wasm ({} KiB) | {:.1} ms | target: a 300 KiB component < 500 ms |",
@@ -257,7 +270,8 @@ async fn memory(root: &Path, host: &Arc<Host>) {
     let before = rss();
     let mut live = Vec::with_capacity(n);
     for _ in 0..n {
-        let state = sandbox_host::runtime::store::StoreState::new(plugin.name.clone(), &plugin.policy, plugin.config.clone(), Arc::default());
+        let state =
+            sandbox_host::runtime::store::StoreState::new(plugin.name.clone(), &plugin.policy, plugin.config.clone(), Arc::default());
         let mut store = wasmtime::Store::new(plugin.pre.engine(), state);
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = plugin.pre.instantiate_async(&mut store).await.unwrap();

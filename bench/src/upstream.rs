@@ -22,7 +22,10 @@ pub async fn start() -> SocketAddr {
             tokio::spawn(async move {
                 let svc = service_fn(|_req| async {
                     Ok::<_, std::convert::Infallible>(
-                        Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from_static(LIST_BODY.as_bytes()))).unwrap(),
+                        Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(LIST_BODY.as_bytes())))
+                            .unwrap(),
                     )
                 });
                 let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc).await;

@@ -4,8 +4,8 @@
 //! panic anywhere below it is caught here and reported as S700, never propagated.
 
 use crate::config::HostConfig;
-use crate::contract::codes::{CallError, Code};
 use crate::contract::abandoned::Settlements;
+use crate::contract::codes::{CallError, Code};
 use crate::contract::lifecycle::{self, ListFailure};
 use crate::contract::shapes::Leaf;
 use crate::contract::validate;
@@ -84,9 +84,15 @@ impl Host {
         match run.await {
             Ok(done) => done,
             Err(panic) => {
-                let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
                 tracing::error!(plugin = provider, %leaf, "host panic while serving a call: {what}");
-                let msg = format!("the host failed while running `{leaf}` on `{provider}` ({what}); the call was abandoned, other calls are unaffected.");
+                let msg = format!(
+                    "the host failed while running `{leaf}` on `{provider}` ({what}); the call was abandoned, other calls are unaffected."
+                );
                 (Err(CallError::new(Code::PluginTrapped, msg)), None)
             }
         }

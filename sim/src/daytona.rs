@@ -114,7 +114,11 @@ impl DaytonaSim {
     /// default to the plugin's own plus the `api_base` authority, which also serves the
     /// toolbox proxy, so both get the bearer key (`DAYTONA_API_KEY`, granted here).
     pub fn policy_toml(&self) -> String {
-        format!("api_base = \"{}\"\nallowed_hosts = [\"{}\"]\n[credentials]\napi-key = \"DAYTONA_API_KEY\"\n", self.api_base(), self.sim.authority())
+        format!(
+            "api_base = \"{}\"\nallowed_hosts = [\"{}\"]\n[credentials]\napi-key = \"DAYTONA_API_KEY\"\n",
+            self.api_base(),
+            self.sim.authority()
+        )
     }
 
     /// Sandboxes that hold compute: neither destroyed nor stopped.
@@ -208,7 +212,11 @@ fn string_map(body: &Value, key: &str) -> Result<BTreeMap<String, String>, Reply
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(m)) => m
             .iter()
-            .map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())).ok_or_else(|| error(400, json!([format!("{key} must be an object of strings")]))))
+            .map(|(k, v)| {
+                v.as_str()
+                    .map(|s| (k.clone(), s.to_string()))
+                    .ok_or_else(|| error(400, json!([format!("{key} must be an object of strings")])))
+            })
             .collect(),
         Some(_) => Err(error(400, json!([format!("{key} must be an object")]))),
     }
@@ -222,11 +230,14 @@ fn create(st: &State, body: &Value) -> Result<Value, Reply> {
     };
     let auto_stop = match body.get("autoStopInterval") {
         None => 15,
-        Some(v) => v.as_u64().ok_or_else(|| error(400, json!(["autoStopInterval must be an integer number", "autoStopInterval must not be less than 0"])))?,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| error(400, json!(["autoStopInterval must be an integer number", "autoStopInterval must not be less than 0"])))?,
     };
     let env = string_map(body, "env")?;
     let labels = string_map(body, "labels")?;
-    let root = tempfile::Builder::new().prefix("daytona-sim-").tempdir().map_err(|e| error(500, format!("cannot create the sandbox: {e}")))?;
+    let root =
+        tempfile::Builder::new().prefix("daytona-sim-").tempdir().map_err(|e| error(500, format!("cannot create the sandbox: {e}")))?;
     if !SNAPSHOTS.contains(&snapshot.as_str()) {
         let snaps = st.snapshots.lock().unwrap();
         let Some(dir) = snaps.get(&snapshot) else {
@@ -332,10 +343,13 @@ fn list(st: &State, rec: &Recorded) -> Reply {
         ListShape::Cursor => {
             let start = match rec.query_param("cursor") {
                 None => 0,
-                Some(c) => match b64.decode(&c).ok().and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.strip_prefix("offset:")?.parse().ok()) {
-                    Some(n) => n,
-                    None => return error(400, "Invalid cursor"),
-                },
+                Some(c) => {
+                    match b64.decode(&c).ok().and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.strip_prefix("offset:")?.parse().ok())
+                    {
+                        Some(n) => n,
+                        None => return error(400, "Invalid cursor"),
+                    }
+                }
             };
             let page: Vec<Value> = items.iter().skip(start).take(limit).cloned().collect();
             let next = (start + limit < items.len()).then(|| b64.encode(format!("offset:{}", start + limit)));
@@ -436,7 +450,11 @@ async fn toolbox(st: &State, id: &str, rest: &[&str], rec: &Recorded) -> Reply {
 }
 
 fn resolve(root: &Path, path: &str) -> PathBuf {
-    if Path::new(path).is_absolute() { PathBuf::from(path) } else { root.join(path) }
+    if Path::new(path).is_absolute() {
+        PathBuf::from(path)
+    } else {
+        root.join(path)
+    }
 }
 
 /// The daemon's `parseCommand`: split on spaces; `'` and `"` toggle quoting (the other

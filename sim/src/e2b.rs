@@ -163,7 +163,10 @@ fn create(st: &State, rec: &Recorded) -> Reply {
         return error(404, &format!("template '{template}' not found"));
     };
     let map = |k: &str| -> BTreeMap<String, String> {
-        body.get(k).and_then(Value::as_object).map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()).unwrap_or_default()
+        body.get(k)
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default()
     };
     let n = st.counter.fetch_add(1, Ordering::Relaxed);
     let id = format!("i{:x}{:06x}", Utc::now().timestamp_subsec_nanos(), n);
@@ -285,7 +288,11 @@ async fn envd(st: &State, rec: Recorded) -> Reply {
 }
 
 fn resolve(root: &Path, path: &str) -> PathBuf {
-    if Path::new(path).is_absolute() { PathBuf::from(path) } else { root.join(path) }
+    if Path::new(path).is_absolute() {
+        PathBuf::from(path)
+    } else {
+        root.join(path)
+    }
 }
 
 fn read_file(t: &EnvdTarget, rec: &Recorded) -> Reply {
@@ -366,7 +373,8 @@ async fn start_process(t: &EnvdTarget, rec: &Recorded) -> Reply {
     };
     let p = &msg["process"];
     let Some(cmd) = p["cmd"].as_str() else { return end_err("invalid_argument", "process.cmd is required") };
-    let args: Vec<String> = p["args"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
+    let args: Vec<String> =
+        p["args"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
     let cwd = p["cwd"].as_str().map(|c| resolve(&t.root, c)).unwrap_or_else(|| t.root.clone());
     if !cwd.is_dir() {
         return end_err("invalid_argument", &format!("cwd '{}' does not exist", cwd.display()));

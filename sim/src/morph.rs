@@ -121,7 +121,11 @@ impl MorphSim {
 
     /// Policy lines pointing the morph plugin at this simulator, granting it `MORPH_API_KEY`.
     pub fn policy_toml(&self) -> String {
-        format!("api_base = \"{}\"\nallowed_hosts = [\"{}\"]\n[credentials]\napi-key = \"MORPH_API_KEY\"\n", self.api_base(), self.api.authority())
+        format!(
+            "api_base = \"{}\"\nallowed_hosts = [\"{}\"]\n[credentials]\napi-key = \"MORPH_API_KEY\"\n",
+            self.api_base(),
+            self.api.authority()
+        )
     }
 
     /// Instances that are running (not paused).
@@ -233,8 +237,11 @@ async fn route(st: &Arc<State>, key: &str, rec: Recorded) -> Reply {
 fn expire(st: &State) {
     let now = now_epoch();
     let mut instances = st.instances.lock().unwrap();
-    let due: Vec<String> =
-        instances.values().filter(|i| !i.paused && i.ttl_seconds.is_some_and(|t| i.created + t as i64 <= now)).map(|i| i.id.clone()).collect();
+    let due: Vec<String> = instances
+        .values()
+        .filter(|i| !i.paused && i.ttl_seconds.is_some_and(|t| i.created + t as i64 <= now))
+        .map(|i| i.id.clone())
+        .collect();
     for id in due {
         if instances.get(&id).is_some_and(|i| i.ttl_action == "pause") {
             if let Some(i) = instances.get_mut(&id) {
@@ -298,7 +305,8 @@ fn start_instance(st: &State, snapshot: &str, body: &Value) -> Result<Value, Rep
             (None, None) => return Err(detail(404, &format!("Snapshot '{snapshot}' not found"))),
         }
     };
-    let root = tempfile::Builder::new().prefix("morph-sim-").tempdir().map_err(|e| detail(500, &format!("cannot start the instance: {e}")))?;
+    let root =
+        tempfile::Builder::new().prefix("morph-sim-").tempdir().map_err(|e| detail(500, &format!("cannot start the instance: {e}")))?;
     if let Some(src) = files {
         copy_tree(&src, root.path()).map_err(|e| detail(500, &format!("cannot restore the snapshot: {e}")))?;
     }
@@ -429,7 +437,8 @@ fn branch(st: &State, id: &str, rec: &Recorded) -> Reply {
 fn expose(st: &State, id: &str, rec: &Recorded) -> Reply {
     let body = rec.json();
     let Some(name) = body["name"].as_str() else { return invalid(&["body", "name"], "Field required", Value::Null) };
-    let valid_name = !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let valid_name =
+        !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !valid_name {
         return invalid(&["body", "name"], "name must be 1-63 characters of a-z, 0-9 and '-'", json!(name));
     }

@@ -79,7 +79,15 @@ pub struct Fault {
 
 impl Fault {
     pub fn new(method: &str, path_prefix: &str, status: u16, body: &str) -> Self {
-        Fault { method: method.into(), path_prefix: path_prefix.into(), status, body: body.into(), headers: Vec::new(), delay: Duration::ZERO, after_work: false }
+        Fault {
+            method: method.into(),
+            path_prefix: path_prefix.into(),
+            status,
+            body: body.into(),
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+            after_work: false,
+        }
     }
     /// The real answer, `delay` after the real work was done.
     pub fn late_answer(method: &str, path_prefix: &str, delay: Duration) -> Self {

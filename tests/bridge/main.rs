@@ -61,7 +61,11 @@ fn expected_ids(router: bool) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_exactly_the_plugins_leaves_and_the_router_with_schemas() {
     let w = world(|_| {}).await;
-    assert_eq!(w.bridge.function_ids(), { let mut e = expected_ids(true); e.sort(); e });
+    assert_eq!(w.bridge.function_ids(), {
+        let mut e = expected_ids(true);
+        e.sort();
+        e
+    });
     // No optional leaf e2b lacks: branch is absent for the provider, present only as a router id.
     assert!(w.engine.function("sandbox::provider::e2b::branch").is_none());
     let create = w.engine.function("sandbox::provider::e2b::create").unwrap();
@@ -138,7 +142,8 @@ async fn the_default_provider_serves_calls_that_name_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_can_be_turned_off() {
     let sim = E2bSim::start(0, SECRET).await.unwrap();
-    let host = TestHost::start_with(vec![PluginSetup::new("e2b", sim.policy_toml())], &[("E2B_API_KEY", SECRET)], |c| c.router = false).await;
+    let host =
+        TestHost::start_with(vec![PluginSetup::new("e2b", sim.policy_toml())], &[("E2B_API_KEY", SECRET)], |c| c.router = false).await;
     let engine = MockEngine::start(0).await;
     let bridge = Bridge::connect(host.host.clone(), &BridgeOptions { url: engine.url(), otel: Some(false) });
     bridge.wait_registered(WAIT).await.unwrap();
@@ -369,7 +374,8 @@ async fn i17_7_two_http_triggers_on_one_function_share_one_adapter() {
     eventually("both triggers are registered", || w.engine.triggers().len() == 2).await;
     let adapters = w.engine.frames().iter().filter(|f| f["type"] == "registerfunction" && f["id"] == "sandbox::list::http").count();
     assert_eq!(adapters, 1);
-    let bound: Vec<(Value, Value)> = w.engine.triggers().iter().map(|t| (t["function_id"].clone(), t["config"]["http_method"].clone())).collect();
+    let bound: Vec<(Value, Value)> =
+        w.engine.triggers().iter().map(|t| (t["function_id"].clone(), t["config"]["http_method"].clone())).collect();
     assert_eq!(bound, vec![(json!("sandbox::list::http"), json!("GET")), (json!("sandbox::list::http"), json!("POST"))]);
     let envelope = json!({"method": "GET", "path": "/sandbox/list", "headers": {}, "query_params": {}, "path_params": {}, "body": null});
     let listed = w.engine.invoke("sandbox::list::http", envelope).await.unwrap();

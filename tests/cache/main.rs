@@ -32,7 +32,11 @@ async fn start_and_load(cache: &Path, plugins: &Path, name: &str) -> LoadedPlugi
 
 /// The cache entry of the component with this SHA-256 (hex).
 fn entry_of(cache: &Path, sha256: &str) -> PathBuf {
-    let found: Vec<PathBuf> = std::fs::read_dir(cache).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(sha256)).collect();
+    let found: Vec<PathBuf> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(sha256))
+        .collect();
     assert_eq!(found.len(), 1, "one entry for {sha256} in {}: {found:?}", cache.display());
     found.into_iter().next().unwrap()
 }

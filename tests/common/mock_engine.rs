@@ -155,7 +155,10 @@ impl MockEngine {
         out.send(Message::Text(frame.to_string().into())).expect("worker connection closed");
         let result = tokio::time::timeout(timeout, rx)
             .await
-            .map_err(|_| InvokeError { code: "timeout".into(), message: format!("no invocationresult for {function_id} within {timeout:?}") })?
+            .map_err(|_| InvokeError {
+                code: "timeout".into(),
+                message: format!("no invocationresult for {function_id} within {timeout:?}"),
+            })?
             .map_err(|_| InvokeError { code: "connection_lost".into(), message: "the worker disconnected".into() })?;
         match result.get("error") {
             Some(e) => Err(InvokeError {
@@ -196,7 +199,8 @@ fn answer_engine_call(st: &State, call: &Value) -> Option<Value> {
             .collect();
         answer["result"] = json!({"functions": functions});
     } else {
-        answer["error"] = json!({"code": "function_not_found", "message": format!("Function {function_id} not found in namespace default.")});
+        answer["error"] =
+            json!({"code": "function_not_found", "message": format!("Function {function_id} not found in namespace default.")});
     }
     Some(answer)
 }
@@ -207,7 +211,8 @@ async fn serve(st: Arc<State>, stream: tokio::net::TcpStream) {
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     *st.outbound.lock().unwrap() = Some(tx.clone());
-    let registered = json!({"type": "workerregistered", "worker_id": format!("worker-{n}"), "reattach_token": format!("token-{n}"), "features": []});
+    let registered =
+        json!({"type": "workerregistered", "worker_id": format!("worker-{n}"), "reattach_token": format!("token-{n}"), "features": []});
     let _ = tx.send(Message::Text(registered.to_string().into()));
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {

@@ -2,10 +2,10 @@
 //! Each case states one line of the contract (docs/contract.md) and checks both what the
 //! caller got and what the upstream received (method, path, credential, nothing extra).
 
+use provider_sims::Fault;
 use sandbox_host::{Code, Leaf};
 use sandbox_tests::upstream::{Upstream, SECRET};
 use sandbox_tests::{is_rfc3339, PluginSetup, TestHost};
-use provider_sims::Fault;
 use serde_json::{json, Value};
 
 /// `upstream.policy()` with `overrides` (TOML) merged over it, tables merged key by key.
@@ -207,7 +207,11 @@ pub async fn exec_passes_args_env_cwd_and_reports_exit_codes<U: Upstream>() {
             }),
         )
         .await;
-    assert_eq!(out["stdout"].as_str().unwrap().split('\n').next().unwrap(), format!("two  words 'quoted' $HOME|hi there|{}", U::existing_dir()), "{out}");
+    assert_eq!(
+        out["stdout"].as_str().unwrap().split('\n').next().unwrap(),
+        format!("two  words 'quoted' $HOME|hi there|{}", U::existing_dir()),
+        "{out}"
+    );
     assert!(format!("{}{}", out["stdout"], out["stderr"]).contains("oops"), "{out}");
     assert_eq!(out["exit_code"], 3);
     assert_eq!(out["timed_out"], false);
@@ -244,7 +248,10 @@ pub async fn fs_round_trips_bytes_or_is_absent<U: Upstream>() {
     let bytes: Vec<u8> = (0..=255u8).chain(b"\r\n--boundary--\r\n".iter().copied()).collect();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
     let path = U::writable_path();
-    assert_eq!(h.ok(U::PROVIDER, Leaf::FsWrite, json!({"sandbox_id": id, "path": path, "bytes_base64": b64, "mode": 0o640})).await, json!({}));
+    assert_eq!(
+        h.ok(U::PROVIDER, Leaf::FsWrite, json!({"sandbox_id": id, "path": path, "bytes_base64": b64, "mode": 0o640})).await,
+        json!({})
+    );
     let read = h.ok(U::PROVIDER, Leaf::FsRead, json!({"sandbox_id": id, "path": path})).await;
     assert_eq!(read, json!({"bytes_base64": b64}));
     let mode = h.ok(U::PROVIDER, Leaf::Exec, json!({"sandbox_id": id, "cmd": "stat", "args": ["-c", "%a", path]})).await;
@@ -287,7 +294,11 @@ pub async fn every_bad_input_is_s422_with_nothing_sent<U: Upstream>() {
         }
         h.err(U::PROVIDER, leaf, payload, Code::BadInput).await;
     }
-    assert!(up.requests().is_empty(), "bad input must never reach the upstream: {:?}", up.requests().iter().map(|r| r.route()).collect::<Vec<_>>());
+    assert!(
+        up.requests().is_empty(),
+        "bad input must never reach the upstream: {:?}",
+        up.requests().iter().map(|r| r.route()).collect::<Vec<_>>()
+    );
 }
 
 pub async fn unsupported_leaves_are_s404_without_upstream_call<U: Upstream>() {
@@ -297,7 +308,8 @@ pub async fn unsupported_leaves_are_s404_without_upstream_call<U: Upstream>() {
         if plugin.leaves().contains(&leaf) {
             continue;
         }
-        let msg = h.err(U::PROVIDER, leaf, json!({"sandbox_id": "s1", "port": 80, "path": "/a", "bytes_base64": ""}), Code::Unsupported).await;
+        let msg =
+            h.err(U::PROVIDER, leaf, json!({"sandbox_id": "s1", "port": 80, "path": "/a", "bytes_base64": ""}), Code::Unsupported).await;
         assert!(msg.contains(leaf.as_str()), "{msg}");
     }
     assert!(up.requests().is_empty());

@@ -59,9 +59,7 @@ impl Upstream for E2bUpstream {
 #[tokio::test]
 async fn create_sends_the_documented_body_and_a_secure_sandbox_gets_its_token_on_envd() {
     let (up, h) = fresh::<E2bUpstream>("").await;
-    let created = h
-        .ok("e2b", Leaf::Create, json!({"image":"base","idle_timeout_secs":120,"env":{"A":"1"},"metadata":{"team":"x"}}))
-        .await;
+    let created = h.ok("e2b", Leaf::Create, json!({"image":"base","idle_timeout_secs":120,"env":{"A":"1"},"metadata":{"team":"x"}})).await;
     let id = created["sandbox_id"].as_str().unwrap().to_string();
     let reqs = up.0.api.requests();
     let create = reqs.iter().find(|r| r.route() == "POST /sandboxes").unwrap();
@@ -187,7 +185,11 @@ async fn an_allowed_name_that_resolves_to_a_private_address_is_s703_unless_permi
         "api_base = \"http://localhost:{api}\"\nallowed_hosts = [\"localhost:{api}\", \"localhost:{envd}\"]\n[credentials]\napi-key = \"E2B_API_KEY\"\n[config]\nenvd-url = \"http://localhost:{envd}\"\n"
     );
     let start = |policy: String| async move {
-        sandbox_tests::TestHost::start(vec![sandbox_tests::PluginSetup::new("e2b", policy)], &[("E2B_API_KEY", sandbox_tests::upstream::SECRET)]).await
+        sandbox_tests::TestHost::start(
+            vec![sandbox_tests::PluginSetup::new("e2b", policy)],
+            &[("E2B_API_KEY", sandbox_tests::upstream::SECRET)],
+        )
+        .await
     };
     let h = start(by_name.clone()).await;
     let msg = h.err("e2b", Leaf::Create, json!({"image":"base"}), Code::EgressDenied).await;

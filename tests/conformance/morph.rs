@@ -30,7 +30,12 @@ impl Upstream for MorphUpstream {
     }
 
     fn assert_authenticated(req: &Recorded) {
-        assert_eq!(req.header("authorization"), Some(format!("Bearer {SECRET}").as_str()), "{} must carry the injected bearer token", req.route());
+        assert_eq!(
+            req.header("authorization"),
+            Some(format!("Bearer {SECRET}").as_str()),
+            "{} must carry the injected bearer token",
+            req.route()
+        );
     }
 
     fn needs_credential(_req: &Recorded) -> bool {
@@ -133,7 +138,9 @@ async fn create_env_is_applied_to_every_exec() {
     let (up, h) = fresh::<MorphUpstream>("").await;
     let v = h.ok(P, Leaf::Create, json!({"image": "snapshot_base", "env": {"GREETING": "hi 'there'", "B": "2"}})).await;
     let id = v["sandbox_id"].as_str().unwrap();
-    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sh", "args": ["-c", "printf '%s|%s' \"$GREETING\" \"$B\""], "env": {"B": "3"}})).await;
+    let out = h
+        .ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sh", "args": ["-c", "printf '%s|%s' \"$GREETING\" \"$B\""], "env": {"B": "3"}}))
+        .await;
     assert_eq!(out["stdout"], "hi 'there'|3", "exec env overrides create env: {out}");
     // Names that are not shell identifiers are refused before an instance exists.
     up.clear();
@@ -179,7 +186,8 @@ async fn exec_timeout_kills_the_command_and_reports_timed_out() {
     let (_up, h) = fresh::<MorphUpstream>("").await;
     let id = create(&h).await;
     let started = std::time::Instant::now();
-    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sh", "args": ["-c", "echo started; sleep 30"], "timeout_ms": 700})).await;
+    let out =
+        h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sh", "args": ["-c", "echo started; sleep 30"], "timeout_ms": 700})).await;
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!((out["exit_code"].clone(), out["timed_out"].clone()), (json!(-1), json!(true)), "{out}");
 }
@@ -262,7 +270,12 @@ async fn unusable_upstream_answers_are_s502_not_a_crash() {
     up.0.api.inject(Fault::new("POST", &format!("/api/instance/{id}/http"), 200, r#"{"id":"x","networking":{"http_services":[]}}"#));
     h.err(P, Leaf::ExposePort, json!({"sandbox_id": id, "port": 3000}), Code::Unavailable).await;
     // FastAPI validation errors (a list in `detail`) are caller errors with the detail kept.
-    up.0.api.inject(Fault::new("POST", &format!("/api/instance/{id}/exec"), 422, r#"{"detail":[{"loc":["body","command"],"msg":"Field required"}]}"#));
+    up.0.api.inject(Fault::new(
+        "POST",
+        &format!("/api/instance/{id}/exec"),
+        422,
+        r#"{"detail":[{"loc":["body","command"],"msg":"Field required"}]}"#,
+    ));
     let msg = h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::BadInput).await;
     assert!(msg.contains("Field required"), "{msg}");
     up.0.api.inject(Fault::new("GET", "/api/instance", 429, r#"{"detail":"Too many requests"}"#).header("retry-after", "3"));

@@ -53,7 +53,8 @@ async fn i17_3_functions_do_not_vanish_after_a_reconnect() {
     let sim = E2bSim::start(0, SECRET).await.unwrap();
     let policy = format!("image_allowlist = [\"base\"]\n{}", sim.policy_toml());
     let host = TestHost::start(vec![PluginSetup::new("e2b", policy)], &[("E2B_API_KEY", SECRET)]).await;
-    let e2b_ids: Vec<String> = host.host.registry.get("e2b").unwrap().leaves().into_iter().map(|l| provider_function_id("e2b", l)).collect();
+    let e2b_ids: Vec<String> =
+        host.host.registry.get("e2b").unwrap().leaves().into_iter().map(|l| provider_function_id("e2b", l)).collect();
     let mut engine = RealEngine::start().await;
     let bridge = Bridge::connect(host.host.clone(), &BridgeOptions { url: engine.url(), otel: Some(false) });
     bridge.wait_registered(WAIT).await.expect("the worker registers with the engine");

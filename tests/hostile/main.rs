@@ -47,8 +47,7 @@ const MARGIN: Duration = Duration::from_secs(2);
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Credentials of every plugin in the arena (all the same secret, which must never leak).
-const ENV: &[(&str, &str)] =
-    &[("E2B_API_KEY", SECRET), ("CREDENTIAL_SNOOP_API_KEY", SECRET), ("EGRESS_SPOOFED_HOST_API_KEY", SECRET)];
+const ENV: &[(&str, &str)] = &[("E2B_API_KEY", SECRET), ("CREDENTIAL_SNOOP_API_KEY", SECRET), ("EGRESS_SPOOFED_HOST_API_KEY", SECRET)];
 
 // ---------------------------------------------------------------------------------------
 // Harness
@@ -194,7 +193,9 @@ async fn contained(a: &Arena, expect: Expect) -> Measured {
     for attempt in 1..=2 {
         let r = race(a, expect.leaf, &expect.payload).await;
         let err = match r.result {
-            Ok(v) => panic!("{} {} (call {attempt}) should fail with {}, got {}", a.name, expect.leaf, expect.code, truncated(&v.to_string())),
+            Ok(v) => {
+                panic!("{} {} (call {attempt}) should fail with {}, got {}", a.name, expect.leaf, expect.code, truncated(&v.to_string()))
+            }
             Err(e) => e,
         };
         let msg = err.message();
@@ -208,7 +209,12 @@ async fn contained(a: &Arena, expect: Expect) -> Measured {
             assert!(r.elapsed >= min, "{} call {attempt} came back after {:?}, before its budget {:?}", a.name, r.elapsed, min);
         }
         if expect.neighbour_during {
-            assert!(r.neighbour_rounds_during >= 1, "{} call {attempt}: the neighbour finished no round while the fixture ran ({:?})", a.name, r.elapsed);
+            assert!(
+                r.neighbour_rounds_during >= 1,
+                "{} call {attempt}: the neighbour finished no round while the fixture ran ({:?})",
+                a.name,
+                r.elapsed
+            );
         }
         eprintln!(
             "[{}] call {attempt}: {} after {:?}; neighbour rounds during it: {}",
@@ -483,10 +489,13 @@ async fn egress_with_a_spoofed_host_header_is_contained() {
     // The header trick alone, against the allowed simulator: whatever the host does
     // (refuse the header or ignore it), nothing may arrive claiming another host.
     let alone = a.h.call("egress-spoofed-host", Leaf::Exec, json!({"sandbox_id": "s", "cmd": "true", "args": ["host-header"]})).await;
-    eprintln!("[egress-spoofed-host] Host header alone: {}", match &alone {
-        Ok(v) => v["stdout"].as_str().unwrap_or_default().to_string(),
-        Err(e) => e.message(),
-    });
+    eprintln!(
+        "[egress-spoofed-host] Host header alone: {}",
+        match &alone {
+            Ok(v) => v["stdout"].as_str().unwrap_or_default().to_string(),
+            Err(e) => e.message(),
+        }
+    );
     if let Err(e) = &alone {
         assert!(e.code != Code::PluginTrapped, "a refused header must not crash the plugin: {e}");
     }
@@ -513,7 +522,8 @@ async fn egress_with_a_spoofed_host_header_is_contained() {
 async fn credential_snoop_finds_nothing() {
     let _serial = SERIAL.lock().await;
     let sim = plain_sim().await;
-    let policy = format!("api_base = \"{}\"\n[credentials]\napi-key = \"CREDENTIAL_SNOOP_API_KEY\"\n[config]\nregion = \"eu\"\n", sim.base_url());
+    let policy =
+        format!("api_base = \"{}\"\n[credentials]\napi-key = \"CREDENTIAL_SNOOP_API_KEY\"\n[config]\nregion = \"eu\"\n", sim.base_url());
     let a = arena("credential-snoop", &policy).await;
     neighbour_round(&a.h, 0).await;
     let baseline = rss_kib();
@@ -530,14 +540,26 @@ async fn credential_snoop_finds_nothing() {
         let v = r.result.unwrap_or_else(|e| panic!("the snoop reports what it found; got {e}"));
         let out = v["stdout"].as_str().unwrap().to_string();
         // The probes really ran (the test is not vacuous)...
-        for probe in ["args: ", "config: \"api-key\" = None", "readdir: /: refused", "read: /proc/self/environ: refused", "tcp: ", "http: ", "memory: scanned"] {
+        for probe in [
+            "args: ",
+            "config: \"api-key\" = None",
+            "readdir: /: refused",
+            "read: /proc/self/environ: refused",
+            "tcp: ",
+            "http: ",
+            "memory: scanned",
+        ] {
             assert!(out.contains(probe), "call {attempt}: probe {probe:?} missing from:\n{}", truncated(&out));
         }
         // ...and found only what the WIT promises: no env, no preopens, no sockets.
         assert!(!out.lines().any(|l| l.starts_with("env: ")), "the host gave the plugin environment variables:\n{out}");
         assert!(!out.contains("CONNECTED"), "a raw socket reached the upstream:\n{out}");
         assert!(!out.contains("readdir: /: [") && !out.contains("readdir: .: ["), "a directory was readable:\n{out}");
-        eprintln!("[credential-snoop] call {attempt}: {} bytes of findings, e.g. {}", out.len(), truncated(&out.lines().filter(|l| l.starts_with("memory:") || l.starts_with("http:")).collect::<Vec<_>>().join(" | ")));
+        eprintln!(
+            "[credential-snoop] call {attempt}: {} bytes of findings, e.g. {}",
+            out.len(),
+            truncated(&out.lines().filter(|l| l.starts_with("memory:") || l.starts_with("http:")).collect::<Vec<_>>().join(" | "))
+        );
         outputs.push(out);
     }
     // The secret was live during the call: the host injected it on the allowed request,
@@ -710,7 +732,9 @@ async fn stalling_upstream() -> StallingUpstream {
                     Ok(n) => head.extend_from_slice(&buf[..n]),
                 }
             }
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1048576\r\n\r\n{\"sandboxID\":\"x").await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1048576\r\n\r\n{\"sandboxID\":\"x")
+                .await;
             let _ = s.flush().await;
             // Stall: keep the socket open and only notice when the host hangs up.
             let closed = closed.clone();
@@ -746,8 +770,15 @@ async fn slow_body_is_contained() {
     for attempt in 1..=2 {
         let r = race(&a, Leaf::Create, &json!({"image": "base"})).await;
         let msg = r.result.expect_err("the stalled create must fail").message();
-        assert!(msg.starts_with("[S701] ") && msg.contains("wall-clock budget of 1500 ms") && msg.contains("`slow-body`"), "call {attempt}: {msg}");
-        assert!(r.elapsed >= Duration::from_millis(1450) && r.elapsed <= Duration::from_millis(1500) + MARGIN, "call {attempt} took {:?}", r.elapsed);
+        assert!(
+            msg.starts_with("[S701] ") && msg.contains("wall-clock budget of 1500 ms") && msg.contains("`slow-body`"),
+            "call {attempt}: {msg}"
+        );
+        assert!(
+            r.elapsed >= Duration::from_millis(1450) && r.elapsed <= Duration::from_millis(1500) + MARGIN,
+            "call {attempt} took {:?}",
+            r.elapsed
+        );
         assert!(r.neighbour_rounds_during >= 1, "call {attempt}: the neighbour finished no round meanwhile");
         // Its slot is held while the host settles what the create may have started.
         a.h.err("slow-body", Leaf::Create, json!({"image": "base"}), Code::CapReached).await;
@@ -759,7 +790,11 @@ async fn slow_body_is_contained() {
         while up.closed_by_host.load(Ordering::SeqCst) < attempt && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(up.closed_by_host.load(Ordering::SeqCst), attempt, "the host must close the stalled upstream connection once the guest is dropped");
+        assert_eq!(
+            up.closed_by_host.load(Ordering::SeqCst),
+            attempt,
+            "the host must close the stalled upstream connection once the guest is dropped"
+        );
     }
     neighbour_round(&a.h, 2000).await;
     assert_eq!(a.h.host.registry.book("e2b").in_flight(), 0, "neighbour's slot book");
@@ -859,7 +894,10 @@ async fn sequential_upstream_requests_beyond_the_call_budget_are_refused() {
     assert_eq!(out["stdout"], "sequential: 32 of 32 requests answered\n", "{out}");
     // The operator may lower (or raise) it.
     let a = arena("upstream-fanout", &format!("api_base = \"{}\"\n[limits]\nmax_upstream_requests_per_call = 3\n", sim.base_url())).await;
-    let msg = a.h.err("upstream-fanout", Leaf::Exec, json!({"sandbox_id": "s", "cmd": "true", "args": ["sequential", "4"]}), Code::UpstreamBudget).await;
+    let msg = a
+        .h
+        .err("upstream-fanout", Leaf::Exec, json!({"sandbox_id": "s", "cmd": "true", "args": ["sequential", "4"]}), Code::UpstreamBudget)
+        .await;
     assert!(msg.contains("more than 3 upstream requests in one call"), "{msg}");
 }
 
@@ -921,13 +959,25 @@ async fn log_flood_is_contained() {
         let flood: Vec<&String> = lines.iter().filter(|l| l.contains("flood flood")).collect();
         let bytes: usize = flood.iter().map(|l| l.len()).sum();
         let summaries: Vec<&String> = lines.iter().filter(|l| l.contains("bytes dropped")).collect();
-        eprintln!("[log-flood] call {attempt}: {} lines / {bytes} bytes reached the log in {:?}; {}", flood.len(), r.elapsed, summaries.first().map_or("", |s| s.as_str()));
+        eprintln!(
+            "[log-flood] call {attempt}: {} lines / {bytes} bytes reached the log in {:?}; {}",
+            flood.len(),
+            r.elapsed,
+            summaries.first().map_or("", |s| s.as_str())
+        );
         assert!(flood.len() <= 256, "call {attempt}: {} flood lines reached the log", flood.len());
         assert!(bytes <= (1 << 20) + flood.len() * 200, "call {attempt}: {bytes} bytes of flood reached the log");
-        assert!(flood.iter().all(|l| l.len() < 4096 + 200 && l.contains("[cut: 16384 bytes in all]")), "lines are cut at 4 KiB, the cut marked");
+        assert!(
+            flood.iter().all(|l| l.len() < 4096 + 200 && l.contains("[cut: 16384 bytes in all]")),
+            "lines are cut at 4 KiB, the cut marked"
+        );
         assert_eq!(summaries.len(), 1, "call {attempt}: one summary line: {summaries:?}");
         let written = flood.len();
-        assert!(summaries[0].contains(&format!("{} lines / {} bytes dropped", 2000 - written, (2000 - written) * 16384)), "{}", summaries[0]);
+        assert!(
+            summaries[0].contains(&format!("{} lines / {} bytes dropped", 2000 - written, (2000 - written) * 16384)),
+            "{}",
+            summaries[0]
+        );
         let stats = plugin_stats(&a);
         assert_eq!(stats["log"]["dropped_lines"].as_u64().unwrap() + stats["log"]["lines"].as_u64().unwrap(), 2000 * attempt, "{stats}");
         assert!(stats["log"]["bytes"].as_u64().unwrap() <= attempt << 20, "{stats}");
@@ -987,7 +1037,10 @@ async fn oversized_ids_and_urls_are_refused_with_a_marked_cut() {
     let _serial = SERIAL.lock().await;
     let a = arena("oversized-strings", "[config]\nmib = \"1\"\n").await;
     let msg = a.h.err("oversized-strings", Leaf::Snapshot, json!({"sandbox_id": "s"}), Code::PluginTrapped).await;
-    assert!(msg.contains("a snapshot id of 1048576 bytes, over the host's bound of 4096 bytes") && msg.contains("[cut: 1048576 bytes in all]"), "{msg}");
+    assert!(
+        msg.contains("a snapshot id of 1048576 bytes, over the host's bound of 4096 bytes") && msg.contains("[cut: 1048576 bytes in all]"),
+        "{msg}"
+    );
     assert!(msg.len() < 1024, "{} bytes", msg.len());
     let msg = a.h.err("oversized-strings", Leaf::ExposePort, json!({"sandbox_id": "s", "port": 8080}), Code::PluginTrapped).await;
     assert!(msg.contains("a URL of 1048592 bytes, over the host's bound of 8192 bytes") && msg.contains("https://xxx"), "{msg}");
@@ -1090,14 +1143,21 @@ async fn credential_echo_is_redacted() {
     let a = Arena { name: "credential-echo", e2b, h };
     for attempt in 1..=2 {
         let r = race(&a, Leaf::Exec, &json!({"sandbox_id": "sbx-1", "cmd": "true", "args": ["/echo", "/gzip"]})).await;
-        let out = r.result.unwrap_or_else(|e| panic!("call {attempt}: the echo case reports what it read; got {e}"))["stdout"].as_str().unwrap().to_string();
+        let out = r.result.unwrap_or_else(|e| panic!("call {attempt}: the echo case reports what it read; got {e}"))["stdout"]
+            .as_str()
+            .unwrap()
+            .to_string();
         eprintln!("[credential-echo] call {attempt}:\n{out}");
         for form in echo_forms() {
             assert!(!out.contains(&form), "call {attempt}: the plugin read the credential as {form:?}:\n{out}");
         }
         assert!(out.ends_with("saw-secret: no\n"), "call {attempt}:\n{out}");
         assert!(out.contains(&format!("header x-echo-0: {}", "*".repeat(ECHO_SECRET.len()))), "masked in place, same length:\n{out}");
-        assert!(out.contains(&format!("\\\"key\\\":\\\"{}\\\"", "*".repeat(ECHO_SECRET.len()))) || out.contains(&format!("\"key\":\"{}\"", "*".repeat(ECHO_SECRET.len()))), "the split value is masked:\n{out}");
+        assert!(
+            out.contains(&format!("\\\"key\\\":\\\"{}\\\"", "*".repeat(ECHO_SECRET.len())))
+                || out.contains(&format!("\"key\":\"{}\"", "*".repeat(ECHO_SECRET.len()))),
+            "the split value is masked:\n{out}"
+        );
         assert!(out.contains("/gzip: refused"), "a body the host cannot search is withheld:\n{out}");
     }
     // The echo was real: the upstream got the credential (and identity encoding, whatever the plugin asked).

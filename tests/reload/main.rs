@@ -179,7 +179,8 @@ async fn under_serve_iii_functions_follow_the_directory() {
     let created = engine.invoke(&create, json!({"image": "base"})).await.unwrap();
     assert!(created["sandbox_id"].is_string());
     std::fs::remove_file(host.dir.path().join("e2b.wasm")).unwrap();
-    eventually("e2b's functions are unregistered", || engine.function_ids().iter().all(|id| !id.starts_with("sandbox::provider::e2b::"))).await;
+    eventually("e2b's functions are unregistered", || engine.function_ids().iter().all(|id| !id.starts_with("sandbox::provider::e2b::")))
+        .await;
     let _ = stop.send(true);
 }
 
@@ -202,12 +203,22 @@ async fn bad_files_are_diagnosed_by_name_and_reason_while_the_others_load() {
     let h = TestHost::start(vec![], &[]).await;
     let (plugins, diags) = h.host.loader.load_dir(dir.path()).await;
     assert_eq!(plugins.iter().map(|p| p.name.to_string()).collect::<Vec<_>>(), vec!["e2b"]);
-    let reason = |file: &str| diags.iter().find(|d| d.file.ends_with(file)).map(|d| d.reason.clone()).unwrap_or_else(|| panic!("no diagnostic for {file}: {diags:?}"));
+    let reason = |file: &str| {
+        diags
+            .iter()
+            .find(|d| d.file.ends_with(file))
+            .map(|d| d.reason.clone())
+            .unwrap_or_else(|| panic!("no diagnostic for {file}: {diags:?}"))
+    };
     assert!(reason("core.wasm").contains("core WebAssembly module, not a component"), "{}", reason("core.wasm"));
     assert!(reason("junk.wasm").contains("not a WebAssembly component"), "{}", reason("junk.wasm"));
     assert!(reason("other.wasm").contains("describe() says its name is \"e2b\", but the file is other.wasm"), "{}", reason("other.wasm"));
     assert!(reason("morph.toml").contains("max_concurent_sandboxes"), "{}", reason("morph.toml"));
-    assert!(reason("wrong-world.wasm").contains("does not export the provider interface of iii:sandbox/provider-plugin@0.1.0"), "{}", reason("wrong-world.wasm"));
+    assert!(
+        reason("wrong-world.wasm").contains("does not export the provider interface of iii:sandbox/provider-plugin@0.1.0"),
+        "{}",
+        reason("wrong-world.wasm")
+    );
 }
 
 /// A restart deserializes the precompiled component instead of compiling it again;
@@ -225,7 +236,8 @@ async fn a_restart_loads_from_the_precompiled_cache() {
     };
     assert_eq!(load().await, CacheOutcome::Compiled, "first start compiles");
     assert_eq!(load().await, CacheOutcome::Hit, "a restart (new engine, same cache) does not");
-    let mut entries: Vec<_> = std::fs::read_dir(cache.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut entries: Vec<_> =
+        std::fs::read_dir(cache.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     entries.sort();
     assert_eq!(entries.len(), 2, "the cache's key and one entry, written whole, no temp files left: {entries:?}");
     assert!(entries[0].ends_with(".cwasm") && entries[1] == "key", "{entries:?}");

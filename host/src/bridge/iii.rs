@@ -68,7 +68,10 @@ impl Gate {
     fn enter(&self) -> Result<Entered, CallError> {
         let ticket = self.calls.enter();
         if self.draining.load(Ordering::Acquire) {
-            return Err(CallError::new(Code::Unavailable, "this sandbox host is shutting down and takes no new calls; retry, another worker may serve it."));
+            return Err(CallError::new(
+                Code::Unavailable,
+                "this sandbox host is shutting down and takes no new calls; retry, another worker may serve it.",
+            ));
         }
         Ok(ticket)
     }
@@ -266,7 +269,10 @@ impl Bridge {
                 });
                 let result = match work.await {
                     Ok(r) => r,
-                    Err(e) => Err(CallError::new(Code::PluginTrapped, format!("the host task serving this call failed ({e}); other calls are unaffected."))),
+                    Err(e) => Err(CallError::new(
+                        Code::PluginTrapped,
+                        format!("the host task serving this call failed ({e}); other calls are unaffected."),
+                    )),
                 };
                 result.map_err(remote)
             }

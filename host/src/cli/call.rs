@@ -71,7 +71,10 @@ pub async fn run(global: &GlobalArgs, args: CallArgs) -> anyhow::Result<u8> {
     if host.settling.running() > 0 {
         eprintln!("note: stopping what the abandoned {leaf} may have started upstream…");
         if !host.settling.wait(SETTLE_LIMIT).await {
-            eprintln!("warning: could not confirm within {} s; check the provider for a sandbox started by this call", SETTLE_LIMIT.as_secs());
+            eprintln!(
+                "warning: could not confirm within {} s; check the provider for a sandbox started by this call",
+                SETTLE_LIMIT.as_secs()
+            );
         }
     }
     Ok(status)

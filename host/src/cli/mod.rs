@@ -16,7 +16,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "sandbox-host", version, about = "Runs sandbox provider plugins (WebAssembly components) and serves them as iii functions.")]
+#[command(
+    name = "sandbox-host",
+    version,
+    about = "Runs sandbox provider plugins (WebAssembly components) and serves them as iii functions."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

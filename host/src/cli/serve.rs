@@ -6,8 +6,8 @@ use super::GlobalArgs;
 use crate::bridge::iii::{Bridge, BridgeOptions};
 use crate::plugin::watch::{watch, ReloadListener};
 use crate::Host;
-use std::sync::Arc;
 use clap::Args;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -80,7 +80,11 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     }
     wait_for_signal().await;
     let _ = stop_tx.send(true);
-    eprintln!("shutting down: draining {} in-flight call(s), grace {} s (a second signal stops at once)", bridge.in_flight(), args.grace_secs);
+    eprintln!(
+        "shutting down: draining {} in-flight call(s), grace {} s (a second signal stops at once)",
+        bridge.in_flight(),
+        args.grace_secs
+    );
     let grace = Duration::from_secs(args.grace_secs);
     let deadline = tokio::time::Instant::now() + grace;
     // In-flight calls first, then the abandoned creates being stopped upstream.

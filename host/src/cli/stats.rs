@@ -23,7 +23,10 @@ pub async fn run(_global: &GlobalArgs, args: StatsArgs) -> anyhow::Result<u8> {
     let mut conn = match tokio::net::TcpStream::connect(args.metrics_addr).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: no sandbox-host is serving metrics on {} ({e}); start it with `serve --metrics-addr {}`", args.metrics_addr, args.metrics_addr);
+            eprintln!(
+                "error: no sandbox-host is serving metrics on {} ({e}); start it with `serve --metrics-addr {}`",
+                args.metrics_addr, args.metrics_addr
+            );
             return Ok(1);
         }
     };
@@ -37,7 +40,10 @@ pub async fn run(_global: &GlobalArgs, args: StatsArgs) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string_pretty(&stats)?);
         return Ok(0);
     }
-    println!("{:<12} {:>8} {:>8} {:>10} {:>10} {:>10} {:>12} {:>9}  errors", "plugin", "calls", "errors", "p50<=ms", "p99<=ms", "cpu ms", "peak mem", "denials");
+    println!(
+        "{:<12} {:>8} {:>8} {:>10} {:>10} {:>10} {:>12} {:>9}  errors",
+        "plugin", "calls", "errors", "p50<=ms", "p99<=ms", "cpu ms", "peak mem", "denials"
+    );
     for (name, p) in stats["plugins"].as_object().into_iter().flatten() {
         let errors: u64 = p["errors_by_code"].as_object().map(|m| m.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
         let ms = |v: &Value| v.as_f64().map(|s| format!("{:.1}", s * 1000.0)).unwrap_or_else(|| "-".into());
@@ -85,7 +91,10 @@ pub async fn serve_metrics(host: Arc<Host>, addr: SocketAddr, mut stop: tokio::s
                     "/stats" => ("200 OK", "application/json", host.metrics.json().to_string()),
                     _ => ("404 Not Found", "text/plain", "try /metrics or /stats\n".to_string()),
                 };
-                let reply = format!("HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let reply = format!(
+                    "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 let _ = conn.write_all(reply.as_bytes()).await;
             });
         }

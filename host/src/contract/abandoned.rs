@@ -91,7 +91,11 @@ pub async fn finish_overtime(plugin: Arc<LoadedPlugin>, book: Arc<SlotBook>, gue
     match outcome {
         Ok(Ok(reply)) => undo(&plugin, &book, &reply, slots).await,
         Ok(Err(failure)) => {
-            tracing::info!(plugin = name, "an abandoned create failed upstream on its own ({}); its slot is released", failure.message.trim());
+            tracing::info!(
+                plugin = name,
+                "an abandoned create failed upstream on its own ({}); its slot is released",
+                failure.message.trim()
+            );
         }
         Err(fault) => {
             tracing::warn!(plugin = name, "an abandoned create did not finish in overtime either: {fault}");
@@ -131,7 +135,9 @@ async fn undo(plugin: &LoadedPlugin, book: &Arc<SlotBook>, reply: &PluginReply, 
     let wall = plugin.policy.limits.call_timeout;
     for id in &ids {
         match stop_sandbox(plugin, book, id, wall).await.0 {
-            Ok(()) => tracing::info!(plugin = name, sandbox = %id, "stopped sandbox {id}, started by a create whose caller was answered with an error"),
+            Ok(()) => {
+                tracing::info!(plugin = name, sandbox = %id, "stopped sandbox {id}, started by a create whose caller was answered with an error")
+            }
             Err(e) => tracing::error!(
                 plugin = name,
                 sandbox = %id,
@@ -158,5 +164,8 @@ async fn recount(plugin: &LoadedPlugin, book: &Arc<SlotBook>) {
             }
         }
     }
-    tracing::error!(plugin = name, "could not recount after an abandoned create; its slot stays held until a list succeeds (sandbox::list)");
+    tracing::error!(
+        plugin = name,
+        "could not recount after an abandoned create; its slot stays held until a list succeeds (sandbox::list)"
+    );
 }

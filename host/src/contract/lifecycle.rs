@@ -111,10 +111,21 @@ pub async fn execute(
             let result = result.and_then(|r| match r {
                 PluginReply::Branched(ids) => {
                     if let Some(bad) = ids.iter().find(|id| !valid_sandbox_id(id)) {
-                        return Err(CallError::new(Code::Unavailable, format!("provider `{name}` branch returned the unusable sandbox id {:?}.", bad.chars().take(80).collect::<String>())));
+                        return Err(CallError::new(
+                            Code::Unavailable,
+                            format!(
+                                "provider `{name}` branch returned the unusable sandbox id {:?}.",
+                                bad.chars().take(80).collect::<String>()
+                            ),
+                        ));
                     }
                     if ids.len() > reservations.len() {
-                        tracing::warn!(plugin = name, "branch returned {} siblings, {} were requested; all are counted", ids.len(), reservations.len());
+                        tracing::warn!(
+                            plugin = name,
+                            "branch returned {} siblings, {} were requested; all are counted",
+                            ids.len(),
+                            reservations.len()
+                        );
                     }
                     record_started(book, &ids, reservations);
                     Ok(reply::branched(&ids))
@@ -208,7 +219,12 @@ pub(crate) fn record_started(book: &SlotBook, ids: &[String], reservations: impl
 
 /// Stops `sandbox_id`, idempotently: gone (404) or already going (409) is success, and
 /// the slot is released once.
-pub(crate) async fn stop_sandbox(plugin: &LoadedPlugin, book: &SlotBook, sandbox_id: &str, wall: Duration) -> (Result<(), CallError>, CallStats) {
+pub(crate) async fn stop_sandbox(
+    plugin: &LoadedPlugin,
+    book: &SlotBook,
+    sandbox_id: &str,
+    wall: Duration,
+) -> (Result<(), CallError>, CallStats) {
     let req = Request::Stop { sandbox_id: sandbox_id.to_string() };
     let (outcome, stats) = invoke::run(plugin, &req, wall).await;
     let result = match outcome {
@@ -235,7 +251,11 @@ pub(crate) enum ListFailure {
 }
 
 /// Lists upstream and replaces the slot book's live set with the answer.
-pub(crate) async fn list_upstream(plugin: &LoadedPlugin, book: &Arc<SlotBook>, wall: Duration) -> (Result<ListOutput, ListFailure>, CallStats) {
+pub(crate) async fn list_upstream(
+    plugin: &LoadedPlugin,
+    book: &Arc<SlotBook>,
+    wall: Duration,
+) -> (Result<ListOutput, ListFailure>, CallStats) {
     let ticket = book.begin_list();
     let (outcome, stats) = invoke::run(plugin, &Request::List, wall).await;
     let result = match outcome {
@@ -273,7 +293,10 @@ fn reconcile(
         if !valid_sandbox_id(&row.sandbox_id) {
             return Err(CallError::new(
                 Code::Unavailable,
-                format!("provider `{name}` list returned the unusable sandbox id {:?}; the upstream answer was unusable.", row.sandbox_id.chars().take(80).collect::<String>()),
+                format!(
+                    "provider `{name}` list returned the unusable sandbox id {:?}; the upstream answer was unusable.",
+                    row.sandbox_id.chars().take(80).collect::<String>()
+                ),
             ));
         }
         let known = book.get(&row.sandbox_id);
@@ -282,7 +305,10 @@ fn reconcile(
             None => known.and_then(|k| k.started_at).ok_or_else(|| {
                 CallError::new(
                     Code::Unavailable,
-                    format!("provider `{name}` list returned sandbox {:?} without a start time; the upstream answer was incomplete.", row.sandbox_id),
+                    format!(
+                        "provider `{name}` list returned sandbox {:?} without a start time; the upstream answer was incomplete.",
+                        row.sandbox_id
+                    ),
                 )
             })?,
         };
@@ -338,11 +364,19 @@ pub fn plugin_error(plugin: &LoadedPlugin, leaf: Leaf, f: PluginFailure) -> Call
                 None => "the provider is rate limiting; retry later with backoff.".to_string(),
             },
         ),
-        ErrorKind::QuotaExhausted => (Code::QuotaExhausted, "the provider account's quota is exhausted; free capacity or raise the plan's limits.".to_string()),
+        ErrorKind::QuotaExhausted => {
+            (Code::QuotaExhausted, "the provider account's quota is exhausted; free capacity or raise the plan's limits.".to_string())
+        }
         ErrorKind::Unavailable => (Code::Unavailable, "the provider is unavailable; retry later.".to_string()),
         ErrorKind::AuthInvalid => {
             let vars: Vec<&str> = plugin.policy.egress.credentials.iter().filter_map(|c| c.env_var.as_deref()).collect();
-            (Code::AuthInvalid, format!("the provider rejected the credential; check {}.", if vars.is_empty() { "the plugin's credentials".to_string() } else { vars.join(", ") }))
+            (
+                Code::AuthInvalid,
+                format!(
+                    "the provider rejected the credential; check {}.",
+                    if vars.is_empty() { "the plugin's credentials".to_string() } else { vars.join(", ") }
+                ),
+            )
         }
         ErrorKind::Unsupported => return unsupported(name, leaf),
     };
@@ -353,14 +387,19 @@ pub fn plugin_error(plugin: &LoadedPlugin, leaf: Leaf, f: PluginFailure) -> Call
 fn unsupported(name: &str, leaf: Leaf) -> CallError {
     CallError::new(
         Code::Unsupported,
-        format!("provider `{name}` does not support `{leaf}`; check its capabilities (sandbox-host plugins) or use a provider that has it."),
+        format!(
+            "provider `{name}` does not support `{leaf}`; check its capabilities (sandbox-host plugins) or use a provider that has it."
+        ),
     )
 }
 
 fn mismatch(name: &str, leaf: Leaf, got: &PluginReply) -> CallError {
     // The wrong answer may be megabytes (an exec's output): quote its start only.
     let got = bounded_debug(got, MAX_ERROR_MESSAGE_BYTES);
-    CallError::new(Code::PluginTrapped, format!("plugin `{name}` answered `{leaf}` with the wrong kind of result ({got}); report this to the plugin's author."))
+    CallError::new(
+        Code::PluginTrapped,
+        format!("plugin `{name}` answered `{leaf}` with the wrong kind of result ({got}); report this to the plugin's author."),
+    )
 }
 
 fn bad_time(name: &str, leaf: Leaf, id: &str, s: &str) -> CallError {

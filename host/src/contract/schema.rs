@@ -42,8 +42,13 @@ pub fn request(leaf: Leaf, with_provider: bool) -> Value {
         ),
         Leaf::Stop | Leaf::Snapshot => object(json!({"sandbox_id": id()}), &["sandbox_id"]),
         Leaf::List => object(json!({}), &[]),
-        Leaf::Branch => object(json!({"sandbox_id": id(), "count": {"type": "integer", "minimum": 1, "maximum": u32::MAX, "default": 2}}), &["sandbox_id"]),
-        Leaf::ExposePort => object(json!({"sandbox_id": id(), "port": {"type": "integer", "minimum": 1, "maximum": 65535}}), &["sandbox_id", "port"]),
+        Leaf::Branch => object(
+            json!({"sandbox_id": id(), "count": {"type": "integer", "minimum": 1, "maximum": u32::MAX, "default": 2}}),
+            &["sandbox_id"],
+        ),
+        Leaf::ExposePort => {
+            object(json!({"sandbox_id": id(), "port": {"type": "integer", "minimum": 1, "maximum": 65535}}), &["sandbox_id", "port"])
+        }
         Leaf::FsRead => object(json!({"sandbox_id": id(), "path": {"type": "string", "minLength": 1}}), &["sandbox_id", "path"]),
         Leaf::FsWrite => object(
             json!({

@@ -51,17 +51,8 @@ pub enum Leaf {
 }
 
 impl Leaf {
-    pub const ALL: [Leaf; 9] = [
-        Leaf::Create,
-        Leaf::Exec,
-        Leaf::Stop,
-        Leaf::List,
-        Leaf::Snapshot,
-        Leaf::Branch,
-        Leaf::ExposePort,
-        Leaf::FsRead,
-        Leaf::FsWrite,
-    ];
+    pub const ALL: [Leaf; 9] =
+        [Leaf::Create, Leaf::Exec, Leaf::Stop, Leaf::List, Leaf::Snapshot, Leaf::Branch, Leaf::ExposePort, Leaf::FsRead, Leaf::FsWrite];
 
     /// The id suffix, e.g. `fs::read`.
     pub fn as_str(self) -> &'static str {
@@ -254,11 +245,8 @@ pub mod reply {
     }
 
     pub fn listed(out: &ListOutput) -> Value {
-        let rows: Vec<Value> = out
-            .sandboxes
-            .iter()
-            .map(|s| json!({"sandbox_id": s.sandbox_id, "image": s.image, "started_at": s.started_at}))
-            .collect();
+        let rows: Vec<Value> =
+            out.sandboxes.iter().map(|s| json!({"sandbox_id": s.sandbox_id, "image": s.image, "started_at": s.started_at})).collect();
         json!({
             "sandboxes": rows,
             "in_flight": out.in_flight,

@@ -39,8 +39,7 @@ pub fn parse_request(leaf: Leaf, payload: &Value) -> Result<Request, CallError> 
             let count = match obj.opt_u64("count")? {
                 None => 2,
                 Some(0) => return Err(obj.err("`count` must be at least 1 (got 0)")),
-                Some(n) => u32::try_from(n)
-                    .map_err(|_| obj.err(format!("`count` must fit in 32 bits (got {n})")))?,
+                Some(n) => u32::try_from(n).map_err(|_| obj.err(format!("`count` must fit in 32 bits (got {n})")))?,
             };
             Request::Branch { sandbox_id, count }
         }
@@ -63,9 +62,7 @@ pub fn parse_request(leaf: Leaf, payload: &Value) -> Result<Request, CallError> 
                 .map_err(|e| obj.err(format!("`bytes_base64` is not valid base64 ({e})")))?;
             let mode = match obj.opt_u64("mode")? {
                 None => None,
-                Some(m) => Some(
-                    u32::try_from(m).map_err(|_| obj.err(format!("`mode` must fit in 32 bits (got {m})")))?,
-                ),
+                Some(m) => Some(u32::try_from(m).map_err(|_| obj.err(format!("`mode` must fit in 32 bits (got {m})")))?),
             };
             Request::FsWrite(FsWriteInput { sandbox_id, path, bytes, mode })
         }
@@ -157,10 +154,7 @@ impl<'a> Fields<'a> {
                 .enumerate()
                 .map(|(i, v)| match v {
                     Value::String(s) => Ok(s.clone()),
-                    other => Err(self.err(format!(
-                        "field `{name}` must be an array of strings, but element {i} is {}",
-                        kind(other)
-                    ))),
+                    other => Err(self.err(format!("field `{name}` must be an array of strings, but element {i} is {}", kind(other)))),
                 })
                 .collect(),
             Some(v) => Err(self.wrong(name, "an array of strings", v)),
@@ -174,10 +168,7 @@ impl<'a> Fields<'a> {
                 .iter()
                 .map(|(k, v)| match v {
                     Value::String(s) => Ok((k.clone(), s.clone())),
-                    other => Err(self.err(format!(
-                        "field `{name}` must map strings to strings, but `{name}.{k}` is {}",
-                        kind(other)
-                    ))),
+                    other => Err(self.err(format!("field `{name}` must map strings to strings, but `{name}.{k}` is {}", kind(other)))),
                 })
                 .collect(),
             Some(v) => Err(self.wrong(name, "an object of string values", v)),
@@ -274,7 +265,8 @@ mod tests {
     #[test]
     fn wrong_types_are_rejected_with_the_field_named() {
         assert!(bad(Leaf::Create, json!({})).contains("missing required field `image`"));
-        assert!(bad(Leaf::Create, json!({"image":5})).ends_with("field `image` must be a string, got an integer. Fix the input; retrying it unchanged will fail again."));
+        assert!(bad(Leaf::Create, json!({"image":5}))
+            .ends_with("field `image` must be a string, got an integer. Fix the input; retrying it unchanged will fail again."));
         assert!(bad(Leaf::Create, json!({"image":"b","env":{"A":1}})).contains("`env.A` is an integer"));
         assert!(bad(Leaf::Create, json!({"image":"b","idle_timeout_secs":1.5})).contains("non-integer"));
         assert!(bad(Leaf::Create, json!({"image":"b","idle_timeout_secs":-1})).contains("negative"));
@@ -291,10 +283,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_contracts() {
-        assert_eq!(
-            parse_request(Leaf::Branch, &json!({"sandbox_id":"s"})).unwrap(),
-            Request::Branch { sandbox_id: "s".into(), count: 2 }
-        );
+        assert_eq!(parse_request(Leaf::Branch, &json!({"sandbox_id":"s"})).unwrap(), Request::Branch { sandbox_id: "s".into(), count: 2 });
         assert_eq!(
             parse_request(Leaf::FsWrite, &json!({"sandbox_id":"s","path":"/a","bytes_base64":"aGk=","mode":420})).unwrap(),
             Request::FsWrite(FsWriteInput { sandbox_id: "s".into(), path: "/a".into(), bytes: b"hi".to_vec(), mode: Some(420) })

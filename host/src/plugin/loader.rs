@@ -80,7 +80,10 @@ impl Loader {
         let files = match Self::plugin_files(dir) {
             Ok(f) => f,
             Err(e) => {
-                return (Vec::new(), vec![Diagnostic { file: dir.to_path_buf(), reason: format!("cannot read the plugins directory: {e}") }])
+                return (
+                    Vec::new(),
+                    vec![Diagnostic { file: dir.to_path_buf(), reason: format!("cannot read the plugins directory: {e}") }],
+                )
             }
         };
         let (mut ok, mut bad) = (Vec::new(), Vec::new());
@@ -106,7 +109,8 @@ impl Loader {
         let policy_file = file.with_extension("toml");
         let (raw, policy_sha256) = match std::fs::read_to_string(&policy_file) {
             Ok(text) => (
-                RawPolicy::from_toml(&text).map_err(|e| Diagnostic { file: policy_file.clone(), reason: format!("invalid policy: {e}") })?,
+                RawPolicy::from_toml(&text)
+                    .map_err(|e| Diagnostic { file: policy_file.clone(), reason: format!("invalid policy: {e}") })?,
                 Some(hex::encode(Sha256::digest(text.as_bytes()))),
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (RawPolicy::default(), None),
@@ -120,17 +124,24 @@ impl Loader {
             .map_err(|e| fail(format!("compiling it failed ({e})")))?;
         let (component, cache) = compiled.map_err(|e| fail(not_a_component(&e)))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            fail(format!("it needs imports the host does not provide ({}); plugins may import only {} and WASI 0.2", one_line(&e), wit::WORLD))
+            fail(format!(
+                "it needs imports the host does not provide ({}); plugins may import only {} and WASI 0.2",
+                one_line(&e),
+                wit::WORLD
+            ))
         })?;
-        let pre = ProviderPluginPre::new(instance_pre).map_err(|e| {
-            fail(format!("it does not export the provider interface of {} ({})", wit::WORLD, one_line(&e)))
-        })?;
+        let pre = ProviderPluginPre::new(instance_pre)
+            .map_err(|e| fail(format!("it does not export the provider interface of {} ({})", wit::WORLD, one_line(&e))))?;
         // describe() runs with no egress and no credentials.
-        let load_policy = PluginPolicy::resolve(&stem, &RawPolicy { allowed_hosts: Some(vec![]), ..RawPolicy::default() }, &[], &[], &|_| None)
-            .map_err(fail)?;
+        let load_policy =
+            PluginPolicy::resolve(&stem, &RawPolicy { allowed_hosts: Some(vec![]), ..RawPolicy::default() }, &[], &[], &|_| None)
+                .map_err(fail)?;
         let descriptor = invoke::describe(&stem, &pre, &load_policy).await.map_err(|e| fail(one_line(&e)))?;
         if descriptor.name != stem {
-            return Err(fail(format!("describe() says its name is {:?}, but the file is {stem}.wasm; rename one to match", descriptor.name)));
+            return Err(fail(format!(
+                "describe() says its name is {:?}, but the file is {stem}.wasm; rename one to match",
+                descriptor.name
+            )));
         }
         if descriptor.version.is_empty() {
             return Err(fail("describe() returned an empty version".into()));
@@ -162,7 +173,8 @@ fn valid_name(s: &str) -> bool {
 fn not_a_component(e: &anyhow::Error) -> String {
     let msg = one_line(e);
     if msg.contains("with a component parser") {
-        "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)".to_string()
+        "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
+            .to_string()
     } else if msg.contains("core wasm module") || msg.contains("magic header") || msg.contains("unknown binary version") {
         format!("it is not a WebAssembly component ({msg}); build it for wasm32-wasip2")
     } else {

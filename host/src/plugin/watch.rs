@@ -82,7 +82,12 @@ fn scan_logged(dir: &Path, failing: &mut bool) -> Option<BTreeMap<String, (PathB
 }
 
 /// Watches `host.config.plugins_dir` every `interval` until `stop` fires.
-pub async fn watch(host: Arc<Host>, interval: Duration, listener: Option<Arc<dyn ReloadListener>>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn watch(
+    host: Arc<Host>,
+    interval: Duration,
+    listener: Option<Arc<dyn ReloadListener>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let dir = host.config.plugins_dir.clone();
     let mut failing = false;
     // What is loaded now; changes are measured against it. A plugin counts as applied only

@@ -31,11 +31,9 @@ impl AllowedHost {
     pub fn matches(&self, host: &str, port: u16) -> bool {
         let (ok_host, want_port) = match self {
             AllowedHost::Exact { host: h, port } => (h.eq_ignore_ascii_case(host), *port),
-            AllowedHost::Subdomains { suffix, port } => (
-                host.len() > suffix.len()
-                    && host.as_bytes()[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes()),
-                *port,
-            ),
+            AllowedHost::Subdomains { suffix, port } => {
+                (host.len() > suffix.len() && host.as_bytes()[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes()), *port)
+            }
         };
         ok_host
             && match want_port {
@@ -47,7 +45,9 @@ impl AllowedHost {
 
 /// Why an allowlist entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid allowed host {entry:?}: {reason}. Accepted: `host`, `host:port`, `*.suffix`, `*.suffix:port`, `127.0.0.1:port`, `[::1]:port`")]
+#[error(
+    "invalid allowed host {entry:?}: {reason}. Accepted: `host`, `host:port`, `*.suffix`, `*.suffix:port`, `127.0.0.1:port`, `[::1]:port`"
+)]
 pub struct AllowedHostError {
     pub entry: String,
     pub reason: &'static str,
@@ -149,7 +149,11 @@ impl AllowList {
 /// The allowlist entry that would admit `host:port`, for operator hints.
 pub fn entry_for(host: &str, port: u16) -> String {
     let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
-    if port == 80 || port == 443 { host } else { format!("{host}:{port}") }
+    if port == 80 || port == 443 {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 //! spent. Epochs do not advance the budget while the guest waits on host I/O, so every
 //! call is also wrapped in a wall-clock deadline. Either limit → S701.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Epoch tick; the granularity of CPU accounting and of preemption.

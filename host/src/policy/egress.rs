@@ -20,10 +20,7 @@ use std::future::Future as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasmtime_wasi_http::{
-    Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
-    DEFAULT_FORBIDDEN_HEADERS,
-};
+use wasmtime_wasi_http::{Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks, DEFAULT_FORBIDDEN_HEADERS};
 
 /// Upper bounds on upstream waits; a guest may ask for less, never more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,11 +32,7 @@ pub struct UpstreamTimeouts {
 
 impl Default for UpstreamTimeouts {
     fn default() -> Self {
-        UpstreamTimeouts {
-            connect: Duration::from_secs(10),
-            first_byte: Duration::from_secs(60),
-            between_bytes: Duration::from_secs(60),
-        }
+        UpstreamTimeouts { connect: Duration::from_secs(10), first_byte: Duration::from_secs(60), between_bytes: Duration::from_secs(60) }
     }
 }
 
@@ -100,7 +93,10 @@ pub struct EgressPolicy {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Allowed by allowlist entry `entry`; indexes into `credentials` of those to inject.
-    Allow { entry: String, credentials: Vec<usize> },
+    Allow {
+        entry: String,
+        credentials: Vec<usize>,
+    },
     Deny(Denial),
 }
 
@@ -254,7 +250,10 @@ impl WasiHttpHooks for EgressHooks {
         drop(fut);
         let inject = match self.policy.decide(request.uri()) {
             Decision::Deny(denial) => {
-                let (destination, entry) = (bounded(&denial.destination, MAX_DESTINATION_BYTES).into_owned(), bounded(&denial.entry, MAX_DESTINATION_BYTES).into_owned());
+                let (destination, entry) = (
+                    bounded(&denial.destination, MAX_DESTINATION_BYTES).into_owned(),
+                    bounded(&denial.entry, MAX_DESTINATION_BYTES).into_owned(),
+                );
                 if self.record.deny(denial) {
                     tracing::warn!(
                         plugin = %self.policy.plugin,
@@ -303,7 +302,8 @@ impl WasiHttpHooks for EgressHooks {
         }
         let options = self.timeouts.clamp(options);
         let (record, limit, policy) = (self.record.clone(), self.policy.max_body_bytes, self.policy.clone());
-        let destination = bounded(&format!("{}://{authority}", request.uri().scheme_str().unwrap_or("https")), MAX_DESTINATION_BYTES).into_owned();
+        let destination =
+            bounded(&format!("{}://{authority}", request.uri().scheme_str().unwrap_or("https")), MAX_DESTINATION_BYTES).into_owned();
         Box::new(async move {
             use http_body_util::BodyExt;
             let first_byte = options.first_byte_timeout.unwrap_or(policy.timeouts.first_byte);
@@ -329,7 +329,8 @@ impl WasiHttpHooks for EgressHooks {
                 }
             };
             let (mut parts, inner) = res.into_parts();
-            let mut body = LimitedBody { inner, seen: 0, limit, record: record.clone(), entry, between, idle: None, slot: Some(slot) }.boxed_unsync();
+            let mut body =
+                LimitedBody { inner, seen: 0, limit, record: record.clone(), entry, between, idle: None, slot: Some(slot) }.boxed_unsync();
             if redacting {
                 record.redactions.fetch_add(policy.redactor.redact_headers(&mut parts.headers), Ordering::Relaxed);
                 if !can_inspect(&parts.headers) {
@@ -420,13 +421,13 @@ mod tests {
 
     fn policy() -> EgressPolicy {
         let credentials = vec![Credential {
-                name: "api-key".into(),
-                env_var: Some("E2B_API_KEY".into()),
-                header: HeaderName::from_static("x-api-key"),
-                hosts: AllowList::parse(&["api.e2b.app"]).unwrap(),
-                plain_http_hosts: AllowList::parse(&["127.0.0.1:9000"]).unwrap(),
-                value: CredentialValue::from_env("", Some(SECRET.into())),
-            }];
+            name: "api-key".into(),
+            env_var: Some("E2B_API_KEY".into()),
+            header: HeaderName::from_static("x-api-key"),
+            hosts: AllowList::parse(&["api.e2b.app"]).unwrap(),
+            plain_http_hosts: AllowList::parse(&["127.0.0.1:9000"]).unwrap(),
+            value: CredentialValue::from_env("", Some(SECRET.into())),
+        }];
         EgressPolicy {
             plugin: "e2b".into(),
             allow: AllowList::parse(&["api.e2b.app", "*.e2b.app", "127.0.0.1:9000"]).unwrap(),
@@ -442,12 +443,27 @@ mod tests {
     #[test]
     fn allowed_destinations_get_only_their_credentials() {
         let p = policy();
-        assert_eq!(p.decide(&"https://api.e2b.app/sandboxes".parse().unwrap()), Decision::Allow { entry: "api.e2b.app".into(), credentials: vec![0] });
-        assert_eq!(p.decide(&"https://49983-x.e2b.app/files".parse().unwrap()), Decision::Allow { entry: "*.e2b.app".into(), credentials: vec![] });
-        assert_eq!(p.decide(&"http://127.0.0.1:9000/".parse().unwrap()), Decision::Allow { entry: "127.0.0.1:9000".into(), credentials: vec![0] });
+        assert_eq!(
+            p.decide(&"https://api.e2b.app/sandboxes".parse().unwrap()),
+            Decision::Allow { entry: "api.e2b.app".into(), credentials: vec![0] }
+        );
+        assert_eq!(
+            p.decide(&"https://49983-x.e2b.app/files".parse().unwrap()),
+            Decision::Allow { entry: "*.e2b.app".into(), credentials: vec![] }
+        );
+        assert_eq!(
+            p.decide(&"http://127.0.0.1:9000/".parse().unwrap()),
+            Decision::Allow { entry: "127.0.0.1:9000".into(), credentials: vec![0] }
+        );
         // Never over plain http to a host that was only granted for https.
-        assert_eq!(p.decide(&"http://api.e2b.app/sandboxes".parse().unwrap()), Decision::Allow { entry: "api.e2b.app".into(), credentials: vec![] });
-        assert_eq!(p.decide(&"http://api.e2b.app:443/".parse().unwrap()), Decision::Allow { entry: "api.e2b.app".into(), credentials: vec![] });
+        assert_eq!(
+            p.decide(&"http://api.e2b.app/sandboxes".parse().unwrap()),
+            Decision::Allow { entry: "api.e2b.app".into(), credentials: vec![] }
+        );
+        assert_eq!(
+            p.decide(&"http://api.e2b.app:443/".parse().unwrap()),
+            Decision::Allow { entry: "api.e2b.app".into(), credentials: vec![] }
+        );
     }
 
     #[test]
@@ -475,7 +491,10 @@ mod tests {
     #[test]
     fn a_long_exec_stretches_the_waits_but_not_the_connect() {
         let t = UpstreamTimeouts::default().stretched(Duration::from_secs(300), Duration::from_secs(15));
-        assert_eq!((t.connect, t.first_byte, t.between_bytes), (Duration::from_secs(10), Duration::from_secs(315), Duration::from_secs(315)));
+        assert_eq!(
+            (t.connect, t.first_byte, t.between_bytes),
+            (Duration::from_secs(10), Duration::from_secs(315), Duration::from_secs(315))
+        );
         let short = UpstreamTimeouts::default().stretched(Duration::from_secs(1), Duration::from_secs(1));
         assert_eq!(short, UpstreamTimeouts::default());
     }
@@ -565,7 +584,10 @@ mod tests {
         assert_eq!(other.fanout_refusal(), Some(FanoutRefusal::Concurrent { limit: 1 }));
         drop(open);
         assert_eq!(policy.fanout.in_flight(), 0, "dropping an unread body returns its slot");
-        assert!(Box::into_pin(neighbour.send_request(get(port), None, Box::new(async { Ok(()) }))).await.is_err(), "the refused call stays refused");
+        assert!(
+            Box::into_pin(neighbour.send_request(get(port), None, Box::new(async { Ok(()) }))).await.is_err(),
+            "the refused call stays refused"
+        );
         assert_eq!(requests.load(Ordering::SeqCst), 1);
     }
 

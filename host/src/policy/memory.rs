@@ -38,10 +38,7 @@ impl MemoryLimiter {
             self.exceeded = Some(asked_total.max(total));
             // A trap, not a refused grow: a guest that ignores failed growth must not
             // keep running at the edge, and the caller gets S702 at once.
-            return Err(wasmtime::Error::msg(format!(
-                "memory limit of {} bytes exceeded (instance asked for {total})",
-                self.limit_bytes
-            )));
+            return Err(wasmtime::Error::msg(format!("memory limit of {} bytes exceeded (instance asked for {total})", self.limit_bytes)));
         }
         self.peak_bytes = self.peak_bytes.max(total);
         Ok(true)
@@ -73,7 +70,7 @@ mod tests {
         let mut l = MemoryLimiter::new(100);
         assert!(l.memory_growing(0, 60, None).unwrap());
         assert!(l.table_growing(0, 4, None).unwrap()); // 32 bytes
-        // A second memory of 10 would be fine alone, not on top of the first.
+                                                       // A second memory of 10 would be fine alone, not on top of the first.
         assert!(l.memory_growing(0, 10, None).is_err());
         assert_eq!(l.exceeded, Some(102));
         assert_eq!(l.peak_bytes, 92);

@@ -198,7 +198,10 @@ impl RawPolicy {
             return Err("limits.rate_per_sec must be a number of at least 0.001".into());
         }
         if l.log_lines_per_sec.is_some_and(|r| !(r.is_finite() && r >= 0.001)) {
-            return Err("limits.log_lines_per_sec must be a number of at least 0.001 (set limits.max_log_lines_per_call = 0 to silence a plugin)".into());
+            return Err(
+                "limits.log_lines_per_sec must be a number of at least 0.001 (set limits.max_log_lines_per_call = 0 to silence a plugin)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -283,7 +286,10 @@ impl PluginPolicy {
             .filter(|h| {
                 let keep = !is_private_ip_entry(h);
                 if !keep {
-                    tracing::warn!(plugin = name, "ignoring default egress host {h:?}: a non-public address needs an explicit allowed_hosts entry");
+                    tracing::warn!(
+                        plugin = name,
+                        "ignoring default egress host {h:?}: a non-public address needs an explicit allowed_hosts entry"
+                    );
                 }
                 keep
             })
@@ -343,7 +349,11 @@ impl PluginPolicy {
                     (Some(var), value)
                 }
                 None => {
-                    tracing::warn!(plugin = name, "credential `{}` is not granted: calls answer S503 until plugins/{name}.toml maps it under [credentials]", spec.name);
+                    tracing::warn!(
+                        plugin = name,
+                        "credential `{}` is not granted: calls answer S503 until plugins/{name}.toml maps it under [credentials]",
+                        spec.name
+                    );
                     (None, CredentialValue::NotGranted)
                 }
             };
@@ -462,14 +472,21 @@ mod tests {
             hosts: vec!["api.example.com".into(), "*.example.com".into(), "169.254.169.254".into()],
         }];
         let raw = RawPolicy::from_toml("[credentials]\napi-key = \"K\"").unwrap();
-        let p = PluginPolicy::resolve("p", &raw, &["api.example.com".into(), "169.254.169.254".into(), "10.0.0.1:80".into()], &spec, &|_| Some("k".into())).unwrap();
+        let p =
+            PluginPolicy::resolve("p", &raw, &["api.example.com".into(), "169.254.169.254".into(), "10.0.0.1:80".into()], &spec, &|_| {
+                Some("k".into())
+            })
+            .unwrap();
         assert!(p.egress.allow.allows("api.example.com", 443));
         assert!(!p.egress.allow.allows("169.254.169.254", 80) && !p.egress.allow.allows("10.0.0.1", 80));
         let c = &p.egress.credentials[0];
         assert!(c.hosts.allows("api.example.com", 443));
         assert!(!c.hosts.allows("sbx.example.com", 443) && !c.hosts.allows("169.254.169.254", 443));
         // What the operator writes is taken as written.
-        let raw = RawPolicy::from_toml("allowed_hosts = [\"10.0.0.1:80\"]\n[credentials]\napi-key = { env = \"K\", hosts = [\"*.example.com\"] }").unwrap();
+        let raw = RawPolicy::from_toml(
+            "allowed_hosts = [\"10.0.0.1:80\"]\n[credentials]\napi-key = { env = \"K\", hosts = [\"*.example.com\"] }",
+        )
+        .unwrap();
         let p = PluginPolicy::resolve("p", &raw, &[], &spec, &|_| Some("k".into())).unwrap();
         assert!(p.egress.allow.allows("10.0.0.1", 80));
         assert!(p.egress.credentials[0].hosts.allows("sbx.example.com", 443));

@@ -113,7 +113,13 @@ pub struct CacheRefused {
 
 impl fmt::Display for CacheRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "not using the precompiled cache {}: {}; {} (until then every plugin is compiled on every start)", self.dir.display(), self.reason, self.fix)
+        write!(
+            f,
+            "not using the precompiled cache {}: {}; {} (until then every plugin is compiled on every start)",
+            self.dir.display(),
+            self.reason,
+            self.fix
+        )
     }
 }
 
@@ -169,7 +175,12 @@ impl Cache {
         let meta = std::fs::metadata(dir).map_err(|e| refuse(format!("cannot inspect it: {e}"), "choose another --cache-dir".into()))?;
         check_private(&meta, "it", dir).map_err(|(reason, fix)| refuse(reason, fix))?;
         let key = read_or_make_key(dir).map_err(|(reason, fix)| refuse(reason, fix))?;
-        Ok(Cache { dir: dir.to_path_buf(), key, compat: compat.to_string(), engine_id: format!("wasmtime {WASMTIME_VERSION}; compat {compat}") })
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+            key,
+            compat: compat.to_string(),
+            engine_id: format!("wasmtime {WASMTIME_VERSION}; compat {compat}"),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -240,7 +251,10 @@ fn check_private(meta: &std::fs::Metadata, what: &str, path: &Path) -> Result<()
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
-        return Err((format!("{what} is owned by uid {}, not by this user (uid {me})", meta.uid()), format!("`chown {me} {}` or choose another --cache-dir", path.display())));
+        return Err((
+            format!("{what} is owned by uid {}, not by this user (uid {me})", meta.uid()),
+            format!("`chown {me} {}` or choose another --cache-dir", path.display()),
+        ));
     }
     let mode = meta.mode() & 0o777;
     if mode & 0o022 != 0 {
@@ -253,15 +267,20 @@ fn check_private(meta: &std::fs::Metadata, what: &str, path: &Path) -> Result<()
 /// place only if none exists, and the loser reads the winner's.
 fn read_or_make_key(dir: &Path) -> Result<[u8; KEY_LEN], (String, String)> {
     let path = dir.join(KEY_FILE);
-    let cannot = |doing: &str, e: std::io::Error| (format!("cannot {doing} its key {}: {e}", path.display()), "fix the folder or choose another --cache-dir".to_string());
+    let cannot = |doing: &str, e: std::io::Error| {
+        (format!("cannot {doing} its key {}: {e}", path.display()), "fix the folder or choose another --cache-dir".to_string())
+    };
     if !path.exists() {
         let mut key = [0u8; KEY_LEN];
         File::open("/dev/urandom").and_then(|mut r| r.read_exact(&mut key)).map_err(|e| cannot("make", e))?;
         let tmp = temp_path(dir, &path);
-        let made = create_private(&tmp).and_then(|mut f| f.write_all(&key).and_then(|_| f.sync_all())).and_then(|_| match std::fs::hard_link(&tmp, &path) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            other => other,
-        });
+        let made =
+            create_private(&tmp).and_then(|mut f| f.write_all(&key).and_then(|_| f.sync_all())).and_then(|_| {
+                match std::fs::hard_link(&tmp, &path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                    other => other,
+                }
+            });
         let _ = std::fs::remove_file(&tmp);
         made.map_err(|e| cannot("make", e))?;
     }
@@ -270,7 +289,10 @@ fn read_or_make_key(dir: &Path) -> Result<[u8; KEY_LEN], (String, String)> {
     let replace = format!("delete {} (a new key is made and every entry is compiled again)", path.display());
     check_private(&meta, "its key", &path).map_err(|(reason, _)| (reason, replace.clone()))?;
     if meta.mode() & 0o077 != 0 {
-        return Err((format!("its key {} is readable by group or others (mode {:03o})", path.display(), meta.mode() & 0o777), format!("`chmod 600 {}`, or {replace}", path.display())));
+        return Err((
+            format!("its key {} is readable by group or others (mode {:03o})", path.display(), meta.mode() & 0o777),
+            format!("`chmod 600 {}`, or {replace}", path.display()),
+        ));
     }
     let mut key = [0u8; KEY_LEN];
     let mut extra = [0u8; 1];
@@ -314,7 +336,10 @@ mod tests {
         assert_eq!(default_dir(env(&all)), Some(PathBuf::from("/srv/cache")));
         assert_eq!(default_dir(env(&all[1..])), Some(PathBuf::from("/x/sandbox-host")));
         assert_eq!(default_dir(env(&all[2..])), Some(PathBuf::from("/home/u/.cache/sandbox-host")));
-        assert_eq!(default_dir(env(&[("XDG_CACHE_HOME", "relative"), ("HOME", "/home/u")])), Some(PathBuf::from("/home/u/.cache/sandbox-host")));
+        assert_eq!(
+            default_dir(env(&[("XDG_CACHE_HOME", "relative"), ("HOME", "/home/u")])),
+            Some(PathBuf::from("/home/u/.cache/sandbox-host"))
+        );
         assert_eq!(default_dir(env(&[("SANDBOX_CACHE_DIR", ""), ("HOME", "")])), None);
         assert_eq!(default_dir(env(&[])), None);
     }
@@ -325,7 +350,9 @@ mod tests {
         let plugins = root.path().join("plugins");
         std::fs::create_dir(&plugins).unwrap();
         std::os::unix::fs::symlink(&plugins, root.path().join("link")).unwrap();
-        for inside in [plugins.join(".cache"), plugins.clone(), root.path().join("link/.cache"), root.path().join("other/../plugins/new/.cache")] {
+        for inside in
+            [plugins.join(".cache"), plugins.clone(), root.path().join("link/.cache"), root.path().join("other/../plugins/new/.cache")]
+        {
             let e = check_outside_plugins(&inside, &plugins).expect_err(&inside.display().to_string()).to_string();
             assert!(e.contains("is inside the plugins directory"), "{e}");
         }
@@ -427,6 +454,9 @@ mod tests {
     #[test]
     fn the_wasmtime_version_matches_the_pinned_dependency() {
         let manifest = include_str!("../../Cargo.toml");
-        assert!(manifest.contains(&format!("wasmtime = {{ version = \"={WASMTIME_VERSION}\"")), "update WASMTIME_VERSION with host/Cargo.toml");
+        assert!(
+            manifest.contains(&format!("wasmtime = {{ version = \"={WASMTIME_VERSION}\"")),
+            "update WASMTIME_VERSION with host/Cargo.toml"
+        );
     }
 }

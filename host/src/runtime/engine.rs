@@ -65,10 +65,7 @@ impl Runtime {
             .pagemap_scan(wasmtime::Enabled::Auto)
             .decommit_batch_size(DECOMMIT_BATCH);
         let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config.wasm_component_model(true).epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         // `SANDBOX_PERFMAP=1` writes /tmp/perf-<pid>.map so `perf` can name JIT frames.
         if std::env::var_os("SANDBOX_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);

@@ -121,7 +121,11 @@ pub async fn run_or_overtime(plugin: &Arc<LoadedPlugin>, req: &Request, wall: Du
 }
 
 /// Calls `describe()` once, as at load time.
-pub async fn describe(plugin_name: &str, pre: &wit::ProviderPluginPre<StoreState>, policy: &crate::policy::PluginPolicy) -> anyhow::Result<Descriptor> {
+pub async fn describe(
+    plugin_name: &str,
+    pre: &wit::ProviderPluginPre<StoreState>,
+    policy: &crate::policy::PluginPolicy,
+) -> anyhow::Result<Descriptor> {
     let state = StoreState::new(plugin_name.into(), policy, Arc::default(), Arc::default());
     let (mut store, _meter) = budgeted_store(pre.engine(), state, policy.limits.cpu);
     let wall = policy.limits.call_timeout.min(DESCRIBE_BUDGET);
@@ -160,13 +164,15 @@ fn call_state(plugin: &LoadedPlugin, req: &Request, record: Arc<EgressRecord>) -
 fn arm_cpu_budget(store: &mut Store<StoreState>, meter: &CpuMeter, budget: u64) {
     let meter = meter.clone();
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if meter.charge() >= budget {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
+    store.epoch_deadline_callback(
+        move |_| {
+            if meter.charge() >= budget {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        },
+    );
 }
 
 fn classify(

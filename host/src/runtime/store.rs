@@ -47,12 +47,7 @@ impl StoreState {
         hooks.timeouts = timeouts;
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // No env, no args, no preopens, no sockets, no name lookup: wasi:http is the only way out.
-        let wasi = WasiCtxBuilder::new()
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
         StoreState {
             logs: LogMeter::new(plugin.clone(), policy.logs.clone()),
             plugin,

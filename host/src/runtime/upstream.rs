@@ -87,7 +87,9 @@ pub fn is_public(ip: std::net::IpAddr) -> bool {
             // (::ffff:a.b.c.d), compatible (::a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002::/16).
             let embedded = if let Some(v4) = v6.to_ipv4_mapped() {
                 Some(v4)
-            } else if (seg[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified()) || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+            } else if (seg[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified())
+                || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+            {
                 Some(std::net::Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8))
             } else if seg[0] == 0x2002 {
                 Some(std::net::Ipv4Addr::new((seg[1] >> 8) as u8, seg[1] as u8, (seg[2] >> 8) as u8, seg[2] as u8))
@@ -96,14 +98,16 @@ pub fn is_public(ip: std::net::IpAddr) -> bool {
             };
             match embedded {
                 Some(v4) => is_public(IpAddr::V4(v4)),
-                None => !(v6.is_loopback()
+                None => {
+                    !(v6.is_loopback()
                     || v6.is_unspecified()
                     || v6.is_multicast()
                     || (seg[0] & 0xfe00) == 0xfc00 // unique local
                     || (seg[0] & 0xffc0) == 0xfe80 // link local
                     || (seg[0] & 0xffc0) == 0xfec0 // site local (deprecated, still routed by some)
                     || seg[..3] == [0x64, 0xff9b, 1] // local-use NAT64 (RFC 8215)
-                    || seg[..2] == [0x2001, 0xdb8]), // documentation
+                    || seg[..2] == [0x2001, 0xdb8])
+                } // documentation
             }
         }
     }
@@ -138,11 +142,7 @@ impl UpstreamClient {
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().wrap_connector(http);
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(IDLE)
             .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
@@ -152,7 +152,11 @@ impl UpstreamClient {
     }
 
     /// Sends `request` (absolute URI) and waits at most `first_byte` for the response head.
-    pub async fn send(&self, request: http::Request<WasiBody>, first_byte: Duration) -> Result<http::Response<hyper::body::Incoming>, HttpError> {
+    pub async fn send(
+        &self,
+        request: http::Request<WasiBody>,
+        first_byte: Duration,
+    ) -> Result<http::Response<hyper::body::Incoming>, HttpError> {
         match tokio::time::timeout(first_byte, self.client.request(request)).await {
             Err(_) => Err(HttpError::HttpResponseTimeout),
             Ok(Ok(r)) => Ok(r),
@@ -196,9 +200,27 @@ mod tests {
     #[test]
     fn only_public_addresses_pass() {
         for private in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "198.18.0.1",
-            "240.0.0.1", "224.0.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::a9fe:a9fe", "64:ff9b::a9fe:a9fe",
-            "2002:a9fe:a9fe::", "ff02::1", "fec0::1", "64:ff9b:1::a9fe:a9fe", "2001:db8::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "224.0.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::a9fe:a9fe",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::",
+            "ff02::1",
+            "fec0::1",
+            "64:ff9b:1::a9fe:a9fe",
+            "2001:db8::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }

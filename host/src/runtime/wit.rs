@@ -126,9 +126,7 @@ pub async fn invoke(
         Request::List => p.call_list_sandboxes(&mut *store).await?.map(|l| PluginReply::Listed(l.into_iter().map(sandbox).collect())),
         Request::Snapshot { sandbox_id } => p.call_snapshot(&mut *store, sandbox_id).await?.map(PluginReply::Snapshotted),
         Request::Branch { sandbox_id, count } => p.call_branch(&mut *store, sandbox_id, *count).await?.map(PluginReply::Branched),
-        Request::ExposePort { sandbox_id, port } => {
-            p.call_expose_port(&mut *store, sandbox_id, *port).await?.map(PluginReply::Exposed)
-        }
+        Request::ExposePort { sandbox_id, port } => p.call_expose_port(&mut *store, sandbox_id, *port).await?.map(PluginReply::Exposed),
         Request::FsRead { sandbox_id, path } => p.call_fs_read(&mut *store, sandbox_id, path).await?.map(PluginReply::Read),
         Request::FsWrite(w) => p
             .call_fs_write(

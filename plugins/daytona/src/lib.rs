@@ -25,8 +25,8 @@ mod units;
 use api::Phase;
 use provider_kit::errors::unavailable;
 use provider_kit::{
-    log, register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, FsWriteRequest, Provider,
-    Sandbox,
+    log, register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, FsWriteRequest,
+    Provider, Sandbox,
 };
 use toolbox::Toolbox;
 

@@ -74,7 +74,8 @@ impl Toolbox {
 
     /// Runs `req` through the shell wrapper (see [`shell`]).
     pub async fn exec(&self, req: &ExecRequest) -> Result<ExecResult, Error> {
-        let command = shell::wrap(&req.cmd, &req.args, &req.env).map_err(|why| bad_input(format!("cannot pass this command to Daytona unchanged: {why}")))?;
+        let command = shell::wrap(&req.cmd, &req.args, &req.env)
+            .map_err(|why| bad_input(format!("cannot pass this command to Daytona unchanged: {why}")))?;
         let timeout = req.timeout_ms.map_or(DEFAULT_EXEC_TIMEOUT_SECS, exec_timeout_secs);
         self.execute(&command, req.cwd.as_deref(), timeout).await
     }

@@ -34,7 +34,9 @@ impl Target {
     pub async fn resolve(sandbox_id: &str) -> Result<Self, Error> {
         let detail = api::detail(sandbox_id).await?;
         if detail.state.as_deref() == Some("paused") {
-            return Err(bad_input(format!("sandbox {sandbox_id} is paused (snapshotted); resume it before running commands or touching files")));
+            return Err(bad_input(format!(
+                "sandbox {sandbox_id} is paused (snapshotted); resume it before running commands or touching files"
+            )));
         }
         let base = match config::get("envd-url").filter(|u| !u.is_empty()) {
             Some(url) => url.trim_end_matches('/').to_string(),
@@ -122,12 +124,14 @@ pub async fn run(target: &Target, req: &ExecRequest) -> Result<ExecResult, Error
     for frame in frames(&reply.body)? {
         match frame {
             Frame::Message(bytes) => {
-                let msg: StartResponse = serde_json::from_slice(bytes)
-                    .map_err(|e| unavailable(format!("envd sent an unreadable process event ({e})")))?;
+                let msg: StartResponse =
+                    serde_json::from_slice(bytes).map_err(|e| unavailable(format!("envd sent an unreadable process event ({e})")))?;
                 out.apply(msg.event)?;
             }
             Frame::End(bytes) => {
-                let end: EndOfStream = if bytes.is_empty() { EndOfStream::default() } else {
+                let end: EndOfStream = if bytes.is_empty() {
+                    EndOfStream::default()
+                } else {
                     serde_json::from_slice(bytes).map_err(|e| unavailable(format!("envd sent an unreadable end of stream ({e})")))?
                 };
                 if let Some(err) = end.error {
@@ -285,9 +289,11 @@ mod tests {
     #[test]
     fn a_missing_exit_code_is_zero_and_a_killed_process_is_minus_one() {
         let mut c = Collected::default();
-        c.apply(serde_json::from_str::<StartResponse>(r#"{"event":{"end":{"exited":true,"status":"exit status 0"}}}"#).unwrap().event).unwrap();
+        c.apply(serde_json::from_str::<StartResponse>(r#"{"event":{"end":{"exited":true,"status":"exit status 0"}}}"#).unwrap().event)
+            .unwrap();
         assert_eq!(c.exit_code, Some(0));
-        c.apply(serde_json::from_str::<StartResponse>(r#"{"event":{"end":{"exitCode":-1,"status":"signal: killed"}}}"#).unwrap().event).unwrap();
+        c.apply(serde_json::from_str::<StartResponse>(r#"{"event":{"end":{"exitCode":-1,"status":"signal: killed"}}}"#).unwrap().event)
+            .unwrap();
         assert_eq!(c.exit_code, Some(-1));
     }
 }

@@ -40,10 +40,7 @@ pub fn kind_for_status(status: u16) -> ErrorKind {
 /// Error for a non-2xx answer: `what` (e.g. `POST /sandboxes`) answered `status`: `detail`.
 pub fn from_status(what: &str, status: u16, detail: &str, retry_after_ms: Option<u64>) -> Error {
     let detail = detail.trim();
-    let message = if detail.is_empty() {
-        format!("{what} answered HTTP {status}")
-    } else {
-        format!("{what} answered HTTP {status}: {detail}")
-    };
+    let message =
+        if detail.is_empty() { format!("{what} answered HTTP {status}") } else { format!("{what} answered HTTP {status}: {detail}") };
     Error { kind: kind_for_status(status), message, upstream_status: Some(status), retry_after_ms }
 }

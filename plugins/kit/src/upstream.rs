@@ -28,9 +28,8 @@ impl Reply {
 
     /// The body as JSON `T`; an unparsable body is `unavailable` (S502).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            unavailable(format!("{} answered a body that is not the expected JSON ({e}): {}", self.what, snippet(&self.body)))
-        })
+        serde_json::from_slice(&self.body)
+            .map_err(|e| unavailable(format!("{} answered a body that is not the expected JSON ({e}): {}", self.what, snippet(&self.body))))
     }
 
     /// `Ok(self)` for 2xx, otherwise the mapped error with the upstream's own message.
@@ -74,7 +73,11 @@ pub fn error_detail(body: &[u8]) -> String {
 
 fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(&body[..body.len().min(300)]).replace(['\n', '\r'], " ");
-    if body.len() > 300 { format!("{s}…") } else { s }
+    if body.len() > 300 {
+        format!("{s}…")
+    } else {
+        s
+    }
 }
 
 /// One outgoing request.
@@ -129,11 +132,8 @@ impl Call {
         // An empty body must send no frame at all: wstd writes even a zero-length chunk,
         // and if the server has already answered (and hyper dropped the body), that write
         // fails as "connection reset" and loses a perfectly good answer.
-        let body = if self.body.is_empty() {
-            Body::from_http_body(http_body_util::Empty::<bytes::Bytes>::new())
-        } else {
-            Body::from(self.body)
-        };
+        let body =
+            if self.body.is_empty() { Body::from_http_body(http_body_util::Empty::<bytes::Bytes>::new()) } else { Body::from(self.body) };
         let request = builder.body(body).map_err(|e| errors::bad_input(format!("{what}: cannot build the request ({e})")))?;
         let mut client = Client::new();
         if let Some(t) = self.timeout {

@@ -20,7 +20,9 @@ mod time;
 
 use provider_kit::errors::{bad_input, unavailable};
 use provider_kit::wstd::time::Instant;
-use provider_kit::{register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, Provider, Sandbox};
+use provider_kit::{
+    register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, Provider, Sandbox,
+};
 
 pub struct Morph;
 
@@ -61,7 +63,14 @@ impl Provider for Morph {
         let started = Instant::now();
         let out = api::exec(&req.sandbox_id, &plan.script, plan.deadline_ms).await?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        shell::interpret(&plan, req.cwd.as_deref(), out.exit_code, out.stdout.unwrap_or_default(), out.stderr.unwrap_or_default(), elapsed_ms)
+        shell::interpret(
+            &plan,
+            req.cwd.as_deref(),
+            out.exit_code,
+            out.stdout.unwrap_or_default(),
+            out.stderr.unwrap_or_default(),
+            elapsed_ms,
+        )
     }
 
     async fn stop(sandbox_id: String) -> Result<(), Error> {

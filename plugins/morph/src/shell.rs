@@ -106,7 +106,14 @@ pub fn env_file_script(env: &[(String, String)]) -> Result<String, Error> {
 }
 
 /// Morph's exec answer, read into the contract's result.
-pub fn interpret(plan: &Plan, cwd: Option<&str>, exit_code: Option<i64>, stdout: String, stderr: String, elapsed_ms: u64) -> Result<ExecResult, Error> {
+pub fn interpret(
+    plan: &Plan,
+    cwd: Option<&str>,
+    exit_code: Option<i64>,
+    stdout: String,
+    stderr: String,
+    elapsed_ms: u64,
+) -> Result<ExecResult, Error> {
     if exit_code == Some(1) && stdout.is_empty() && stderr.trim_end() == CWD_MISSING {
         return Err(bad_input(format!("cwd {:?} does not exist in the sandbox", cwd.unwrap_or_default())));
     }
@@ -122,7 +129,11 @@ pub fn interpret(plan: &Plan, cwd: Option<&str>, exit_code: Option<i64>, stdout:
 
 /// `timeout`'s duration operand: whole seconds, or seconds with milliseconds.
 fn seconds(ms: u64) -> String {
-    if ms.is_multiple_of(1000) { format!("{}", ms / 1000) } else { format!("{}.{:03}", ms / 1000, ms % 1000) }
+    if ms.is_multiple_of(1000) {
+        format!("{}", ms / 1000)
+    } else {
+        format!("{}.{:03}", ms / 1000, ms % 1000)
+    }
 }
 
 fn no_nul(what: &str, s: &str) -> Result<(), Error> {
@@ -180,7 +191,14 @@ mod tests {
     fn argv_survives_the_shell_unchanged() {
         let home = tempfile_dir();
         let tricky = ["a b", "it's", "\"dq\"", "$HOME", "`id`", "*", "x;y", "new\nline", "", "-n", "A=B", "\\"];
-        let p = exec_plan(&req("printf", &["%s\\0", tricky[0], tricky[1], tricky[2], tricky[3], tricky[4], tricky[5], tricky[6], tricky[7], tricky[8], tricky[9], tricky[10], tricky[11]])).unwrap();
+        let p = exec_plan(&req(
+            "printf",
+            &[
+                "%s\\0", tricky[0], tricky[1], tricky[2], tricky[3], tricky[4], tricky[5], tricky[6], tricky[7], tricky[8], tricky[9],
+                tricky[10], tricky[11],
+            ],
+        ))
+        .unwrap();
         // Through `sh` and through `bash` (the usual login shell on Morph's images).
         for shell in ["sh", "bash"] {
             let out = Command::new(shell).arg("-c").arg(&p.script).env("HOME", &*home).output().unwrap();
@@ -216,7 +234,15 @@ mod tests {
         r.cwd = Some("/no/such/dir".into());
         let p = exec_plan(&r).unwrap();
         let out = run(&p.script, &home);
-        let e = interpret(&p, r.cwd.as_deref(), out.status.code().map(i64::from), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into(), 5).unwrap_err();
+        let e = interpret(
+            &p,
+            r.cwd.as_deref(),
+            out.status.code().map(i64::from),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+            5,
+        )
+        .unwrap_err();
         assert_eq!(e.kind, provider_kit::ErrorKind::BadInput);
 
         let mut r = req("sleep", &["5"]);

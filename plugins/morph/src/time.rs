@@ -58,7 +58,13 @@ mod tests {
             let next = civil_from_days(z);
             let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
             let len = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m as usize - 1];
-            let expected = if d < len { (y, m, d + 1) } else if m < 12 { (y, m + 1, 1) } else { (y + 1, 1, 1) };
+            let expected = if d < len {
+                (y, m, d + 1)
+            } else if m < 12 {
+                (y, m + 1, 1)
+            } else {
+                (y + 1, 1, 1)
+            };
             assert_eq!(next, expected, "day {z}");
             (y, m, d) = next;
         }

@@ -114,9 +114,8 @@ async fn list_on_engine(bridge: &Bridge) -> Result<BTreeSet<String>, String> {
     request.timeout_ms = Some(LIST_TIMEOUT_MS);
     let answer = bridge.client.trigger(request).await.map_err(|e| e.to_string())?;
     let namespace = bridge.client.namespace().unwrap_or_else(|| "default".into());
-    let functions = answer["functions"]
-        .as_array()
-        .ok_or_else(|| format!("{} answered without a `functions` list", EngineFunctions::LIST_FUNCTIONS))?;
+    let functions =
+        answer["functions"].as_array().ok_or_else(|| format!("{} answered without a `functions` list", EngineFunctions::LIST_FUNCTIONS))?;
     Ok(functions
         .iter()
         .filter(|f| f["namespace"].as_str().unwrap_or("default") == namespace)
