@@ -3,10 +3,12 @@
 //! `call`, the iii bridge, the router, benches — goes through [`Host::call`], and a
 //! panic anywhere below it is caught here and reported as S700, never propagated.
 
+use crate::calls::abandoned::Settlements;
+use crate::calls::events::Events;
+use crate::calls::list::{list_upstream, ListFailure};
+use crate::calls::{self, Call};
 use crate::config::HostConfig;
-use crate::contract::abandoned::Settlements;
 use crate::contract::codes::{CallError, Code};
-use crate::contract::lifecycle::{self, ListFailure};
 use crate::contract::shapes::Leaf;
 use crate::contract::validate;
 use crate::plugin::loader::{Diagnostic, Loader};
@@ -14,6 +16,7 @@ use crate::plugin::registry::Registry;
 use crate::plugin::LoadedPlugin;
 use crate::runtime::engine::Runtime;
 use crate::runtime::invoke::CallStats;
+use crate::runtime::output::OutputTap;
 use futures_util::FutureExt as _;
 use serde_json::Value;
 use std::sync::Arc;
@@ -25,6 +28,8 @@ pub struct Host {
     pub metrics: crate::metrics::Metrics,
     /// Creates abandoned after they reached the upstream, being finished or undone.
     pub settling: Arc<Settlements>,
+    /// Lifecycle events (created, paused, resumed, stopped, reaped) for front ends.
+    pub events: Events,
 }
 
 impl Host {
@@ -50,21 +55,38 @@ impl Host {
             registry.insert(p);
         }
         let metrics = crate::metrics::Metrics::new(config.metrics);
-        Ok((Arc::new(Host { config, loader, registry, metrics, settling: Arc::default() }), diags))
+        let events = Events::default();
+        Ok((Arc::new(Host { config, loader, registry, metrics, settling: Arc::default(), events }), diags))
     }
 
     /// Runs `leaf` on `provider` with the caller's JSON `payload`.
     pub async fn call(&self, provider: &str, leaf: Leaf, payload: &Value) -> Result<Value, CallError> {
+        self.call_tapped(provider, leaf, payload, None).await
+    }
+
+    /// As [`Host::call`]; an exec's output also goes to `tap` while the command runs
+    /// (the answer still carries it all, as kept within the output budget).
+    pub async fn call_streaming(&self, provider: &str, leaf: Leaf, payload: &Value, tap: OutputTap) -> Result<Value, CallError> {
+        self.call_tapped(provider, leaf, payload, Some(tap)).await
+    }
+
+    async fn call_tapped(&self, provider: &str, leaf: Leaf, payload: &Value, tap: Option<OutputTap>) -> Result<Value, CallError> {
         let started = std::time::Instant::now();
         let Some(plugin) = self.registry.get(provider) else {
             return Err(self.unknown_provider(provider));
         };
-        let (result, stats) = self.call_plugin(&plugin, leaf, payload).await;
+        let (result, stats) = self.call_plugin(&plugin, leaf, payload, tap).await;
         self.metrics.record(provider, leaf, result.as_ref().err().map(|e| e.code), started.elapsed(), stats.as_ref());
         result
     }
 
-    async fn call_plugin(&self, plugin: &Arc<LoadedPlugin>, leaf: Leaf, payload: &Value) -> (Result<Value, CallError>, Option<CallStats>) {
+    async fn call_plugin(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        leaf: Leaf,
+        payload: &Value,
+        tap: Option<OutputTap>,
+    ) -> (Result<Value, CallError>, Option<CallStats>) {
         let provider = &*plugin.name;
         if !leaf.offered_by(plugin.capabilities()) {
             let offered = plugin.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", ");
@@ -80,7 +102,8 @@ impl Host {
             Err(e) => return (Err(e), None),
         };
         let book = self.registry.book(provider);
-        let run = std::panic::AssertUnwindSafe(lifecycle::execute(plugin, &book, &self.settling, req)).catch_unwind();
+        let call = Call { plugin, book: &book, settling: &self.settling, events: &self.events };
+        let run = std::panic::AssertUnwindSafe(calls::execute(&call, req, tap)).catch_unwind();
         match run.await {
             Ok(done) => done,
             Err(panic) => {
@@ -104,13 +127,13 @@ impl Host {
     /// It is the host's own request, not a caller's: it takes no admission or rate token.
     pub async fn reconcile(&self, provider: &str) -> Result<(), CallError> {
         let plugin = self.registry.get(provider).ok_or_else(|| self.unknown_provider(provider))?;
-        if let Some(refused) = lifecycle::credential_refusal(&plugin) {
+        if let Some(refused) = calls::answer::credential_refusal(&plugin) {
             return Err(refused);
         }
         let started = std::time::Instant::now();
         let book = self.registry.book(provider);
         let wall = plugin.policy.limits.call_timeout;
-        let list = std::panic::AssertUnwindSafe(lifecycle::list_upstream(&plugin, &book, wall)).catch_unwind();
+        let list = std::panic::AssertUnwindSafe(list_upstream(&plugin, &book, Some(&self.events), wall)).catch_unwind();
         let (result, stats) = match list.await {
             Ok((listed, stats)) => (listed.map(drop).map_err(|(ListFailure::Unusable(e) | ListFailure::Fault(e))| e), Some(stats)),
             Err(_) => (Err(CallError::new(Code::PluginTrapped, format!("the host failed while listing `{provider}`'s sandboxes."))), None),

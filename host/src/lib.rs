@@ -2,7 +2,9 @@
 //! `iii:sandbox/provider-plugin` world) and serves the caller contract for them.
 //!
 //! Module map:
-//! - [`contract`]: S-codes, JSON shapes and validation, lifecycle semantics — the same for every plugin.
+//! - [`contract`]: S-codes, JSON shapes and validation — pure data, the same for every plugin.
+//! - [`calls`]: call semantics above it, one file per leaf family (slots, idempotent stop,
+//!   reconciliation, exec output, lifecycle events).
 //! - [`policy`]: one module per quota (egress, credentials, images, concurrency, memory, CPU).
 //! - [`runtime`]: the wasmtime engine and precompiled cache, Store contents, the WIT edge, one call's run.
 //! - [`plugin`]: loading `.wasm` + `.toml` into a checked plugin; the live registry.
@@ -13,7 +15,7 @@
 //! - [`cli`]: the `sandbox-host` subcommands.
 //!
 //! One call end to end: `Host::call("e2b", Leaf::Create, json)` → registry lookup (S600) →
-//! capability gate (S404) → `validate::parse_request` (S422) → `lifecycle::execute`:
+//! capability gate (S404) → `validate::parse_request` (S422) → `calls::execute`:
 //! image allowlist (S100), slot reservation (S400) → `invoke::run`: fresh Store from the
 //! plugin's `InstancePre`, memory limiter, CPU budget, wall-clock deadline → the guest's
 //! `create` export, whose HTTP leaves through `policy::egress` (allowlist, credential
@@ -21,6 +23,7 @@
 //! reservation committed or rolled back → the contract's JSON answer.
 
 pub mod bridge;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod contract;

@@ -71,7 +71,7 @@ async fn registers_exactly_the_plugins_leaves_and_the_router_with_schemas() {
     let create = w.engine.function("sandbox::provider::e2b::create").unwrap();
     assert!(create["description"].as_str().unwrap().starts_with("Start a sandbox"));
     assert_eq!(create["request_format"]["required"], json!(["image"]));
-    assert_eq!(create["response_format"]["required"], json!(["sandbox_id", "image", "capabilities", "started_at"]));
+    assert_eq!(create["response_format"]["required"], json!(["sandbox_id", "image", "capabilities", "started_at", "state"]));
     let routed = w.engine.function("sandbox::fs::read").unwrap();
     assert_eq!(routed["request_format"]["properties"]["provider"]["type"], "string");
 }
@@ -83,10 +83,14 @@ async fn provider_functions_answer_with_the_contract_shapes() {
     let id = created["sandbox_id"].as_str().unwrap().to_string();
     assert_eq!(created["capabilities"], json!(["snapshot", "expose_port", "fs"]));
     let out = w.engine.invoke("sandbox::provider::e2b::exec", json!({"sandbox_id": id, "cmd": "echo", "args": ["via iii"]})).await.unwrap();
-    assert_eq!(out, json!({"stdout": "via iii\n", "stderr": "", "exit_code": 0, "timed_out": false}));
+    assert!(out["duration_ms"].is_u64(), "{out}");
+    let mut out = out;
+    out.as_object_mut().unwrap().remove("duration_ms");
+    assert_eq!(out, json!({"stdout": "via iii\n", "stderr": "", "exit_code": 0, "timed_out": false, "success": true, "truncated": false}));
     let listed = w.engine.invoke("sandbox::provider::e2b::list", json!({})).await.unwrap();
     assert_eq!((listed["in_flight"].clone(), listed["reconciled"].clone()), (json!(1), json!(true)));
-    assert_eq!(w.engine.invoke("sandbox::provider::e2b::stop", json!({"sandbox_id": id})).await.unwrap(), json!({}));
+    let stopped = w.engine.invoke("sandbox::provider::e2b::stop", json!({"sandbox_id": id})).await.unwrap();
+    assert_eq!(stopped, json!({"sandbox_id": id, "stopped": true}));
     assert_eq!(w.sim.live_count(), 0);
     // The same call through `sandbox-host call`'s path gives the same shape.
     let direct = w.host.ok("e2b", Leaf::List, json!({})).await;
@@ -129,7 +133,7 @@ async fn the_router_dispatches_in_process_and_passes_codes_through() {
     let e = w.engine.invoke("sandbox::create", json!({"provider": 7, "image": "base"})).await.unwrap_err();
     assert_eq!(e.code, "S422");
     let stopped = w.engine.invoke("sandbox::stop", json!({"provider": "e2b", "sandbox_id": created["sandbox_id"]})).await.unwrap();
-    assert_eq!(stopped, json!({}));
+    assert_eq!(stopped, json!({"sandbox_id": created["sandbox_id"], "stopped": true}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

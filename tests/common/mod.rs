@@ -112,3 +112,11 @@ impl TestHost {
 pub fn is_rfc3339(s: &str) -> bool {
     chrono::DateTime::parse_from_rfc3339(s).is_ok()
 }
+
+/// An exec answer without `duration_ms` (a measurement, not a result), checked present.
+pub fn exec_result(v: &serde_json::Value) -> serde_json::Value {
+    assert!(v["duration_ms"].is_u64(), "exec answers carry duration_ms: {v}");
+    let mut v = v.clone();
+    v.as_object_mut().expect("an exec answer is an object").remove("duration_ms");
+    v
+}

@@ -20,6 +20,12 @@ pub trait Upstream: Sized + Send + Sync + 'static {
     /// Starts the mock accepting [`SECRET`].
     async fn start() -> Self;
 
+    /// The component under test: `plugins/<PROVIDER>.wasm` unless a suite runs an older
+    /// build (e.g. the frozen 0.1.0 one in `tests/compat/`).
+    fn wasm() -> std::path::PathBuf {
+        crate::plugin_wasm(Self::PROVIDER)
+    }
+
     /// Every simulator this mock runs (control plane first). Requests and faults go here.
     fn sims(&self) -> Vec<&Sim>;
 

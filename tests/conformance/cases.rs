@@ -31,7 +31,8 @@ fn merge(into: &mut toml::Table, from: toml::Table) {
 pub async fn fresh<U: Upstream>(overrides: &str) -> (U, TestHost) {
     let up = U::start().await;
     let policy = policy_with(&up, overrides);
-    let h = TestHost::start(vec![PluginSetup::new(U::PROVIDER, policy)], &[(U::KEY_ENV, SECRET)]).await;
+    let setup = PluginSetup { name: U::PROVIDER.into(), wasm: U::wasm(), policy: Some(policy) };
+    let h = TestHost::start(vec![setup], &[(U::KEY_ENV, SECRET)]).await;
     assert!(h.diagnostics.is_empty(), "{:?}", h.diagnostics);
     (up, h)
 }
@@ -58,7 +59,8 @@ pub async fn create_returns_the_contract_shape<U: Upstream>() {
     assert_eq!(v["image"], U::IMAGE);
     assert!(!v["sandbox_id"].as_str().unwrap().is_empty());
     assert!(is_rfc3339(v["started_at"].as_str().unwrap()), "{v}");
-    assert_eq!(v.as_object().unwrap().len(), 4, "exactly the contract's fields: {v}");
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(v.as_object().unwrap().len(), 5, "exactly the contract's fields: {v}");
     assert_eq!(up.live(), 1);
     let (method, path) = U::route(Leaf::Create, "");
     let sent: Vec<_> = up.api().requests().into_iter().filter(|r| r.method == method && r.path.starts_with(&path)).collect();
@@ -129,9 +131,9 @@ pub async fn stop_404_and_409_are_success_and_release_once<U: Upstream>() {
         let b = create::<U>(&h).await;
         let (method, path) = U::route(Leaf::Stop, &a);
         up.api().inject(Fault::new(method, &path, status, r#"{"message":"gone or busy","detail":"gone or busy"}"#));
-        assert_eq!(h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": a})).await, json!({}));
+        assert_eq!(h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": a})).await, json!({"sandbox_id": a, "stopped": true}));
         // A second stop of the same id: still success, and b's slot is not released by it.
-        assert_eq!(h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": a})).await, json!({}));
+        assert_eq!(h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": a})).await, json!({"sandbox_id": a, "stopped": true}));
         let listed = h.ok(U::PROVIDER, Leaf::List, json!({})).await;
         // The upstream still has `a` when we injected the answer, so reconcile counts it;
         // stop it for real and check the book never goes negative.
@@ -175,7 +177,9 @@ pub async fn list_reconciles_with_upstream<U: Upstream>() {
     assert!(ids.contains(&mine.as_str()) && ids.contains(&theirs.as_str()), "{listed}");
     for r in rows {
         assert!(is_rfc3339(r["started_at"].as_str().unwrap()), "{r}");
-        assert_eq!(r.as_object().unwrap().len(), 3, "{r}");
+        assert_eq!(r["state"], "running", "{r}");
+        assert!(r["age_secs"].is_u64() && r.get("name").is_some(), "{r}");
+        assert_eq!(r.as_object().unwrap().len(), 6, "{r}");
     }
     // The out-of-band sandbox now holds a slot, and stopping it releases it once.
     h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": theirs})).await;
@@ -250,10 +254,10 @@ pub async fn fs_round_trips_bytes_or_is_absent<U: Upstream>() {
     let path = U::writable_path();
     assert_eq!(
         h.ok(U::PROVIDER, Leaf::FsWrite, json!({"sandbox_id": id, "path": path, "bytes_base64": b64, "mode": 0o640})).await,
-        json!({})
+        json!({"bytes_written": bytes.len(), "path": path})
     );
     let read = h.ok(U::PROVIDER, Leaf::FsRead, json!({"sandbox_id": id, "path": path})).await;
-    assert_eq!(read, json!({"bytes_base64": b64}));
+    assert_eq!(read, json!({"bytes_base64": b64, "size": bytes.len()}), "binary bytes carry no text `body`");
     let mode = h.ok(U::PROVIDER, Leaf::Exec, json!({"sandbox_id": id, "cmd": "stat", "args": ["-c", "%a", path]})).await;
     assert_eq!(mode["stdout"], "640\n", "{mode}");
     h.err(U::PROVIDER, Leaf::FsRead, json!({"sandbox_id": id, "path": "does/not/exist.txt"}), Code::NotFound).await;

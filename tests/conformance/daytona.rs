@@ -139,7 +139,7 @@ async fn stop_409_state_change_in_progress_is_retried_not_success() {
     let conflict = r#"{"statusCode":409,"message":"Sandbox state change in progress","error":"Conflict"}"#;
     let delete = format!("/api/sandbox/{id}");
     up.0.sim.inject(Fault::new("DELETE", &delete, 409, conflict));
-    assert_eq!(h.ok(P, Leaf::Stop, json!({"sandbox_id": id})).await, json!({}));
+    assert_eq!(h.ok(P, Leaf::Stop, json!({"sandbox_id": id})).await, json!({"sandbox_id": id, "stopped": true}));
     assert_eq!(up.0.state_of(&id).as_deref(), Some("destroyed"), "the retried delete destroyed it");
     assert_eq!(sent(&up, "DELETE", &delete).len(), 2);
     assert_eq!(h.host.registry.book(P).in_flight(), 0);
@@ -170,7 +170,8 @@ async fn exec_argv_and_env_survive_the_shell_wrapper() {
     argv.extend(args);
     let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "printf", "args": argv})).await;
     let expected: String = args.iter().map(|a| format!("[{a}]")).collect();
-    assert_eq!(out, json!({"stdout": expected, "stderr": "", "exit_code": 0, "timed_out": false}));
+    let want = json!({"stdout": expected, "stderr": "", "exit_code": 0, "timed_out": false, "success": true, "truncated": false});
+    assert_eq!(sandbox_tests::exec_result(&out), want);
 
     let env = json!({"TWO_LINES": "one\ntwo\n", "QUOTES": "it's \"x\" $(id)", "EMPTY": ""});
     let out = h
@@ -207,7 +208,8 @@ async fn exec_timeout_408_is_timed_out_with_exit_minus_one() {
     let (up, h) = fresh::<DaytonaUpstream>("").await;
     let id = create(&h).await;
     let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sleep", "args": ["20"], "timeout_ms": 1500})).await;
-    assert_eq!(out, json!({"stdout": "", "stderr": "", "exit_code": -1, "timed_out": true}));
+    let want = json!({"stdout": "", "stderr": "", "exit_code": -1, "timed_out": true, "success": false, "truncated": false});
+    assert_eq!(sandbox_tests::exec_result(&out), want);
     let exec = sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).pop().unwrap();
     assert_eq!(exec.json()["timeout"], 2, "timeout_ms rounds up to whole seconds");
     // Other toolbox failures map through the status table.
@@ -224,7 +226,7 @@ async fn fs_round_trips_binary_bytes_and_applies_the_mode() {
     let bytes: Vec<u8> = (0..=255u8).rev().chain(*b"\r\n------iii-sandbox-boundary-7f3a9c--\r\n").collect();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
     let w = h.ok(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "bin/tool.sh", "bytes_base64": b64, "mode": 0o755})).await;
-    assert_eq!(w, json!({}));
+    assert_eq!(w, json!({"bytes_written": bytes.len(), "path": "bin/tool.sh"}));
     let on_disk = up.0.root_of(&id).unwrap().join("bin/tool.sh");
     assert_eq!(std::fs::read(&on_disk).unwrap(), bytes);
     assert_eq!(std::fs::metadata(&on_disk).unwrap().permissions().mode() & 0o7777, 0o755);
@@ -235,7 +237,7 @@ async fn fs_round_trips_binary_bytes_and_applies_the_mode() {
     assert!(decoded_script(chmod.json()["command"].as_str().unwrap()).contains("exec 'chmod' '755' 'bin/tool.sh'"));
 
     let read = h.ok(P, Leaf::FsRead, json!({"sandbox_id": id, "path": on_disk.to_str().unwrap()})).await;
-    assert_eq!(read, json!({"bytes_base64": b64}));
+    assert_eq!(read, json!({"bytes_base64": b64, "size": bytes.len()}), "binary bytes carry no text `body`");
     // Without a mode, no chmod runs.
     up.0.sim.clear_requests();
     h.ok(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "plain.txt", "bytes_base64": ""})).await;
@@ -248,7 +250,7 @@ async fn expose_port_returns_the_preview_url() {
     let (up, h) = fresh::<DaytonaUpstream>("").await;
     let id = create(&h).await;
     let v = h.ok(P, Leaf::ExposePort, json!({"sandbox_id": id, "port": 3000})).await;
-    assert_eq!(v, json!({"url": format!("https://3000-{id}.proxy.daytona.works")}));
+    assert_eq!(v["url"], format!("https://3000-{id}.proxy.daytona.works"));
     assert_eq!(sent(&up, "GET", &format!("/api/sandbox/{id}/ports/3000/preview-url")).len(), 1);
     h.err(P, Leaf::ExposePort, json!({"sandbox_id": "missing", "port": 3000}), Code::NotFound).await;
 }

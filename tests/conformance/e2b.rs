@@ -56,6 +56,66 @@ impl Upstream for E2bUpstream {
     }
 }
 
+/// [`E2bUpstream`] driving `tests/compat/v0.1.0/e2b.wasm`, the e2b plugin as built for
+/// world 0.1.0 (kept as a binary: its source moved on with the world).
+pub struct E2bV01Upstream(pub E2bUpstream);
+
+impl Upstream for E2bV01Upstream {
+    const PROVIDER: &'static str = "e2b";
+    const IMAGE: &'static str = "base";
+    const KEY_ENV: &'static str = "E2B_API_KEY";
+
+    async fn start() -> Self {
+        E2bV01Upstream(E2bUpstream::start().await)
+    }
+    fn wasm() -> std::path::PathBuf {
+        sandbox_tests::root().join("tests/compat/v0.1.0/e2b.wasm")
+    }
+    fn sims(&self) -> Vec<&Sim> {
+        self.0.sims()
+    }
+    fn policy(&self) -> String {
+        self.0.policy()
+    }
+    fn assert_authenticated(req: &Recorded) {
+        E2bUpstream::assert_authenticated(req)
+    }
+    fn needs_credential(req: &Recorded) -> bool {
+        E2bUpstream::needs_credential(req)
+    }
+    fn route(leaf: Leaf, id: &str) -> (&'static str, String) {
+        E2bUpstream::route(leaf, id)
+    }
+    fn live(&self) -> usize {
+        self.0.live()
+    }
+    async fn create_out_of_band(&self) -> String {
+        self.0.create_out_of_band().await
+    }
+}
+
+#[tokio::test]
+async fn a_0_1_0_plugin_loads_beside_0_2_0_plugins_and_lacks_only_the_new_leaves() {
+    let (old, new) = (E2bUpstream::start().await, E2bUpstream::start().await);
+    let setups = vec![
+        sandbox_tests::PluginSetup { name: "e2b".into(), wasm: E2bV01Upstream::wasm(), policy: Some(old.policy()) },
+        sandbox_tests::PluginSetup { name: "morph".into(), wasm: sandbox_tests::plugin_wasm("morph"), policy: None },
+    ];
+    let h = sandbox_tests::TestHost::start(setups, &[("E2B_API_KEY", SECRET)]).await;
+    assert!(h.diagnostics.is_empty(), "{:?}", h.diagnostics);
+    let e2b = h.host.registry.get("e2b").unwrap();
+    let morph = h.host.registry.get("morph").unwrap();
+    assert_eq!((e2b.pre.world(), morph.pre.world()), ("iii:sandbox/provider-plugin@0.1.0", "iii:sandbox/provider-plugin@0.2.0"));
+    assert!(!e2b.leaves().contains(&Leaf::Get), "0.1.0 has no get");
+    let id = h.ok("e2b", Leaf::Create, json!({"image": "base"})).await["sandbox_id"].as_str().unwrap().to_string();
+    let e = h.err("e2b", Leaf::Get, json!({"sandbox_id": id}), Code::Unsupported).await;
+    assert!(e.contains("does not support `get`"), "{e}");
+    // Its exec answer has the 0.2.0 fields all the same: the host adds them.
+    let out = h.ok("e2b", Leaf::Exec, json!({"sandbox_id": id, "cmd": "echo", "args": ["old"]})).await;
+    assert_eq!((out["stdout"].as_str(), out["success"].as_bool(), out["truncated"].as_bool()), (Some("old\n"), Some(true), Some(false)));
+    drop(new);
+}
+
 #[tokio::test]
 async fn create_sends_the_documented_body_and_a_secure_sandbox_gets_its_token_on_envd() {
     let (up, h) = fresh::<E2bUpstream>("").await;
@@ -136,7 +196,7 @@ async fn expose_port_builds_the_port_host_on_the_sandbox_domain() {
     let (_up, h) = fresh::<E2bUpstream>("[config]\ndomain = \"example.test\"").await;
     let id = h.ok("e2b", Leaf::Create, json!({"image":"base"})).await["sandbox_id"].as_str().unwrap().to_string();
     let url = h.ok("e2b", Leaf::ExposePort, json!({"sandbox_id": id, "port": 3000})).await;
-    assert_eq!(url, json!({"url": format!("https://3000-{id}.example.test")}));
+    assert_eq!(url, json!({"url": format!("https://3000-{id}.example.test"), "headers": {}}));
 }
 
 #[tokio::test]

@@ -11,5 +11,8 @@ mod host_wide;
 mod morph;
 
 conformance_suite!(e2b_conformance, crate::e2b::E2bUpstream);
+// The same cases over the frozen build of the e2b plugin for world 0.1.0: old plugins
+// keep loading and keep their contract (tests/compat/README.md).
+conformance_suite!(e2b_v0_1_conformance, crate::e2b::E2bV01Upstream);
 conformance_suite!(morph_conformance, crate::morph::MorphUpstream);
 conformance_suite!(daytona_conformance, crate::daytona::DaytonaUpstream);

@@ -54,6 +54,10 @@ impl Upstream for MorphUpstream {
             Leaf::ExposePort => ("POST", format!("/api/instance/{id}/http")),
             // Morph has no file API: the fs leaves never reach the upstream.
             Leaf::FsRead | Leaf::FsWrite => ("GET", "/api/no-file-api".into()),
+            Leaf::Get => ("GET", format!("/api/instance/{id}")),
+            Leaf::SetTimeout => ("POST", format!("/api/instance/{id}/ttl")),
+            Leaf::Pause => ("POST", format!("/api/instance/{id}/pause")),
+            Leaf::Resume => ("POST", format!("/api/instance/{id}/resume")),
         }
     }
 
@@ -237,10 +241,10 @@ async fn expose_port_returns_the_service_url_and_repeats_idempotently() {
     let id = create(&h).await;
     let url = h.ok(P, Leaf::ExposePort, json!({"sandbox_id": id, "port": 8080})).await;
     let expected = format!("https://port-8080-{}.http.cloud.morph.so", id.replace('_', "-"));
-    assert_eq!(url, json!({"url": expected}));
+    assert_eq!(url, json!({"url": expected, "headers": {}}));
     assert_eq!(sent(&up, "POST", &format!("/api/instance/{id}/http"))[0].json(), json!({"name": "port-8080", "port": 8080}));
     // The service exists now (upstream 409): the same URL, read from the instance.
-    assert_eq!(h.ok(P, Leaf::ExposePort, json!({"sandbox_id": id, "port": 8080})).await, json!({"url": expected}));
+    assert_eq!(h.ok(P, Leaf::ExposePort, json!({"sandbox_id": id, "port": 8080})).await, json!({"url": expected, "headers": {}}));
     h.err(P, Leaf::ExposePort, json!({"sandbox_id": "morphvm_missing", "port": 80}), Code::NotFound).await;
 }
 

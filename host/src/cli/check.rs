@@ -28,7 +28,7 @@ pub async fn run(_global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&super::plugins::describe_json(&p))?);
             } else {
                 let d = &p.descriptor;
-                println!("ok: {} satisfies {}", args.file.display(), crate::runtime::wit::WORLD);
+                println!("ok: {} satisfies {}", args.file.display(), p.pre.world());
                 println!("name: {}\nversion: {}", d.name, d.version);
                 println!("capabilities: {}", d.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "));
                 println!("leaves: {}", p.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", "));

@@ -41,6 +41,7 @@ pub fn describe_json(p: &LoadedPlugin) -> Value {
     json!({
         "name": &*p.name,
         "version": p.descriptor.version,
+        "world": p.pre.world(),
         "file": p.file,
         "sha256": p.sha256,
         "precompiled_cache": match p.cache {
@@ -64,6 +65,19 @@ pub fn describe_json(p: &LoadedPlugin) -> Value {
                 "memory_mib": pol.limits.memory_bytes >> 20,
                 "cpu_ms": pol.limits.cpu.as_millis() as u64,
                 "call_timeout_ms": pol.limits.call_timeout.as_millis() as u64,
+                "max_calls_in_flight": pol.limits.max_calls_in_flight,
+                "rate_per_sec": pol.limits.rate_per_sec,
+                "burst": pol.limits.burst,
+                "max_response_kib": pol.limits.max_response_bytes / 1024,
+                "max_upstream_body_mib": pol.limits.max_upstream_body_bytes >> 20,
+                "max_exec_timeout_ms": pol.limits.max_exec_timeout_ms,
+                "max_exec_output_kib": pol.limits.max_exec_output_bytes / 1024,
+                "max_timeout_secs": pol.limits.max_timeout_secs,
+                "max_upstream_requests_per_call": pol.egress.fanout.per_call,
+                "max_concurrent_upstream_requests": pol.egress.fanout.concurrent,
+                "max_log_lines_per_call": pol.logs.lines_per_call,
+                "max_log_kib_per_call": pol.logs.bytes_per_call / 1024,
+                "log_lines_per_sec": pol.logs.lines_per_sec,
             },
         },
     })
@@ -82,10 +96,11 @@ fn describe_text(p: &LoadedPlugin) -> String {
         })
         .collect();
     format!(
-        "{} {}  ({})\n  capabilities: {}\n  leaves: {}\n  allowed_hosts: {}\n  credentials: {}\n  max_concurrent_sandboxes: {}  image_allowlist: {}  default_idle_timeout_secs: {}\n  limits: memory {} MiB, cpu {} ms, call {} ms\n",
+        "{} {}  ({}, {})\n  capabilities: {}\n  leaves: {}\n  allowed_hosts: {}\n  credentials: {}\n  max_concurrent_sandboxes: {}  image_allowlist: {}  default_idle_timeout_secs: {}\n  limits: memory {} MiB, cpu {} ms, call {} ms\n",
         p.name,
         p.descriptor.version,
         p.file.display(),
+        p.pre.world(),
         if caps.is_empty() { "none".to_string() } else { caps.join(", ") },
         p.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", "),
         pol.egress.allow.entries().collect::<Vec<_>>().join(", "),

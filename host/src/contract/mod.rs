@@ -1,8 +1,7 @@
-//! The caller contract (`docs/contract.md`), implemented once for all plugins.
+//! The caller contract (`docs/contract.md`) as pure data: leaves and shapes, input
+//! validation, S-codes, schemas. No wasmtime, no plugin: call semantics live in `calls/`.
 
-pub mod abandoned;
 pub mod codes;
-pub mod lifecycle;
 pub mod schema;
 pub mod shapes;
 pub mod validate;

@@ -17,20 +17,48 @@ const MAX_ID_LEN: usize = 256;
 pub fn parse_request(leaf: Leaf, payload: &Value) -> Result<Request, CallError> {
     let obj = Fields::new(leaf, payload)?;
     Ok(match leaf {
-        Leaf::Create => Request::Create(CreateInput {
-            image: obj.req_str("image")?,
-            idle_timeout_secs: obj.opt_positive("idle_timeout_secs")?,
-            env: obj.opt_map("env")?,
-            metadata: obj.opt_map("metadata")?,
-        }),
-        Leaf::Exec => Request::Exec(ExecInput {
-            sandbox_id: obj.sandbox_id()?,
-            cmd: obj.req_nonempty_str("cmd")?,
-            args: obj.opt_str_list("args")?,
-            env: obj.opt_map("env")?,
-            cwd: obj.opt_str("cwd")?,
-            timeout_ms: obj.opt_positive("timeout_ms")?,
-        }),
+        Leaf::Create => {
+            let name = obj.opt_str("name")?;
+            let mut metadata = obj.opt_map("metadata")?;
+            if let Some(name) = &name {
+                match metadata.iter().find(|(k, _)| k == "name") {
+                    Some((_, v)) if v != name => {
+                        return Err(obj.err(format!("`name` is {name:?} but `metadata.name` is {v:?}; give one of them")))
+                    }
+                    Some(_) => {}
+                    None => metadata.push(("name".into(), name.clone())),
+                }
+            }
+            Request::Create(CreateInput {
+                image: obj.req_str("image")?,
+                idle_timeout_secs: obj.opt_positive("idle_timeout_secs")?,
+                env: obj.opt_env("env")?,
+                metadata,
+                name,
+                cpus: obj.opt_positive_u32("cpus")?,
+                memory_mb: obj.opt_positive_u32("memory_mb")?,
+                network: obj.opt_bool("network")?,
+            })
+        }
+        Leaf::Exec => {
+            let sandbox_id = obj.sandbox_id()?;
+            let (cmd, args) = obj.command()?;
+            let cwd = match (obj.opt_str("cwd")?, obj.opt_str("workdir")?) {
+                (Some(a), Some(b)) if a != b => return Err(obj.err(format!("`cwd` is {a:?} but `workdir` is {b:?}; give one of them"))),
+                (a, b) => a.or(b),
+            };
+            let stdin = obj.opt_base64("stdin")?.filter(|b| !b.is_empty());
+            let timeout_ms = obj.opt_positive("timeout_ms")?;
+            Request::Exec(ExecInput { sandbox_id, cmd, args, env: obj.opt_env("env")?, cwd, timeout_ms, stdin })
+        }
+        Leaf::Get => Request::Get { sandbox_id: obj.sandbox_id()? },
+        Leaf::SetTimeout => {
+            let sandbox_id = obj.sandbox_id()?;
+            let timeout_secs = obj.opt_positive("timeout_secs")?.ok_or_else(|| obj.missing("timeout_secs", "an integer"))?;
+            Request::SetTimeout { sandbox_id, timeout_secs }
+        }
+        Leaf::Pause => Request::Pause { sandbox_id: obj.sandbox_id()? },
+        Leaf::Resume => Request::Resume { sandbox_id: obj.sandbox_id()?, timeout_secs: obj.opt_positive("timeout_secs")? },
         Leaf::Stop => Request::Stop { sandbox_id: obj.sandbox_id()? },
         Leaf::List => Request::List,
         Leaf::Snapshot => Request::Snapshot { sandbox_id: obj.sandbox_id()? },
@@ -56,15 +84,10 @@ pub fn parse_request(leaf: Leaf, payload: &Value) -> Result<Request, CallError> 
         Leaf::FsWrite => {
             let sandbox_id = obj.sandbox_id()?;
             let path = obj.req_nonempty_str("path")?;
-            let b64 = obj.req_str("bytes_base64")?;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64.as_bytes())
-                .map_err(|e| obj.err(format!("`bytes_base64` is not valid base64 ({e})")))?;
-            let mode = match obj.opt_u64("mode")? {
-                None => None,
-                Some(m) => Some(u32::try_from(m).map_err(|_| obj.err(format!("`mode` must fit in 32 bits (got {m})")))?),
-            };
-            Request::FsWrite(FsWriteInput { sandbox_id, path, bytes, mode })
+            let bytes = obj.file_body()?;
+            let mode = obj.mode()?;
+            let parents = obj.opt_bool("parents")?.unwrap_or(false);
+            Request::FsWrite(FsWriteInput { sandbox_id, path, bytes, mode, parents })
         }
     })
 }
@@ -137,6 +160,107 @@ impl<'a> Fields<'a> {
 
     fn req_u64(&self, name: &str) -> Result<u64, CallError> {
         self.opt_u64(name)?.ok_or_else(|| self.missing(name, "an integer"))
+    }
+
+    fn opt_bool(&self, name: &str) -> Result<Option<bool>, CallError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => Err(self.wrong(name, "a boolean", v)),
+        }
+    }
+
+    fn opt_positive_u32(&self, name: &str) -> Result<Option<u32>, CallError> {
+        match self.opt_positive(name)? {
+            None => Ok(None),
+            Some(n) => u32::try_from(n).map(Some).map_err(|_| self.err(format!("`{name}` must fit in 32 bits (got {n})"))),
+        }
+    }
+
+    fn opt_base64(&self, name: &str) -> Result<Option<Vec<u8>>, CallError> {
+        match self.opt_str(name)? {
+            None => Ok(None),
+            Some(b64) => base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map(Some)
+                .map_err(|e| self.err(format!("`{name}` is not valid base64 ({e})"))),
+        }
+    }
+
+    /// `cmd` + `args`, or the engine daemon's `argv`, or a whitespace `cmd` alone split
+    /// with shlex rules (the daemon's `resolve_cmd_shape` precedence).
+    fn command(&self) -> Result<(String, Vec<String>), CallError> {
+        let argv = self.opt_str_list("argv")?;
+        let args = self.opt_str_list("args")?;
+        let cmd = self.opt_str("cmd")?;
+        if !argv.is_empty() {
+            if cmd.is_some() || !args.is_empty() {
+                return Err(self.err("give either `argv` or `cmd`/`args`, not both"));
+            }
+            if argv[0].is_empty() {
+                return Err(self.err("`argv[0]` (the executable) must not be empty"));
+            }
+            let mut argv = argv.into_iter();
+            let cmd = argv.next().unwrap_or_default();
+            return Ok((cmd, argv.collect()));
+        }
+        let cmd = match cmd {
+            None => return Err(self.missing("cmd", "a string (or `argv`, an array of strings)")),
+            Some(c) if c.trim().is_empty() => return Err(self.err("field `cmd` must not be empty")),
+            Some(c) => c,
+        };
+        if args.is_empty() && cmd.contains(char::is_whitespace) {
+            let words = shlex::split(&cmd)
+                .ok_or_else(|| self.err(format!("`cmd` {:?} has unbalanced quotes or a trailing escape", truncate(&cmd, 80))))?;
+            let mut words = words.into_iter();
+            let first = words.next().filter(|w| !w.is_empty()).ok_or_else(|| self.err("field `cmd` must not be empty"))?;
+            return Ok((first, words.collect()));
+        }
+        Ok((cmd, args))
+    }
+
+    /// `env` as an object of strings, or the engine daemon's list of `"K=V"`.
+    fn opt_env(&self, name: &str) -> Result<StringMap, CallError> {
+        let Some(Value::Array(items)) = self.get(name) else {
+            return self.opt_map(name);
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let pair = v.as_str().and_then(|s| s.split_once('=')).filter(|(k, _)| !k.is_empty());
+                pair.map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| self.err(format!("`{name}[{i}]` must be a \"KEY=value\" string, got {}", kind(v))))
+            })
+            .collect()
+    }
+
+    /// Exactly one of `bytes_base64`, `content_b64` (the same) or `content` (UTF-8 text).
+    fn file_body(&self) -> Result<Vec<u8>, CallError> {
+        let given: Vec<&str> = ["bytes_base64", "content_b64", "content"].into_iter().filter(|f| self.get(f).is_some()).collect();
+        match given.as_slice() {
+            ["content"] => Ok(self.req_str("content")?.into_bytes()),
+            [one] => Ok(self.opt_base64(one)?.unwrap_or_default()),
+            [] => Err(self.missing("bytes_base64", "a base64 string, or `content` as UTF-8 text")),
+            many => Err(self.err(format!("give exactly one file body, got {}", many.join(" and ")))),
+        }
+    }
+
+    /// `mode` as an integer or an octal string such as `"0644"`; at most 0o7777.
+    fn mode(&self) -> Result<Option<u32>, CallError> {
+        let mode = match self.get("mode") {
+            None => return Ok(None),
+            Some(Value::String(s)) => u32::from_str_radix(s.trim_start_matches("0o"), 8)
+                .map_err(|_| self.err(format!("`mode` {:?} is not an octal number such as \"0644\"", truncate(s, 20))))?,
+            Some(v) => {
+                let n = v.as_u64().ok_or_else(|| self.wrong("mode", "an integer or an octal string", v))?;
+                u32::try_from(n).map_err(|_| self.err(format!("`mode` must fit in 32 bits (got {n})")))?
+            }
+        };
+        if mode > 0o7777 {
+            return Err(self.err(format!("`mode` {mode:#o} has bits beyond 0o7777")));
+        }
+        Ok(Some(mode))
     }
 
     fn opt_positive(&self, name: &str) -> Result<Option<u64>, CallError> {
@@ -223,7 +347,8 @@ pub fn example(leaf: Leaf) -> &'static str {
     match leaf {
         Leaf::Create => r#"{"image":"base"}"#,
         Leaf::Exec => r#"{"sandbox_id":"sbx1","cmd":"echo","args":["hi"]}"#,
-        Leaf::Stop | Leaf::Snapshot => r#"{"sandbox_id":"sbx1"}"#,
+        Leaf::Stop | Leaf::Snapshot | Leaf::Get | Leaf::Pause | Leaf::Resume => r#"{"sandbox_id":"sbx1"}"#,
+        Leaf::SetTimeout => r#"{"sandbox_id":"sbx1","timeout_secs":600}"#,
         Leaf::List => "{}",
         Leaf::Branch => r#"{"sandbox_id":"sbx1","count":2}"#,
         Leaf::ExposePort => r#"{"sandbox_id":"sbx1","port":8080}"#,
@@ -258,6 +383,10 @@ mod tests {
                 idle_timeout_secs: Some(60),
                 env: vec![("A".into(), "1".into())],
                 metadata: vec![("k".into(), "v".into())],
+                name: None,
+                cpus: None,
+                memory_mb: None,
+                network: None,
             })
         );
     }
@@ -277,6 +406,7 @@ mod tests {
         assert!(bad(Leaf::Branch, json!({"sandbox_id":"s","count":0})).contains("at least 1"));
         assert!(bad(Leaf::FsWrite, json!({"sandbox_id":"s","path":"/a","bytes_base64":"!!"})).contains("not valid base64"));
         assert!(bad(Leaf::FsWrite, json!({"sandbox_id":"s","path":"/a","bytes_base64":"","mode":4294967296u64})).contains("32 bits"));
+        assert!(bad(Leaf::FsWrite, json!({"sandbox_id":"s","path":"/a","bytes_base64":"","mode":0o17777})).contains("beyond"));
         assert!(bad(Leaf::Stop, json!({"sandbox_id":"../admin"})).contains("sandbox_id"));
         assert!(bad(Leaf::List, json!([])).contains("must be a JSON object, got an array"));
     }
@@ -286,7 +416,83 @@ mod tests {
         assert_eq!(parse_request(Leaf::Branch, &json!({"sandbox_id":"s"})).unwrap(), Request::Branch { sandbox_id: "s".into(), count: 2 });
         assert_eq!(
             parse_request(Leaf::FsWrite, &json!({"sandbox_id":"s","path":"/a","bytes_base64":"aGk=","mode":420})).unwrap(),
-            Request::FsWrite(FsWriteInput { sandbox_id: "s".into(), path: "/a".into(), bytes: b"hi".to_vec(), mode: Some(420) })
+            Request::FsWrite(FsWriteInput {
+                sandbox_id: "s".into(),
+                path: "/a".into(),
+                bytes: b"hi".to_vec(),
+                mode: Some(420),
+                parents: false
+            })
         );
+    }
+
+    fn exec(v: Value) -> ExecInput {
+        match parse_request(Leaf::Exec, &v).unwrap() {
+            Request::Exec(e) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn argv(e: &ExecInput) -> Vec<&str> {
+        std::iter::once(e.cmd.as_str()).chain(e.args.iter().map(String::as_str)).collect()
+    }
+
+    /// The engine daemon's exec shapes (`resolve_cmd_shape`) mean the same here.
+    #[test]
+    fn exec_accepts_the_engine_daemons_command_shapes() {
+        assert_eq!(argv(&exec(json!({"sandbox_id":"s","argv":["ls","-l","/tmp"]}))), ["ls", "-l", "/tmp"]);
+        assert_eq!(argv(&exec(json!({"sandbox_id":"s","cmd":"echo 'a b' c"}))), ["echo", "a b", "c"]);
+        // Today's meaning is kept: with `args`, `cmd` is the executable as given.
+        assert_eq!(argv(&exec(json!({"sandbox_id":"s","cmd":"my prog","args":["x"]}))), ["my prog", "x"]);
+        assert!(bad(Leaf::Exec, json!({"sandbox_id":"s","argv":["ls"],"cmd":"ls"})).contains("not both"));
+        assert!(bad(Leaf::Exec, json!({"sandbox_id":"s","cmd":"echo 'open"})).contains("unbalanced quotes"));
+        assert!(bad(Leaf::Exec, json!({"sandbox_id":"s"})).contains("missing required field `cmd`"));
+        let e = exec(json!({"sandbox_id":"s","cmd":"env","workdir":"/w","env":["A=1","B=x=y"],"stdin":"aGk="}));
+        assert_eq!(e.cwd.as_deref(), Some("/w"));
+        assert_eq!(e.env, vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]);
+        assert_eq!(e.stdin.as_deref(), Some(&b"hi"[..]));
+        assert!(bad(Leaf::Exec, json!({"sandbox_id":"s","cmd":"ls","cwd":"/a","workdir":"/b"})).contains("give one of them"));
+        assert!(bad(Leaf::Exec, json!({"sandbox_id":"s","cmd":"ls","env":["NOEQUALS"]})).contains("`env[0]`"));
+        assert!(bad(Leaf::Exec, json!({"sandbox_id":"s","cmd":"ls","stdin":"!!"})).contains("`stdin` is not valid base64"));
+    }
+
+    #[test]
+    fn create_accepts_the_engine_daemons_fields() {
+        let v = json!({"image":"base","name":"w1","cpus":2,"memory_mb":1024,"network":false,"env":["A=1"]});
+        let Request::Create(c) = parse_request(Leaf::Create, &v).unwrap() else { unreachable!() };
+        assert_eq!(c.metadata, vec![("name".into(), "w1".into())]);
+        assert_eq!((c.cpus, c.memory_mb, c.network), (Some(2), Some(1024), Some(false)));
+        assert_eq!(c.env, vec![("A".into(), "1".into())]);
+        assert!(bad(Leaf::Create, json!({"image":"b","network":"no"})).contains("must be a boolean"));
+        assert!(bad(Leaf::Create, json!({"image":"b","name":"a","metadata":{"name":"b"}})).contains("give one of them"));
+    }
+
+    #[test]
+    fn fs_write_takes_exactly_one_body_and_an_octal_mode() {
+        let w = |v: Value| match parse_request(Leaf::FsWrite, &v).unwrap() {
+            Request::FsWrite(w) => w,
+            other => panic!("{other:?}"),
+        };
+        let t = w(json!({"sandbox_id":"s","path":"/a","content":"héllo","mode":"0644","parents":true}));
+        assert_eq!((t.bytes.as_slice(), t.mode, t.parents), ("héllo".as_bytes(), Some(0o644), true));
+        assert_eq!(w(json!({"sandbox_id":"s","path":"/a","content_b64":"aGk="})).bytes, b"hi");
+        assert!(bad(Leaf::FsWrite, json!({"sandbox_id":"s","path":"/a","content":"x","content_b64":"eA=="})).contains("exactly one"));
+        assert!(bad(Leaf::FsWrite, json!({"sandbox_id":"s","path":"/a"})).contains("missing required field `bytes_base64`"));
+        assert!(bad(Leaf::FsWrite, json!({"sandbox_id":"s","path":"/a","content":"x","mode":"rw"})).contains("not an octal"));
+    }
+
+    #[test]
+    fn the_new_leaves_name_their_fields() {
+        assert_eq!(
+            parse_request(Leaf::SetTimeout, &json!({"sandbox_id":"s","timeout_secs":60})).unwrap(),
+            Request::SetTimeout { sandbox_id: "s".into(), timeout_secs: 60 }
+        );
+        assert!(bad(Leaf::SetTimeout, json!({"sandbox_id":"s"})).contains("missing required field `timeout_secs`"));
+        assert!(bad(Leaf::SetTimeout, json!({"sandbox_id":"s","timeout_secs":0})).contains("at least 1"));
+        assert_eq!(
+            parse_request(Leaf::Resume, &json!({"sandbox_id":"s"})).unwrap(),
+            Request::Resume { sandbox_id: "s".into(), timeout_secs: None }
+        );
+        assert!(bad(Leaf::Get, json!({})).contains("sandbox_id"));
     }
 }

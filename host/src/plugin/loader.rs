@@ -11,7 +11,7 @@ use crate::policy::{PluginPolicy, RawPolicy};
 use crate::runtime::engine::Runtime;
 use crate::runtime::invoke;
 use crate::runtime::store::StoreState;
-use crate::runtime::wit::{self, ProviderPluginPre};
+use crate::runtime::wit::{self, PluginPre};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -125,13 +125,13 @@ impl Loader {
         let (component, cache) = compiled.map_err(|e| fail(not_a_component(&e)))?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             fail(format!(
-                "it needs imports the host does not provide ({}); plugins may import only {} and WASI 0.2",
+                "it needs imports the host does not provide ({}); plugins may import only the interfaces of {} and WASI 0.2",
                 one_line(&e),
-                wit::WORLD
+                wit::WORLDS.join(" or ")
             ))
         })?;
-        let pre = ProviderPluginPre::new(instance_pre)
-            .map_err(|e| fail(format!("it does not export the provider interface of {} ({})", wit::WORLD, one_line(&e))))?;
+        let pre =
+            PluginPre::new(instance_pre).map_err(|e| fail(format!("it does not export a known provider interface: {}", one_line(&e))))?;
         // describe() runs with no egress and no credentials.
         let load_policy =
             PluginPolicy::resolve(&stem, &RawPolicy { allowed_hosts: Some(vec![]), ..RawPolicy::default() }, &[], &[], &|_| None)
@@ -142,6 +142,9 @@ impl Loader {
                 "describe() says its name is {:?}, but the file is {stem}.wasm; rename one to match",
                 descriptor.name
             )));
+        }
+        if let Some(cap) = descriptor.capabilities.iter().find(|c| !pre.knows(**c)) {
+            return Err(fail(format!("describe() declares `{cap}`, which {} does not have", pre.world())));
         }
         if descriptor.version.is_empty() {
             return Err(fail("describe() returned an empty version".into()));

@@ -8,8 +8,7 @@ pub mod watch;
 use crate::contract::shapes::{Capability, Leaf};
 use crate::policy::PluginPolicy;
 use crate::runtime::engine::CacheOutcome;
-use crate::runtime::store::StoreState;
-use crate::runtime::wit::{Descriptor, ProviderPluginPre};
+use crate::runtime::wit::{Descriptor, PluginPre};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,7 +26,7 @@ pub struct LoadedPlugin {
     pub policy: PluginPolicy,
     /// Non-secret config the plugin may read.
     pub config: Arc<BTreeMap<String, String>>,
-    pub pre: ProviderPluginPre<StoreState>,
+    pub pre: PluginPre,
     pub cache: CacheOutcome,
     /// Calls in flight and request rate; shared with the version this one replaced when
     /// their limits are the same, so a swap neither refills the bucket nor doubles the cap.

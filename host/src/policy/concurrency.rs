@@ -148,8 +148,9 @@ impl SlotBook {
 
     /// Replaces the live set with what the upstream reported in the list of `ticket`.
     /// Sandboxes committed after the list started are kept even if it missed them, and
-    /// sandboxes stopped after it started are not brought back by it.
-    pub fn reconcile(&self, upstream: impl IntoIterator<Item = (String, LiveSandbox)>, ticket: ListTicket) {
+    /// sandboxes stopped after it started are not brought back by it. Returns the
+    /// sandboxes the book knew that the upstream no longer has (reaped upstream).
+    pub fn reconcile(&self, upstream: impl IntoIterator<Item = (String, LiveSandbox)>, ticket: ListTicket) -> Vec<(String, LiveSandbox)> {
         let listed_at = ticket.started;
         let mut b = self.lock();
         let mut fresh: HashMap<String, (LiveSandbox, u64)> = upstream
@@ -178,9 +179,11 @@ impl SlotBook {
         }
         b.unclaimed.retain(|id| fresh.contains_key(id));
         b.unknown.retain(|since| *since > listed_at);
-        b.live = fresh;
+        let old = std::mem::replace(&mut b.live, fresh);
+        let reaped = old.into_iter().filter(|(id, _)| !b.live.contains_key(id)).map(|(id, (s, _))| (id, s)).collect();
         drop(b);
         drop(ticket);
+        reaped
     }
 }
 

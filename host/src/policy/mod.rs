@@ -30,6 +30,8 @@
 //! max_response_kib = 16384                   # a larger answer from the plugin → S700
 //! max_upstream_body_mib = 64                 # a larger upstream body is cut off → S502
 //! max_exec_timeout_ms = 3600000              # an exec asking for longer → S422
+//! max_exec_output_kib = 1024                 # per stream; more is cut, counted, `truncated: true`
+//! max_timeout_secs = 86400                   # set_timeout/resume asking for longer → S422
 //! max_upstream_requests_per_call = 32        # one call's upstream requests; more → S704
 //! max_concurrent_upstream_requests = 16      # in flight at once, across calls; more → S704
 //! max_log_lines_per_call = 1000              # more log lines are dropped, counted, summarised
@@ -76,6 +78,10 @@ pub mod defaults {
     pub const MAX_CALLS_IN_FLIGHT: usize = 64;
     /// Longest `timeout_ms` an exec may ask for (one hour).
     pub const MAX_EXEC_TIMEOUT_MS: u64 = 3_600_000;
+    /// 1 MiB per stream, as the engine daemon keeps.
+    pub const MAX_EXEC_OUTPUT_KIB: u64 = 1_024;
+    /// A day: E2B's longest sandbox lifetime on its paid plans.
+    pub const MAX_TIMEOUT_SECS: u64 = 86_400;
     pub const MAX_RESPONSE_KIB: u64 = 16 * 1024;
     pub const MAX_UPSTREAM_BODY_MIB: u64 = 64;
     /// Extra wall-clock allowed on top of an exec's own `timeout_ms`.
@@ -133,6 +139,8 @@ pub struct RawLimits {
     pub max_response_kib: Option<u64>,
     pub max_upstream_body_mib: Option<u64>,
     pub max_exec_timeout_ms: Option<u64>,
+    pub max_exec_output_kib: Option<u64>,
+    pub max_timeout_secs: Option<u64>,
     pub max_upstream_requests_per_call: Option<u64>,
     pub max_concurrent_upstream_requests: Option<usize>,
     /// 0 silences the plugin's log.
@@ -182,6 +190,8 @@ impl RawPolicy {
             ("max_response_kib", l.max_response_kib),
             ("max_upstream_body_mib", l.max_upstream_body_mib),
             ("max_exec_timeout_ms", l.max_exec_timeout_ms),
+            ("max_exec_output_kib", l.max_exec_output_kib),
+            ("max_timeout_secs", l.max_timeout_secs),
             ("max_upstream_requests_per_call", l.max_upstream_requests_per_call),
             ("max_concurrent_upstream_requests", l.max_concurrent_upstream_requests.map(|v| v as u64)),
             ("log_burst", l.log_burst.map(u64::from)),
@@ -249,6 +259,10 @@ pub struct Limits {
     pub max_upstream_body_bytes: u64,
     /// Longest `timeout_ms` an exec may ask for (it stretches the call's budgets).
     pub max_exec_timeout_ms: u64,
+    /// Output an exec keeps per stream; the rest is cut and counted (`runtime/output.rs`).
+    pub max_exec_output_bytes: usize,
+    /// Longest lifetime `set_timeout` or `resume` may ask for.
+    pub max_timeout_secs: u64,
 }
 
 /// A plugin's policy, ready to enforce.
@@ -403,6 +417,8 @@ impl PluginPolicy {
                 max_response_bytes: (l.max_response_kib.unwrap_or(defaults::MAX_RESPONSE_KIB) as usize).saturating_mul(1024),
                 max_upstream_body_bytes: l.max_upstream_body_mib.unwrap_or(defaults::MAX_UPSTREAM_BODY_MIB).saturating_mul(1 << 20),
                 max_exec_timeout_ms: l.max_exec_timeout_ms.unwrap_or(defaults::MAX_EXEC_TIMEOUT_MS),
+                max_exec_output_bytes: (l.max_exec_output_kib.unwrap_or(defaults::MAX_EXEC_OUTPUT_KIB) as usize).saturating_mul(1024),
+                max_timeout_secs: l.max_timeout_secs.unwrap_or(defaults::MAX_TIMEOUT_SECS),
             },
             logs: Arc::new(LogPolicy::new(
                 l.max_log_lines_per_call.unwrap_or(defaults::MAX_LOG_LINES_PER_CALL),

@@ -14,8 +14,9 @@ use crate::policy::cpu::{ticks_for, CpuMeter};
 use crate::policy::egress::EgressRecord;
 use crate::policy::fanout::FanoutRefusal;
 use crate::policy::plugin_text::{bounded, bounded_debug, bounded_owned, MAX_DESTINATION_BYTES, MAX_SNAPSHOT_ID_BYTES, MAX_URL_BYTES};
+use crate::runtime::output::{OutputCollector, OutputTap};
 use crate::runtime::store::StoreState;
-use crate::runtime::wit::{self, Descriptor, PluginFailure};
+use crate::runtime::wit::{Descriptor, PluginFailure, PluginPre};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -41,6 +42,8 @@ pub struct CallStats {
     pub log_bytes: u64,
     pub log_lines_dropped: u64,
     pub log_bytes_dropped: u64,
+    /// Exec output beyond the per-stream budget (`runtime/output.rs`).
+    pub output_cut_bytes: u64,
 }
 
 /// How long `describe()` may take at load: it only returns constants, and a slow one
@@ -63,16 +66,19 @@ pub type Outcome = Result<Result<PluginReply, PluginFailure>, CallError>;
 
 /// Runs `req` against `plugin` with a wall-clock budget of `wall`.
 pub async fn run(plugin: &LoadedPlugin, req: &Request, wall: Duration) -> (Outcome, CallStats) {
+    run_tapped(plugin, req, wall, None).await
+}
+
+/// As [`run`], with an exec's output also sent to `tap` as it is produced.
+pub async fn run_tapped(plugin: &LoadedPlugin, req: &Request, wall: Duration, tap: Option<OutputTap>) -> (Outcome, CallStats) {
     let record = Arc::new(EgressRecord::default());
-    let (mut store, meter) = budgeted_store(plugin.pre.engine(), call_state(plugin, req, record.clone()), plugin.policy.limits.cpu);
+    let state = call_state(plugin, req, record.clone(), tap);
+    let (mut store, meter) = budgeted_store(plugin.pre.engine(), state, plugin.policy.limits.cpu);
     let started = Instant::now();
     let idle = plugin.policy.default_idle_timeout_secs;
-    let result = tokio::time::timeout(wall, async {
-        let instance = plugin.pre.instantiate_async(&mut store).await?;
-        wit::invoke(&instance, &mut store, req, idle).await
-    })
-    .await;
+    let result = tokio::time::timeout(wall, plugin.pre.invoke(&mut store, req, idle)).await;
     let mut stats = CallStats {
+        output_cut_bytes: store.data().output.cut_bytes(),
         cpu: meter.approx_cpu(),
         peak_memory_bytes: store.data().limiter.peak_bytes,
         upstream_requests: record.requests(),
@@ -121,19 +127,11 @@ pub async fn run_or_overtime(plugin: &Arc<LoadedPlugin>, req: &Request, wall: Du
 }
 
 /// Calls `describe()` once, as at load time.
-pub async fn describe(
-    plugin_name: &str,
-    pre: &wit::ProviderPluginPre<StoreState>,
-    policy: &crate::policy::PluginPolicy,
-) -> anyhow::Result<Descriptor> {
+pub async fn describe(plugin_name: &str, pre: &PluginPre, policy: &crate::policy::PluginPolicy) -> anyhow::Result<Descriptor> {
     let state = StoreState::new(plugin_name.into(), policy, Arc::default(), Arc::default());
     let (mut store, _meter) = budgeted_store(pre.engine(), state, policy.limits.cpu);
     let wall = policy.limits.call_timeout.min(DESCRIBE_BUDGET);
-    let fut = async {
-        let instance = pre.instantiate_async(&mut store).await?;
-        wit::describe(&instance, &mut store).await
-    };
-    match tokio::time::timeout(wall, fut).await {
+    match tokio::time::timeout(wall, pre.describe(&mut store)).await {
         Ok(r) => r.map_err(|e| anyhow::anyhow!("describe() failed: {e:#}")),
         Err(_) => anyhow::bail!("describe() did not return within {wall:?}"),
     }
@@ -149,14 +147,16 @@ fn budgeted_store(engine: &wasmtime::Engine, state: StoreState, cpu: Duration) -
 }
 
 /// The Store contents for one call of `req` on `plugin`.
-fn call_state(plugin: &LoadedPlugin, req: &Request, record: Arc<EgressRecord>) -> StoreState {
+fn call_state(plugin: &LoadedPlugin, req: &Request, record: Arc<EgressRecord>, tap: Option<OutputTap>) -> StoreState {
     let mut timeouts = plugin.policy.egress.timeouts;
     if let Request::Exec(e) = req {
         if let Some(ms) = e.timeout_ms {
             timeouts = timeouts.stretched(Duration::from_millis(ms), Duration::from_millis(crate::policy::defaults::EXEC_GRACE_MS));
         }
     }
-    StoreState::with_timeouts(plugin.name.clone(), &plugin.policy, plugin.config.clone(), record, timeouts)
+    let mut state = StoreState::with_timeouts(plugin.name.clone(), &plugin.policy, plugin.config.clone(), record, timeouts);
+    state.output = OutputCollector::new(plugin.policy.limits.max_exec_output_bytes, tap);
+    state
 }
 
 /// Charges one tick per epoch that lands while the guest runs, yielding to the
@@ -259,13 +259,16 @@ const LIST_ROW_BYTES: usize = 1024;
 /// Refuses an answer larger than `limits.max_response_kib`.
 fn check_size(plugin: &LoadedPlugin, req: &Request, reply: PluginReply) -> Result<PluginReply, CallError> {
     let size = match &reply {
-        PluginReply::Created(s) => s.sandbox_id.len() + s.image.len(),
+        PluginReply::Created(s) | PluginReply::Got(s) => {
+            s.sandbox_id.len() + s.image.len() + s.metadata.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        }
         PluginReply::Executed(o) => o.stdout.len() + o.stderr.len(),
-        PluginReply::Stopped | PluginReply::Written => 0,
+        PluginReply::Stopped | PluginReply::Written | PluginReply::TimeoutSet | PluginReply::Paused | PluginReply::Resumed => 0,
         // A row costs the host far more than its strings (JSON, the slot book): weigh
         // it at LIST_ROW_BYTES so a flood of tiny rows cannot multiply host memory.
         PluginReply::Listed(rows) => rows.iter().map(|s| s.sandbox_id.len() + s.image.len() + LIST_ROW_BYTES).sum(),
-        PluginReply::Snapshotted(s) | PluginReply::Exposed(s) => s.len(),
+        PluginReply::Snapshotted(s) => s.len(),
+        PluginReply::Exposed(e) => e.url.len() + e.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
         PluginReply::Branched(ids) => ids.iter().map(String::len).sum(),
         PluginReply::Read(bytes) => bytes.len(),
     };
@@ -289,7 +292,7 @@ fn check_size(plugin: &LoadedPlugin, req: &Request, reply: PluginReply) -> Resul
 fn check_text(plugin: &LoadedPlugin, req: &Request, reply: PluginReply) -> Result<PluginReply, CallError> {
     let (what, text, max) = match &reply {
         PluginReply::Snapshotted(id) => ("a snapshot id", id, MAX_SNAPSHOT_ID_BYTES),
-        PluginReply::Exposed(url) => ("a URL", url, MAX_URL_BYTES),
+        PluginReply::Exposed(e) => ("a URL", &e.url, MAX_URL_BYTES),
         _ => return Ok(reply),
     };
     if text.len() <= max {

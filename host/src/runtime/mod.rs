@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod engine;
 pub mod invoke;
+pub mod output;
 pub mod store;
 pub mod upstream;
 pub mod wit;

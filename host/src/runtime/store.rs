@@ -7,6 +7,7 @@ use crate::policy::egress::{EgressHooks, EgressRecord};
 use crate::policy::log_budget::LogMeter;
 use crate::policy::memory::MemoryLimiter;
 use crate::policy::PluginPolicy;
+use crate::runtime::output::OutputCollector;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -28,6 +29,8 @@ pub struct StoreState {
     pub stderr: MemoryOutputPipe,
     /// This call's `log` lines: written, dropped (see `policy/log_budget.rs`).
     pub logs: LogMeter,
+    /// An exec's output, bounded per stream (see `runtime/output.rs`).
+    pub output: OutputCollector,
 }
 
 impl StoreState {
@@ -58,6 +61,7 @@ impl StoreState {
             limiter: MemoryLimiter::new(policy.limits.memory_bytes),
             config,
             stderr,
+            output: OutputCollector::new(policy.limits.max_exec_output_bytes, None),
         }
     }
 

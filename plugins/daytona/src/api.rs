@@ -70,7 +70,7 @@ impl SandboxDto {
 
     pub fn into_sandbox(self) -> Sandbox {
         let started_at = self.created_at.as_deref().and_then(rfc3339);
-        Sandbox { image: self.image(), sandbox_id: self.id, started_at }
+        provider_kit::running(self.id.clone(), self.image(), started_at)
     }
 }
 

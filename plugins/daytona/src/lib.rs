@@ -25,8 +25,8 @@ mod units;
 use api::Phase;
 use provider_kit::errors::unavailable;
 use provider_kit::{
-    log, register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, FsWriteRequest,
-    Provider, Sandbox,
+    log, register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, ExposedPort,
+    FsWriteRequest, Output, Provider, Sandbox,
 };
 use toolbox::Toolbox;
 
@@ -91,8 +91,8 @@ impl Provider for Daytona {
         Ok(sandbox)
     }
 
-    async fn exec(req: ExecRequest) -> Result<ExecResult, Error> {
-        Toolbox::resolve(&req.sandbox_id).await?.exec(&req).await
+    async fn exec(req: ExecRequest, output: Output<'_>) -> Result<ExecResult, Error> {
+        Toolbox::resolve(&req.sandbox_id).await?.exec(&req, output).await
     }
 
     async fn stop(sandbox_id: String) -> Result<(), Error> {
@@ -126,8 +126,8 @@ impl Provider for Daytona {
         }
     }
 
-    async fn expose_port(sandbox_id: String, port: u16) -> Result<String, Error> {
-        api::preview_url(&sandbox_id, port).await
+    async fn expose_port(sandbox_id: String, port: u16) -> Result<ExposedPort, Error> {
+        Ok(ExposedPort { url: api::preview_url(&sandbox_id, port).await?, headers: vec![] })
     }
 
     async fn fs_read(sandbox_id: String, path: String) -> Result<Vec<u8>, Error> {

@@ -18,7 +18,7 @@ use crate::units::exec_timeout_secs;
 use provider_kit::errors::{bad_input, not_found};
 use provider_kit::upstream::{encode, multipart_file, Call, Reply};
 use provider_kit::wstd::time::Duration;
-use provider_kit::{Error, ExecRequest, ExecResult};
+use provider_kit::{Error, ExecRequest, ExecResult, Output};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -73,14 +73,20 @@ impl Toolbox {
     }
 
     /// Runs `req` through the shell wrapper (see [`shell`]).
-    pub async fn exec(&self, req: &ExecRequest) -> Result<ExecResult, Error> {
+    pub async fn exec(&self, req: &ExecRequest, output: Output<'_>) -> Result<ExecResult, Error> {
+        let (result, done) = self.exec_collected(req).await?;
+        Ok(output.finished(&result, "", done.exit_code, done.timed_out))
+    }
+
+    /// As [`Toolbox::exec`], the whole output kept (for the plugin's own helper commands).
+    async fn exec_collected(&self, req: &ExecRequest) -> Result<(String, ExecResult), Error> {
         let command = shell::wrap(&req.cmd, &req.args, &req.env)
             .map_err(|why| bad_input(format!("cannot pass this command to Daytona unchanged: {why}")))?;
         let timeout = req.timeout_ms.map_or(DEFAULT_EXEC_TIMEOUT_SECS, exec_timeout_secs);
         self.execute(&command, req.cwd.as_deref(), timeout).await
     }
 
-    async fn execute(&self, command: &str, cwd: Option<&str>, timeout_secs: u64) -> Result<ExecResult, Error> {
+    async fn execute(&self, command: &str, cwd: Option<&str>, timeout_secs: u64) -> Result<(String, ExecResult), Error> {
         let mut body = json!({ "command": command, "timeout": timeout_secs });
         if let Some(cwd) = cwd {
             body["cwd"] = json!(cwd);
@@ -92,7 +98,7 @@ impl Toolbox {
             .await?;
         if reply.status == 408 {
             // The daemon killed the process tree at the deadline; its output is not returned.
-            return Ok(ExecResult { stdout: String::new(), stderr: String::new(), exit_code: -1, timed_out: true });
+            return Ok((String::new(), ExecResult { exit_code: -1, timed_out: true }));
         }
         if !reply.is_success() {
             return Err(toolbox_error(&reply, "process/execute"));
@@ -100,7 +106,7 @@ impl Toolbox {
         let out: ExecuteResponse = reply.json()?;
         // `result` is stdout and stderr interleaved (one buffer in the daemon): it is
         // reported as stdout, and stderr stays empty.
-        Ok(ExecResult { stdout: out.result, stderr: String::new(), exit_code: out.exit_code, timed_out: false })
+        Ok((out.result, ExecResult { exit_code: out.exit_code, timed_out: false }))
     }
 
     pub async fn download(&self, path: &str) -> Result<Vec<u8>, Error> {
@@ -135,10 +141,11 @@ impl Toolbox {
             env: Vec::new(),
             cwd: None,
             timeout_ms: Some(10_000),
+            stdin: None,
         };
-        let r = self.exec(&req).await?;
+        let (result, r) = self.exec_collected(&req).await?;
         if r.timed_out || r.exit_code != 0 {
-            return Err(bad_input(format!("the file was written but chmod {mode:o} {path} failed: {}", r.stdout.trim())));
+            return Err(bad_input(format!("the file was written but chmod {mode:o} {path} failed: {}", result.trim())));
         }
         Ok(())
     }

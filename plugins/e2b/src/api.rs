@@ -109,11 +109,11 @@ pub async fn list_running() -> Result<Vec<Sandbox>, Error> {
         }
         let reply = Call::get(url).send().await?.ok()?;
         let rows: Vec<Listed> = reply.json()?;
-        out.extend(rows.into_iter().map(|r| Sandbox {
-            sandbox_id: r.sandbox_id,
-            image: r.alias.filter(|a| !a.is_empty()).unwrap_or(r.template_id),
-            started_at: Some(r.started_at),
-        }));
+        out.extend(
+            rows.into_iter().map(|r| {
+                provider_kit::running(r.sandbox_id, r.alias.filter(|a| !a.is_empty()).unwrap_or(r.template_id), Some(r.started_at))
+            }),
+        );
         match reply.header("x-next-token").filter(|t| !t.is_empty()) {
             Some(t) => next = Some(t.to_string()),
             None => return Ok(out),

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use provider_kit::errors::{bad_input, not_found, unavailable};
 use provider_kit::upstream::{encode, multipart_file, Call, Reply};
 use provider_kit::wstd::time::Duration;
-use provider_kit::{config, Error, ExecRequest, ExecResult};
+use provider_kit::{config, Error, ExecRequest, ExecResult, Output};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -94,7 +94,13 @@ struct ConnectError {
 }
 
 /// Runs `req.cmd` with `req.args` (no shell), honouring env, cwd and timeout.
-pub async fn run(target: &Target, req: &ExecRequest) -> Result<ExecResult, Error> {
+pub async fn run(target: &Target, req: &ExecRequest, output: Output<'_>) -> Result<ExecResult, Error> {
+    let (out, exit_code) = run_collected(target, req).await?;
+    Ok(output.finished(&out.stdout_text(), &out.stderr_text(), exit_code, out.timed_out))
+}
+
+/// Runs a command and collects its whole output (for the plugin's own helper commands).
+async fn run_collected(target: &Target, req: &ExecRequest) -> Result<(Collected, i32), Error> {
     let timeout_ms = req.timeout_ms.unwrap_or(DEFAULT_EXEC_TIMEOUT_MS);
     let envs: serde_json::Map<String, serde_json::Value> = req.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     // Through a login shell, as E2B's SDKs run commands (PATH from the profile), but
@@ -148,7 +154,7 @@ pub async fn run(target: &Target, req: &ExecRequest) -> Result<ExecResult, Error
     let Some(exit_code) = out.exit_code.or(out.timed_out.then_some(-1)) else {
         return Err(unavailable("envd's process stream ended without an end event"));
     };
-    Ok(ExecResult { stdout: out.stdout_text(), stderr: out.stderr_text(), exit_code, timed_out: out.timed_out })
+    Ok((out, exit_code))
 }
 
 #[derive(Default)]
@@ -222,10 +228,11 @@ pub async fn chmod(target: &Target, path: &str, mode: u32) -> Result<(), Error> 
         env: Vec::new(),
         cwd: None,
         timeout_ms: Some(10_000),
+        stdin: None,
     };
-    let r = run(target, &req).await?;
-    if r.exit_code != 0 {
-        return Err(bad_input(format!("the file was written but chmod {:o} failed: {}", mode & 0o7777, r.stderr.trim())));
+    let (out, exit_code) = run_collected(target, &req).await?;
+    if exit_code != 0 {
+        return Err(bad_input(format!("the file was written but chmod {:o} failed: {}", mode & 0o7777, out.stderr_text().trim())));
     }
     Ok(())
 }

@@ -14,8 +14,8 @@ mod envd;
 
 use provider_kit::errors::bad_input;
 use provider_kit::{
-    register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, FsWriteRequest, Provider,
-    Sandbox,
+    register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, ExposedPort, FsWriteRequest,
+    Output, Provider, Sandbox,
 };
 
 pub struct E2b;
@@ -41,12 +41,12 @@ impl Provider for E2b {
             return Err(bad_input("E2B needs a template id or alias in `image` (e.g. \"base\")"));
         }
         let created = api::create(&req).await?;
-        Ok(Sandbox { sandbox_id: created.sandbox_id, image: req.image, started_at: None })
+        Ok(provider_kit::running(created.sandbox_id, req.image, None))
     }
 
-    async fn exec(req: ExecRequest) -> Result<ExecResult, Error> {
+    async fn exec(req: ExecRequest, output: Output<'_>) -> Result<ExecResult, Error> {
         let target = envd::Target::resolve(&req.sandbox_id).await?;
-        envd::run(&target, &req).await
+        envd::run(&target, &req, output).await
     }
 
     async fn stop(sandbox_id: String) -> Result<(), Error> {
@@ -63,9 +63,9 @@ impl Provider for E2b {
         Ok(sandbox_id)
     }
 
-    async fn expose_port(sandbox_id: String, port: u16) -> Result<String, Error> {
+    async fn expose_port(sandbox_id: String, port: u16) -> Result<ExposedPort, Error> {
         let detail = api::detail(&sandbox_id).await?;
-        Ok(format!("https://{port}-{sandbox_id}.{}", detail.domain()))
+        Ok(ExposedPort { url: format!("https://{port}-{sandbox_id}.{}", detail.domain()), headers: vec![] })
     }
 
     async fn fs_read(sandbox_id: String, path: String) -> Result<Vec<u8>, Error> {

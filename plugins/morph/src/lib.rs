@@ -21,7 +21,8 @@ mod time;
 use provider_kit::errors::{bad_input, unavailable};
 use provider_kit::wstd::time::Instant;
 use provider_kit::{
-    register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, Provider, Sandbox,
+    register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, ExposedPort, Output,
+    Provider, Sandbox,
 };
 
 pub struct Morph;
@@ -55,22 +56,23 @@ impl Provider for Morph {
             }
         }
         let image = instance.snapshot_id().unwrap_or_else(|| req.image.clone());
-        Ok(Sandbox { started_at: instance.started_at(), sandbox_id: instance.id, image })
+        Ok(provider_kit::running(instance.id.clone(), image, instance.started_at()))
     }
 
-    async fn exec(req: ExecRequest) -> Result<ExecResult, Error> {
+    async fn exec(req: ExecRequest, output: Output<'_>) -> Result<ExecResult, Error> {
         let plan = shell::exec_plan(&req)?;
         let started = Instant::now();
         let out = api::exec(&req.sandbox_id, &plan.script, plan.deadline_ms).await?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        shell::interpret(
+        let done = shell::interpret(
             &plan,
             req.cwd.as_deref(),
             out.exit_code,
             out.stdout.unwrap_or_default(),
             out.stderr.unwrap_or_default(),
             elapsed_ms,
-        )
+        )?;
+        Ok(output.finished(&done.stdout, &done.stderr, done.exit_code, done.timed_out))
     }
 
     async fn stop(sandbox_id: String) -> Result<(), Error> {
@@ -82,7 +84,7 @@ impl Provider for Morph {
         Ok(instances
             .into_iter()
             .filter(api::Instance::is_live)
-            .map(|i| Sandbox { sandbox_id: i.id.clone(), image: i.snapshot_id().unwrap_or_default(), started_at: i.started_at() })
+            .map(|i| provider_kit::running(i.id.clone(), i.snapshot_id().unwrap_or_default(), i.started_at()))
             .collect())
     }
 
@@ -94,8 +96,8 @@ impl Provider for Morph {
         api::branch(&sandbox_id, count).await
     }
 
-    async fn expose_port(sandbox_id: String, port: u16) -> Result<String, Error> {
-        api::expose(&sandbox_id, port).await
+    async fn expose_port(sandbox_id: String, port: u16) -> Result<ExposedPort, Error> {
+        Ok(ExposedPort { url: api::expose(&sandbox_id, port).await?, headers: vec![] })
     }
 }
 

@@ -26,7 +26,7 @@
 //! the time the command ran on the VM, so a real timeout is never missed.
 
 use provider_kit::errors::bad_input;
-use provider_kit::{Error, ExecRequest, ExecResult};
+use provider_kit::{Error, ExecRequest};
 
 /// Where `create`'s `env` is kept on the VM (inside double quotes: `$HOME` expands).
 pub const ENV_FILE: &str = "$HOME/.iii_sandbox_env";
@@ -105,6 +105,15 @@ pub fn env_file_script(env: &[(String, String)]) -> Result<String, Error> {
     Ok(format!("umask 077 && printf '%s' {} > \"{ENV_FILE}\"", quote(&content)))
 }
 
+/// A finished command as Morph's exec answer reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecAnswer {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i32,
+    pub timed_out: bool,
+}
+
 /// Morph's exec answer, read into the contract's result.
 pub fn interpret(
     plan: &Plan,
@@ -113,7 +122,7 @@ pub fn interpret(
     stdout: String,
     stderr: String,
     elapsed_ms: u64,
-) -> Result<ExecResult, Error> {
+) -> Result<ExecAnswer, Error> {
     if exit_code == Some(1) && stdout.is_empty() && stderr.trim_end() == CWD_MISSING {
         return Err(bad_input(format!("cwd {:?} does not exist in the sandbox", cwd.unwrap_or_default())));
     }
@@ -124,7 +133,7 @@ pub fn interpret(
         Some(_) if timed_out => -1,
         Some(c) => i32::try_from(c).unwrap_or(-1),
     };
-    Ok(ExecResult { stdout, stderr, exit_code, timed_out })
+    Ok(ExecAnswer { stdout, stderr, exit_code, timed_out })
 }
 
 /// `timeout`'s duration operand: whole seconds, or seconds with milliseconds.
@@ -156,6 +165,7 @@ mod tests {
             env: Vec::new(),
             cwd: None,
             timeout_ms: Some(5_000),
+            stdin: None,
         }
     }
 

@@ -13,9 +13,11 @@
 //! A sandbox that cannot be stopped stays counted in the slot book and is logged by id.
 //! [`Settlements`] tracks these tasks so `call` and `serve`'s drain can wait for them.
 
-use super::lifecycle::{list_upstream, record_started, stop_sandbox, ListFailure};
-use super::shapes::PluginReply;
-use super::validate::valid_sandbox_id;
+use super::create::record_started;
+use super::list::{list_upstream, ListFailure};
+use super::stop::stop_sandbox;
+use crate::contract::shapes::PluginReply;
+use crate::contract::validate::valid_sandbox_id;
 use crate::in_flight::InFlight;
 use crate::plugin::LoadedPlugin;
 use crate::policy::concurrency::{Reservation, SlotBook};
@@ -153,7 +155,7 @@ async fn recount(plugin: &LoadedPlugin, book: &Arc<SlotBook>) {
     let name = &*plugin.name;
     tokio::time::sleep(RECOUNT_DELAY).await;
     for pause in RECOUNT_RETRIES {
-        match list_upstream(plugin, book, plugin.policy.limits.call_timeout).await.0 {
+        match list_upstream(plugin, book, None, plugin.policy.limits.call_timeout).await.0 {
             Ok(out) => {
                 tracing::info!(plugin = name, in_flight = out.in_flight, "recounted the sandboxes upstream after an abandoned create");
                 return;

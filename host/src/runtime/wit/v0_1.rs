@@ -1,42 +1,38 @@
-//! The edge between version-neutral contract types and the WIT world
-//! `iii:sandbox/provider-plugin@0.1.0`. Nothing outside this module touches generated
-//! binding types; a future world version gets a sibling module and a variant here.
+//! `iii:sandbox/provider-plugin@0.1.0`, frozen in `wit/since_v0.1.0/`: the nine leaves
+//! of the first contract. Its exec returns the whole output at the end; the host feeds
+//! it through the same output collector as a 0.2.0 plugin's chunks, so truncation and
+//! streaming callers behave the same (one chunk per stream, at the end).
 
-use crate::contract::shapes::{Capability, ExecOutput, PluginReply, Request, SandboxInfo};
+use super::{tidy, Descriptor, ErrorKind, PluginFailure};
+use crate::contract::shapes::{Capability, ExecOutput, ExposedPort, PluginReply, Request, SandboxInfo};
 use crate::policy::log_budget::LogLevel;
 use crate::policy::plugin_text::{bounded_owned, MAX_ERROR_MESSAGE_BYTES};
 use crate::policy::CredentialSpec;
+use crate::runtime::output::OutputStream;
 use crate::runtime::store::StoreState;
 
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/since_v0.1.0",
         world: "provider-plugin",
         exports: { default: async },
     });
 }
 
-pub use bindings::exports::iii::sandbox::provider::Guest as ProviderExports;
-pub use bindings::iii::sandbox::types::{Error as WitError, ErrorKind};
 use bindings::iii::sandbox::{config, log, types};
 pub use bindings::{ProviderPlugin, ProviderPluginPre};
 
 /// The world version this module binds.
 pub const WORLD: &str = "iii:sandbox/provider-plugin@0.1.0";
 
-/// What `describe()` returned, in host types.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Descriptor {
-    pub name: String,
-    pub version: String,
-    pub capabilities: Vec<Capability>,
-    pub default_egress_hosts: Vec<String>,
-    pub credentials: Vec<CredentialSpec>,
+/// The capabilities 0.1.0 has words for.
+pub fn knows(cap: Capability) -> bool {
+    matches!(cap, Capability::Snapshot | Capability::Branch | Capability::ExposePort | Capability::Fs)
 }
 
 impl From<types::Descriptor> for Descriptor {
     fn from(d: types::Descriptor) -> Self {
-        let mut capabilities: Vec<Capability> = d
+        let capabilities = d
             .capabilities
             .into_iter()
             .map(|c| match c {
@@ -46,12 +42,10 @@ impl From<types::Descriptor> for Descriptor {
                 types::Capability::Fs => Capability::Fs,
             })
             .collect();
-        capabilities.sort();
-        capabilities.dedup();
         Descriptor {
             name: d.name,
             version: d.version,
-            capabilities,
+            capabilities: tidy(capabilities),
             default_egress_hosts: d.default_egress_hosts,
             credentials: d
                 .credentials
@@ -62,30 +56,29 @@ impl From<types::Descriptor> for Descriptor {
     }
 }
 
-/// A plugin-reported failure, in host terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginFailure {
-    pub kind: ErrorKind,
-    pub message: String,
-    pub upstream_status: Option<u16>,
-    pub retry_after_ms: Option<u64>,
-}
-
-impl From<WitError> for PluginFailure {
+impl From<types::Error> for PluginFailure {
     /// Bounds the message here, where it first becomes a host value: a huge one is cut
     /// (and its allocation freed) before anything formats, logs or forwards it.
-    fn from(e: WitError) -> Self {
+    fn from(e: types::Error) -> Self {
+        let kind = match e.kind {
+            types::ErrorKind::BadInput => ErrorKind::BadInput,
+            types::ErrorKind::NotFound => ErrorKind::NotFound,
+            types::ErrorKind::RateLimited => ErrorKind::RateLimited,
+            types::ErrorKind::QuotaExhausted => ErrorKind::QuotaExhausted,
+            types::ErrorKind::Unavailable => ErrorKind::Unavailable,
+            types::ErrorKind::AuthInvalid => ErrorKind::AuthInvalid,
+            types::ErrorKind::Unsupported => ErrorKind::Unsupported,
+        };
         let message = bounded_owned(e.message, MAX_ERROR_MESSAGE_BYTES);
-        PluginFailure { kind: e.kind, message, upstream_status: e.upstream_status, retry_after_ms: e.retry_after_ms }
+        PluginFailure { kind, message, upstream_status: e.upstream_status, retry_after_ms: e.retry_after_ms }
     }
 }
 
 fn sandbox(s: types::Sandbox) -> SandboxInfo {
-    SandboxInfo { sandbox_id: s.sandbox_id, image: s.image, started_at: s.started_at }
+    SandboxInfo::running(s.sandbox_id, s.image, s.started_at)
 }
 
-/// Calls the export for `req`. `idle_default` fills `create`'s optional lifetime.
-/// Outer error: a trap; inner error: the plugin's own failure.
+/// Calls the export for `req`. Outer error: a trap; inner error: the plugin's failure.
 pub async fn invoke(
     plugin: &ProviderPlugin,
     store: &mut wasmtime::Store<StoreState>,
@@ -106,27 +99,43 @@ pub async fn invoke(
             )
             .await?
             .map(|s| PluginReply::Created(sandbox(s))),
-        Request::Exec(e) => p
-            .call_exec(
-                &mut *store,
-                &types::ExecRequest {
-                    sandbox_id: e.sandbox_id.clone(),
-                    cmd: e.cmd.clone(),
-                    args: e.args.clone(),
-                    env: e.env.clone(),
-                    cwd: e.cwd.clone(),
-                    timeout_ms: e.timeout_ms,
-                },
-            )
-            .await?
-            .map(|r| {
-                PluginReply::Executed(ExecOutput { stdout: r.stdout, stderr: r.stderr, exit_code: r.exit_code, timed_out: r.timed_out })
-            }),
+        Request::Exec(e) => {
+            let started = std::time::Instant::now();
+            let req = types::ExecRequest {
+                sandbox_id: e.sandbox_id.clone(),
+                cmd: e.cmd.clone(),
+                args: e.args.clone(),
+                env: e.env.clone(),
+                cwd: e.cwd.clone(),
+                timeout_ms: e.timeout_ms,
+            };
+            match p.call_exec(&mut *store, &req).await? {
+                Ok(r) => {
+                    let out = &mut store.data_mut().output;
+                    out.write(OutputStream::Stdout, r.stdout.as_bytes());
+                    out.write(OutputStream::Stderr, r.stderr.as_bytes());
+                    let (stdout, stderr, truncated) = out.finish();
+                    let duration_ms = started.elapsed().as_millis() as u64;
+                    Ok(PluginReply::Executed(ExecOutput {
+                        stdout,
+                        stderr,
+                        exit_code: r.exit_code,
+                        timed_out: r.timed_out,
+                        truncated,
+                        duration_ms,
+                    }))
+                }
+                Err(e) => Err(e),
+            }
+        }
         Request::Stop { sandbox_id } => p.call_stop(&mut *store, sandbox_id).await?.map(|()| PluginReply::Stopped),
         Request::List => p.call_list_sandboxes(&mut *store).await?.map(|l| PluginReply::Listed(l.into_iter().map(sandbox).collect())),
         Request::Snapshot { sandbox_id } => p.call_snapshot(&mut *store, sandbox_id).await?.map(PluginReply::Snapshotted),
         Request::Branch { sandbox_id, count } => p.call_branch(&mut *store, sandbox_id, *count).await?.map(PluginReply::Branched),
-        Request::ExposePort { sandbox_id, port } => p.call_expose_port(&mut *store, sandbox_id, *port).await?.map(PluginReply::Exposed),
+        Request::ExposePort { sandbox_id, port } => p
+            .call_expose_port(&mut *store, sandbox_id, *port)
+            .await?
+            .map(|url| PluginReply::Exposed(ExposedPort { url, headers: Vec::new() })),
         Request::FsRead { sandbox_id, path } => p.call_fs_read(&mut *store, sandbox_id, path).await?.map(PluginReply::Read),
         Request::FsWrite(w) => p
             .call_fs_write(
@@ -135,6 +144,15 @@ pub async fn invoke(
             )
             .await?
             .map(|()| PluginReply::Written),
+        // Gated by capability before any call: 0.1.0 has no words for these.
+        Request::Get { .. } | Request::SetTimeout { .. } | Request::Pause { .. } | Request::Resume { .. } => {
+            return Ok(Err(PluginFailure {
+                kind: ErrorKind::Unsupported,
+                message: format!("{WORLD} has no `{}` leaf", req.leaf()),
+                upstream_status: None,
+                retry_after_ms: None,
+            }))
+        }
     };
     Ok(r.map_err(PluginFailure::from))
 }
@@ -152,8 +170,7 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<StoreState>) -> wa
 impl types::Host for StoreState {}
 
 impl log::Host for StoreState {
-    /// Through the call's log meter: lines are cut, budgeted per call and rate-limited
-    /// per plugin (`policy/log_budget.rs`).
+    /// Through the call's log meter (`policy/log_budget.rs`).
     fn log(&mut self, level: log::Level, message: String) {
         let level = match level {
             log::Level::Trace => LogLevel::Trace,
@@ -169,20 +186,5 @@ impl log::Host for StoreState {
 impl config::Host for StoreState {
     fn get(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// A released world is frozen: the current file must equal its `since_v*` copy.
-    #[test]
-    fn the_current_wit_matches_its_frozen_release() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
-        let current = std::fs::read_to_string(root.join("sandbox.wit")).unwrap();
-        let version = super::WORLD.rsplit('@').next().unwrap();
-        assert!(current.contains(&format!("package iii:sandbox@{version};")), "WORLD and the package line disagree");
-        let frozen = std::fs::read_to_string(root.join(format!("since_v{version}/sandbox.wit")))
-            .unwrap_or_else(|_| panic!("wit/since_v{version}/sandbox.wit is missing: freeze the release"));
-        assert_eq!(current, frozen, "wit/sandbox.wit changed after {version} was released: start a new version instead");
     }
 }
