@@ -122,6 +122,30 @@ impl Call {
 
     /// Sends and reads the whole answer. Transport failures and timeouts are `unavailable`.
     pub async fn send(self) -> Result<Reply, Error> {
+        let (what, response) = self.respond().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let mut body = response.into_body();
+        if body.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(unavailable(format!("{what} answered a body larger than {MAX_BODY_BYTES} bytes")));
+        }
+        let bytes = body.contents().await.map_err(|e| unavailable(format!("{what}: reading the answer failed ({e:#})")))?;
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(unavailable(format!("{what} answered a body larger than {MAX_BODY_BYTES} bytes")));
+        }
+        Ok(Reply { status, headers, body: bytes.to_vec(), what })
+    }
+
+    /// Sends and returns as soon as the status and headers arrive; the body is read
+    /// piece by piece as the upstream produces it (SSE, Connect server streams, logs).
+    pub async fn open(self) -> Result<Streamed, Error> {
+        let (what, response) = self.respond().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        Ok(Streamed { status, headers, what, body: response.into_body().into_boxed_body(), read: 0 })
+    }
+
+    async fn respond(self) -> Result<(String, wstd::http::Response<Body>), Error> {
         let path = self.url.split_once("://").map(|(_, rest)| rest).and_then(|r| r.find('/').map(|i| &r[i..])).unwrap_or("/");
         let path = path.split('?').next().unwrap_or(path).to_string();
         let what = format!("{} {}", self.method, path);
@@ -141,17 +165,91 @@ impl Call {
             client.set_between_bytes_timeout(t);
         }
         let response = client.send(request).await.map_err(|e| unavailable(format!("{what} failed before an answer arrived ({e:#})")))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let mut body = response.into_body();
-        if body.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-            return Err(unavailable(format!("{what} answered a body larger than {MAX_BODY_BYTES} bytes")));
+        Ok((what, response))
+    }
+}
+
+/// An upstream answer whose body is still arriving (see [`Call::open`]).
+pub struct Streamed {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// `METHOD /path` for messages.
+    pub what: String,
+    body: http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, wstd::http::Error>,
+    read: usize,
+}
+
+impl Streamed {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The next piece of the body as it arrived; `None` at its end. A transport failure
+    /// or the host's between-bytes timeout is `unavailable`.
+    pub async fn chunk(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        use http_body_util::BodyExt as _;
+        loop {
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(unavailable(format!("{}: reading the answer failed ({e:#})", self.what))),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.read += data.len();
+                        if !data.is_empty() {
+                            return Ok(Some(data.to_vec()));
+                        }
+                    }
+                }
+            }
         }
-        let bytes = body.contents().await.map_err(|e| unavailable(format!("{what}: reading the answer failed ({e:#})")))?;
-        if bytes.len() > MAX_BODY_BYTES {
-            return Err(unavailable(format!("{what} answered a body larger than {MAX_BODY_BYTES} bytes")));
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> usize {
+        self.read
+    }
+
+    /// The rest of the body read whole (e.g. an error answer), at most [`MAX_BODY_BYTES`].
+    pub async fn into_reply(mut self) -> Result<Reply, Error> {
+        let mut body = Vec::new();
+        while let Some(c) = self.chunk().await? {
+            body.extend_from_slice(&c);
+            if body.len() > MAX_BODY_BYTES {
+                return Err(unavailable(format!("{} answered a body larger than {MAX_BODY_BYTES} bytes", self.what)));
+            }
         }
-        Ok(Reply { status, headers, body: bytes.to_vec(), what })
+        Ok(Reply { status: self.status, headers: self.headers, body, what: self.what })
+    }
+}
+
+/// Splits a byte stream into lines as chunks arrive (SSE, NDJSON); keeps at most
+/// `max_line` bytes of an unterminated line so a hostile upstream cannot grow it.
+#[derive(Debug, Default)]
+pub struct Lines {
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    /// Feeds `chunk`; returns every complete line (without `\n` / `\r\n`).
+    pub fn feed(&mut self, chunk: &[u8], max_line: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for &b in chunk {
+            if b == b'\n' {
+                let mut line = std::mem::take(&mut self.pending);
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                out.push(line);
+            } else if self.pending.len() < max_line {
+                self.pending.push(b);
+            }
+        }
+        out
+    }
+
+    /// What is left after the stream ended (a last line without a newline).
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
     }
 }
 
@@ -186,6 +284,15 @@ pub fn multipart_file(field: &str, filename: &str, bytes: &[u8]) -> (String, Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_split_across_chunks_and_bounded() {
+        let mut l = Lines::default();
+        assert!(l.feed(b"data: a", 64).is_empty());
+        assert_eq!(l.feed(b"b\r\n\ndata: c\n", 64), vec![b"data: ab".to_vec(), Vec::new(), b"data: c".to_vec()]);
+        assert_eq!(l.feed(&[b'x'; 100], 8), Vec::<Vec<u8>>::new());
+        assert_eq!(l.finish(), Some(b"xxxxxxxx".to_vec()));
+    }
 
     #[test]
     fn encode_keeps_unreserved_only() {
