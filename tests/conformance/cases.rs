@@ -423,6 +423,124 @@ pub async fn a_slow_list_does_not_resurrect_a_sandbox_stopped_meanwhile<U: Upstr
     create::<U>(&h).await;
 }
 
+/// A provider without `leaf` answers S404 for it with nothing sent; true when it has it.
+async fn offered_or_s404<U: Upstream>(up: &U, h: &TestHost, leaf: Leaf, payload: Value) -> bool {
+    if offers::<U>(h, leaf) {
+        return true;
+    }
+    up.clear();
+    h.err(U::PROVIDER, leaf, payload, Code::Unsupported).await;
+    assert!(up.requests().is_empty(), "an absent {leaf} sent {:?}", up.requests());
+    false
+}
+
+/// Not a sandbox on any simulator, and a valid id for the host.
+const MISSING: &str = "missing-sbx-0000";
+
+/// World 0.2 `get`: one sandbox's state and times; an id the upstream lacks is S410.
+pub async fn get_reports_state_and_unknown_ids_are_s410<U: Upstream>() {
+    let (up, h) = fresh::<U>("").await;
+    let id = create::<U>(&h).await;
+    if !offered_or_s404(&up, &h, Leaf::Get, json!({"sandbox_id": id})).await {
+        return;
+    }
+    let got = h.ok(U::PROVIDER, Leaf::Get, json!({"sandbox_id": id})).await;
+    assert_eq!((got["sandbox_id"].as_str(), got["state"].as_str()), (Some(id.as_str()), Some("running")), "{got}");
+    assert!(is_rfc3339(got["started_at"].as_str().unwrap()), "{got}");
+    assert!(got["ends_at"].is_null() || is_rfc3339(got["ends_at"].as_str().unwrap()), "{got}");
+    assert!(got["metadata"].is_object(), "{got}");
+    h.err(U::PROVIDER, Leaf::Get, json!({"sandbox_id": MISSING}), Code::NotFound).await;
+}
+
+/// World 0.2 `set_timeout`: within 1 s … limits.max_timeout_secs it reaches the upstream;
+/// beyond it is S422 with nothing sent.
+pub async fn set_timeout_is_bounded_and_reaches_the_upstream<U: Upstream>() {
+    let (up, h) = fresh::<U>("[limits]\nmax_timeout_secs = 3600").await;
+    let id = create::<U>(&h).await;
+    if !offered_or_s404(&up, &h, Leaf::SetTimeout, json!({"sandbox_id": id, "timeout_secs": 600})).await {
+        return;
+    }
+    up.clear();
+    let e = h.err(U::PROVIDER, Leaf::SetTimeout, json!({"sandbox_id": id, "timeout_secs": 3601}), Code::BadInput).await;
+    assert!(e.contains("limits.max_timeout_secs"), "{e}");
+    assert!(up.requests().is_empty(), "nothing is sent for an out-of-bounds lifetime");
+    let set = h.ok(U::PROVIDER, Leaf::SetTimeout, json!({"sandbox_id": id, "timeout_secs": 600})).await;
+    assert_eq!(set["timeout_secs"], 600, "{set}");
+    assert!(is_rfc3339(set["ends_at"].as_str().unwrap()), "{set}");
+    assert!(!up.requests().is_empty(), "the new lifetime went upstream");
+    h.err(U::PROVIDER, Leaf::SetTimeout, json!({"sandbox_id": MISSING, "timeout_secs": 600}), Code::NotFound).await;
+}
+
+/// World 0.2 `pause`/`resume`: both idempotent, the slot held throughout, the sandbox
+/// usable again after resume.
+pub async fn pause_and_resume_are_idempotent_and_keep_the_slot<U: Upstream>() {
+    let (up, h) = fresh::<U>("").await;
+    let id = create::<U>(&h).await;
+    if !offered_or_s404(&up, &h, Leaf::Pause, json!({"sandbox_id": id})).await {
+        return;
+    }
+    let paused = json!({"sandbox_id": id, "state": "paused"});
+    assert_eq!(h.ok(U::PROVIDER, Leaf::Pause, json!({"sandbox_id": id})).await, paused);
+    assert_eq!(h.ok(U::PROVIDER, Leaf::Pause, json!({"sandbox_id": id})).await, paused, "pausing a paused sandbox is success");
+    assert_eq!(h.host.registry.book(U::PROVIDER).in_flight(), 1, "a paused sandbox keeps its slot");
+    if offers::<U>(&h, Leaf::Get) {
+        assert_eq!(h.ok(U::PROVIDER, Leaf::Get, json!({"sandbox_id": id})).await["state"], "paused");
+    }
+    let running = json!({"sandbox_id": id, "state": "running"});
+    assert_eq!(h.ok(U::PROVIDER, Leaf::Resume, json!({"sandbox_id": id})).await, running);
+    assert_eq!(h.ok(U::PROVIDER, Leaf::Resume, json!({"sandbox_id": id})).await, running, "resuming a running sandbox is success");
+    let out = h.ok(U::PROVIDER, Leaf::Exec, json!({"sandbox_id": id, "cmd": "echo", "args": ["back"]})).await;
+    assert_eq!(out["stdout"], "back\n", "{out}");
+    assert_eq!(in_flight::<U>(&h).await, 1);
+    h.err(U::PROVIDER, Leaf::Pause, json!({"sandbox_id": MISSING}), Code::NotFound).await;
+    h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": id})).await;
+    assert_eq!(h.host.registry.book(U::PROVIDER).in_flight(), 0);
+}
+
+/// Code written for the engine's own sandbox daemon (`iii-sandbox`) runs unchanged: its
+/// create fields, `argv`, a whole command line in `cmd`, `workdir`, env lists, `content`
+/// and octal modes for files, and stop's answer.
+pub async fn a_payload_in_the_engine_daemons_shapes_runs_unchanged<U: Upstream>() {
+    let (_up, h) = fresh::<U>("").await;
+    let v = h.ok(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE, "name": "daemon-style", "env": ["GREETING=hi"]})).await;
+    let id = v["sandbox_id"].as_str().unwrap().to_string();
+    assert_eq!(v["name"], "daemon-style", "{v}");
+    let listed = h.ok(U::PROVIDER, Leaf::List, json!({})).await;
+    let row = listed["sandboxes"].as_array().unwrap().iter().find(|r| r["sandbox_id"] == id.as_str()).cloned().unwrap();
+    assert_eq!(row["name"], "daemon-style", "{row}");
+    let argv = json!({"sandbox_id": id, "argv": ["sh", "-c", "echo \"$X\" $(pwd)"], "env": ["X=from argv"], "workdir": U::existing_dir()});
+    let out = h.ok(U::PROVIDER, Leaf::Exec, argv).await;
+    assert_eq!(out["stdout"], format!("from argv {}\n", U::existing_dir()), "{out}");
+    assert_eq!((out["success"].as_bool(), out["truncated"].as_bool()), (Some(true), Some(false)), "{out}");
+    let line = h.ok(U::PROVIDER, Leaf::Exec, json!({"sandbox_id": id, "cmd": "printf '%s|' 'a b' c"})).await;
+    assert_eq!(line["stdout"], "a b|c|", "a whole command line in `cmd` is split with shell quoting: {line}");
+    let failed = h.ok(U::PROVIDER, Leaf::Exec, json!({"sandbox_id": id, "argv": ["sh", "-c", "exit 3"]})).await;
+    assert_eq!((failed["exit_code"].as_i64(), failed["success"].as_bool()), (Some(3), Some(false)), "{failed}");
+    if offers::<U>(&h, Leaf::FsWrite) {
+        let path = U::writable_path();
+        let w = h.ok(U::PROVIDER, Leaf::FsWrite, json!({"sandbox_id": id, "path": path, "content": "héllo\n", "mode": "0644"})).await;
+        assert_eq!(w, json!({"bytes_written": "héllo\n".len(), "path": path}));
+        let r = h.ok(U::PROVIDER, Leaf::FsRead, json!({"sandbox_id": id, "path": path})).await;
+        assert_eq!((r["body"].as_str(), r["size"].as_u64()), (Some("héllo\n"), Some(7)), "{r}");
+    }
+    let stopped = json!({"sandbox_id": id, "stopped": true});
+    assert_eq!(h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": id})).await, stopped);
+    assert_eq!(h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": id})).await, stopped, "unlike the daemon's, our stop is idempotent");
+}
+
+/// Output beyond limits.max_exec_output_kib is cut to exactly the budget and flagged;
+/// the command itself still succeeds.
+pub async fn exec_output_over_the_budget_is_cut_and_flagged<U: Upstream>() {
+    let (_up, h) = fresh::<U>("[limits]\nmax_exec_output_kib = 16").await;
+    let id = create::<U>(&h).await;
+    let cmd = json!({"sandbox_id": id, "argv": ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo 0123456789abcdef0123456789abcdef; i=$((i+1)); done"]});
+    let out = h.ok(U::PROVIDER, Leaf::Exec, cmd).await;
+    assert_eq!(out["truncated"], true, "66 000 bytes is over 16 KiB");
+    assert_eq!(out["stdout"].as_str().unwrap().len(), 16 * 1024);
+    assert!(out["stdout"].as_str().unwrap().starts_with("0123456789abcdef"), "the start is kept");
+    assert_eq!(out["success"], true, "{}", out["stderr"]);
+}
+
 /// Generates one `#[tokio::test]` per case for `$upstream`.
 macro_rules! conformance_suite {
     ($suite:ident, $upstream:ty) => {
@@ -456,6 +574,11 @@ macro_rules! conformance_suite {
             case!(a_create_abandoned_at_the_wall_is_stopped_and_holds_its_slot_until_then);
             case!(a_create_that_dies_after_reaching_the_upstream_keeps_its_sandbox_counted);
             case!(a_slow_list_does_not_resurrect_a_sandbox_stopped_meanwhile);
+            case!(get_reports_state_and_unknown_ids_are_s410);
+            case!(set_timeout_is_bounded_and_reaches_the_upstream);
+            case!(pause_and_resume_are_idempotent_and_keep_the_slot);
+            case!(a_payload_in_the_engine_daemons_shapes_runs_unchanged);
+            case!(exec_output_over_the_budget_is_cut_and_flagged);
         }
     };
 }

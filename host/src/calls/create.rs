@@ -78,7 +78,8 @@ pub(super) async fn create(call: &Call<'_>, req: Request) -> Answered {
                 ends_at: info.ends_at.as_deref().and_then(rfc3339),
                 metadata,
             };
-            reservation.commit(info.sandbox_id, LiveSandbox { image: image.clone(), started_at: Some(started_at) });
+            let live = LiveSandbox { image: image.clone(), started_at: Some(started_at), name: row.name().map(str::to_string) };
+            reservation.commit(info.sandbox_id, live);
             call.events.emit(EventKind::Created, name, &row.sandbox_id, &image);
             Ok(reply::created(&row, plugin.capabilities(), &ignored))
         }
@@ -161,7 +162,7 @@ pub(crate) fn record_started(book: &SlotBook, ids: &[String], reservations: impl
     let now = now_rfc3339();
     let mut reservations = reservations.into_slots().into_iter();
     for id in ids {
-        let live = LiveSandbox { image: String::new(), started_at: Some(now.clone()) };
+        let live = LiveSandbox { image: String::new(), started_at: Some(now.clone()), name: None };
         match reservations.next() {
             Some(r) => r.commit(id.clone(), live),
             None => book.adopt(id.clone(), live),

@@ -48,7 +48,7 @@ pub(super) async fn get(call: &Call<'_>, req: Request) -> Answered {
             let known = call.book.get(&info.sandbox_id);
             let row = listed_row(name, Leaf::Get, info, known.as_ref())?;
             if known.is_none() {
-                call.book.adopt(row.sandbox_id.clone(), LiveSandbox { image: row.image.clone(), started_at: Some(row.started_at.clone()) });
+                call.book.adopt(row.sandbox_id.clone(), live(&row));
             }
             Ok(reply::got(&row))
         }
@@ -100,10 +100,7 @@ fn reconcile(
         let known = book.get(&row.sandbox_id);
         listed.push(listed_row(name, Leaf::List, row, known.as_ref())?);
     }
-    let reaped = book.reconcile(
-        listed.iter().map(|s| (s.sandbox_id.clone(), LiveSandbox { image: s.image.clone(), started_at: Some(s.started_at.clone()) })),
-        ticket,
-    );
+    let reaped = book.reconcile(listed.iter().map(|s| (s.sandbox_id.clone(), live(s))), ticket);
     if let Some(events) = events {
         for (id, gone) in &reaped {
             events.emit(EventKind::Reaped, name, id, &gone.image);
@@ -135,5 +132,15 @@ fn listed_row(name: &str, leaf: Leaf, row: SandboxInfo, known: Option<&LiveSandb
         None => None,
     };
     let image = if row.image.is_empty() { known.map(|k| k.image.clone()).unwrap_or_default() } else { row.image };
-    Ok(ListedSandbox { sandbox_id: row.sandbox_id, image, started_at, state: row.state, ends_at, metadata: row.metadata })
+    let mut metadata = row.metadata;
+    // The caller's label survives an upstream that keeps no metadata.
+    if let Some(name) = known.and_then(|k| k.name.clone()).filter(|_| !metadata.iter().any(|(k, _)| k == "name")) {
+        metadata.push(("name".into(), name));
+    }
+    Ok(ListedSandbox { sandbox_id: row.sandbox_id, image, started_at, state: row.state, ends_at, metadata })
+}
+
+/// The slot book's record of a listed sandbox.
+fn live(s: &ListedSandbox) -> LiveSandbox {
+    LiveSandbox { image: s.image.clone(), started_at: Some(s.started_at.clone()), name: s.name().map(str::to_string) }
 }

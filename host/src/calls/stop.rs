@@ -68,7 +68,7 @@ pub(super) async fn pause_or_resume(call: &Call<'_>, req: Request) -> Answered {
         }
         (Leaf::Resume, PluginReply::Resumed) => {
             if image.is_none() {
-                call.book.adopt(sandbox_id.clone(), LiveSandbox { image: String::new(), started_at: None });
+                call.book.adopt(sandbox_id.clone(), LiveSandbox { image: String::new(), started_at: None, name: None });
             }
             call.events.emit(EventKind::Resumed, &plugin.name, &sandbox_id, image.as_deref().unwrap_or_default());
             Ok(reply::state(&sandbox_id, SandboxState::Running))

@@ -17,6 +17,8 @@ pub struct LiveSandbox {
     pub image: String,
     /// RFC 3339, when known.
     pub started_at: Option<String>,
+    /// The caller's label (create's `name`), for list rows whose upstream keeps no metadata.
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -165,6 +167,9 @@ impl SlotBook {
                     if s.started_at.is_none() {
                         s.started_at = known.started_at.clone();
                     }
+                    if s.name.is_none() {
+                        s.name = known.name.clone();
+                    }
                     *g = *gen;
                 }
                 None if *gen > listed_at => {
@@ -272,7 +277,7 @@ mod tests {
     }
 
     fn sbx() -> LiveSandbox {
-        LiveSandbox { image: "base".into(), started_at: None }
+        LiveSandbox { image: "base".into(), started_at: None, name: None }
     }
 
     #[test]
