@@ -4,6 +4,7 @@
 
 mod measure;
 mod native;
+mod streaming;
 mod upstream;
 
 use measure::{latency, rss, throughput, us, Latency};
@@ -60,6 +61,7 @@ async fn main() {
         Some("idle-host") => return idle_host().await,
         Some("profile") => return profile().await,
         Some("profile-native") => return profile_native().await,
+        Some("streaming") => return streaming::run(&sandbox_tests::root()).await,
         _ => {}
     }
     let root = sandbox_tests::root();
@@ -187,6 +189,7 @@ async fn main() {
     instance_costs(&host_on).await;
     startup(&root, &addr.to_string()).await;
     memory(&root, &host_on).await;
+    streaming::run(&root).await;
     bridge.shutdown().await;
 }
 

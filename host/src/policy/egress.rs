@@ -211,13 +211,16 @@ pub struct EgressHooks {
     pub record: Arc<EgressRecord>,
     /// This call's bounds: the policy's, stretched for a long exec.
     pub timeouts: UpstreamTimeouts,
+    /// This call's largest upstream body: the policy's, or none for an exec (see
+    /// `runtime/invoke.rs`).
+    pub max_body_bytes: u64,
     forbidden: Arc<[HeaderName]>,
 }
 
 impl EgressHooks {
     pub fn new(policy: Arc<EgressPolicy>, record: Arc<EgressRecord>) -> Self {
         let forbidden = policy.forbidden_headers().into();
-        EgressHooks { timeouts: policy.timeouts, policy, record, forbidden }
+        EgressHooks { timeouts: policy.timeouts, max_body_bytes: policy.max_body_bytes, policy, record, forbidden }
     }
 
     /// A fan-out slot for the next request of this call, or the bound that refuses it.
@@ -301,7 +304,7 @@ impl WasiHttpHooks for EgressHooks {
             request.headers_mut().insert(http::header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
         }
         let options = self.timeouts.clamp(options);
-        let (record, limit, policy) = (self.record.clone(), self.policy.max_body_bytes, self.policy.clone());
+        let (record, limit, policy) = (self.record.clone(), self.max_body_bytes, self.policy.clone());
         let destination =
             bounded(&format!("{}://{authority}", request.uri().scheme_str().unwrap_or("https")), MAX_DESTINATION_BYTES).into_owned();
         Box::new(async move {

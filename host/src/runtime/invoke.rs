@@ -156,6 +156,13 @@ fn call_state(plugin: &LoadedPlugin, req: &Request, record: Arc<EgressRecord>, t
     }
     let mut state = StoreState::with_timeouts(plugin.name.clone(), &plugin.policy, plugin.config.clone(), record, timeouts);
     state.output = OutputCollector::new(plugin.policy.limits.max_exec_output_bytes, tap);
+    if matches!(req, Request::Exec(_)) {
+        // A command may print far more than any answer should hold: its stream is read
+        // and dropped as it goes. What the host keeps is bounded by the output budget,
+        // what the plugin holds by its memory limit, how long it reads by the call's
+        // wall clock; a body cap would only fail a healthy command.
+        state.unlimit_upstream_bodies();
+    }
     state
 }
 

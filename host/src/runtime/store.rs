@@ -65,6 +65,11 @@ impl StoreState {
         }
     }
 
+    /// Lets this call read upstream bodies of any size (an exec's output stream).
+    pub fn unlimit_upstream_bodies(&mut self) {
+        self.hooks.max_body_bytes = u64::MAX;
+    }
+
     /// The guest's stderr so far, lossy UTF-8, last `max` bytes; an earlier part left
     /// out is marked (`[first N bytes cut] …`).
     pub fn stderr_tail(&self, max: usize) -> String {
