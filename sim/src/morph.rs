@@ -1,33 +1,45 @@
 //! A Morph-Cloud-shaped simulator: the instance API under `/api` (start, get, list,
-//! delete, exec, snapshot, branch, HTTP services) and `GET /api/snapshot/{id}`.
+//! delete, exec, exec/sse, ttl, pause, resume, snapshot, branch, HTTP services) and
+//! `GET /api/snapshot/{id}`.
 //!
 //! Shapes follow the server's own OpenAPI document (BloopAI/morph-rs-sdk
-//! `morph-3.1.0.json`: `InstanceModel`, `SnapshotModel`, `BranchResponse`, …) and
-//! morph-labs/morph-python-sdk `morphcloud/api.py`: snake_case JSON, `created` in Unix
-//! epoch seconds, new instances and snapshots answered `pending` and `ready` on the
-//! next read (after [`MorphSim::set_boot_delay`]), `DELETE` → 204, FastAPI errors
-//! `{detail: "…"}` and 422 `{detail: [{type, loc, msg, input}]}`.
+//! `morph-3.1.0.json`: `InstanceModel`, `InstanceTTL`, `UpdateTTLRequest`,
+//! `SnapshotModel`, `BranchResponse`, …) and morph-labs/morph-python-sdk
+//! `morphcloud/api.py`: snake_case JSON, `created` in Unix epoch seconds, new and resumed
+//! instances and new snapshots answered `pending` and `ready` on the next read (after
+//! [`MorphSim::set_boot_delay`]), `DELETE` → 204, FastAPI errors `{detail: "…"}` and 422
+//! `{detail: [{type, loc, msg, input}]}`. `exec/sse` streams what the SDKs read
+//! (`_exec_streaming`): `data: {"type": "stdout"|"stderr", "content": …}` events as the
+//! command prints, then `data: {"type": "exit_code", "content": N}` and `data: [DONE]`.
+//! TTLs are absolute: `ttl_expire_at` is start (or the last `POST …/ttl`, or resume)
+//! plus `ttl_seconds` (SDK `set_ttl`: "current server time plus the provided TTL
+//! seconds"; its TTL test sees resume move the expiry later).
 //!
 //! Instances are real: each has a temporary directory as its `HOME` and working
 //! directory, and exec joins the `command` elements with spaces and runs the line with
-//! `sh -c`, as Morph's SSH backend runs it through the VM's shell. Snapshots copy that
-//! directory, so `create` from a snapshot and `branch` see the files. TTLs are enforced
-//! lazily on each request (`stop` deletes, `pause` pauses). It binds 127.0.0.1 only; a
-//! local development and test double, not an isolation boundary.
+//! `sh -c`, as Morph's SSH backend runs it through the VM's shell (so one line is one
+//! process argument, with Linux's 128 KiB limit). Snapshots copy that directory, so
+//! `create` from a snapshot and `branch` see the files. TTLs are enforced lazily on each
+//! request (`stop` deletes, `pause` pauses) and do not run while paused. It binds
+//! 127.0.0.1 only; a local development and test double, not an isolation boundary.
 //!
 //! Assumptions where Morph documents nothing: an unknown snapshot on start is 404; a
-//! second HTTP service with an existing name is 409; a bad key is 401.
+//! second HTTP service with an existing name is 409; a bad key is 401; exec on a paused
+//! instance, pausing a paused one and resuming a running one are 409 (the SDK's CLI
+//! reads 409 on pause/resume as "cannot be paused/resumed").
 
 // Helpers return `Err(Reply)`: the error IS the answer to send, built once where it arises.
 #![allow(clippy::result_large_err)]
 
-use crate::server::{empty, json, Handler, Recorded, Reply, Sim};
+use crate::server::{empty, json, streamed, Handler, Recorded, Reply, Sim};
+use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncReadExt as _;
 
 /// Snapshots every account has (id → base image id). Start accepts these and the ids of
 /// snapshots taken on this simulator.
@@ -56,6 +68,8 @@ pub struct SimInstance {
     pub metadata: BTreeMap<String, String>,
     pub http_services: Vec<HttpService>,
     pub ttl_seconds: Option<u64>,
+    /// Unix time the TTL's action happens (`None`: no TTL).
+    pub ttl_expire_at: Option<i64>,
     pub ttl_action: String,
     pub root: tempfile::TempDir,
 }
@@ -205,6 +219,10 @@ async fn route(st: &Arc<State>, key: &str, rec: Recorded) -> Reply {
             None => not_found(id),
         },
         ("POST", ["api", "instance", id, "exec"]) => exec(st, id, &rec).await,
+        ("POST", ["api", "instance", id, "exec", "sse"]) => exec_sse(st, id, &rec),
+        ("POST", ["api", "instance", id, "ttl"]) => set_ttl(st, id, &rec),
+        ("POST", ["api", "instance", id, "pause"]) => pause(st, id),
+        ("POST", ["api", "instance", id, "resume"]) => resume(st, id),
         ("POST", ["api", "instance", id, "snapshot"]) => match take_snapshot(st, id, &rec) {
             Ok(v) => json(200, &v),
             Err(r) => r,
@@ -237,11 +255,8 @@ async fn route(st: &Arc<State>, key: &str, rec: Recorded) -> Reply {
 fn expire(st: &State) {
     let now = now_epoch();
     let mut instances = st.instances.lock().unwrap();
-    let due: Vec<String> = instances
-        .values()
-        .filter(|i| !i.paused && i.ttl_seconds.is_some_and(|t| i.created + t as i64 <= now))
-        .map(|i| i.id.clone())
-        .collect();
+    let due: Vec<String> =
+        instances.values().filter(|i| !i.paused && i.ttl_expire_at.is_some_and(|at| at <= now)).map(|i| i.id.clone()).collect();
     for id in due {
         if instances.get(&id).is_some_and(|i| i.ttl_action == "pause") {
             if let Some(i) = instances.get_mut(&id) {
@@ -324,6 +339,7 @@ fn start_instance(st: &State, snapshot: &str, body: &Value) -> Result<Value, Rep
         metadata,
         http_services: Vec::new(),
         ttl_seconds,
+        ttl_expire_at: ttl_seconds.map(|t| now_epoch().saturating_add_unsigned(t)),
         ttl_action,
         root,
     };
@@ -355,7 +371,7 @@ fn instance_json(i: &SimInstance) -> Value {
         "metadata": i.metadata,
         "ttl": {
             "ttl_seconds": i.ttl_seconds,
-            "ttl_expire_at": i.ttl_seconds.map(|t| i.created + t as i64),
+            "ttl_expire_at": i.ttl_expire_at,
             "ttl_action": i.ttl_action,
         },
         "wake_on": { "wake_on_ssh": false, "wake_on_http": false },
@@ -459,18 +475,74 @@ fn expose(st: &State, id: &str, rec: &Recorded) -> Reply {
     json(200, &instance_json(i))
 }
 
-/// `POST /instance/{id}/exec` `{command: [..]}` → `{exit_code, stdout, stderr}`.
-async fn exec(st: &State, id: &str, rec: &Recorded) -> Reply {
+/// `POST /instance/{id}/ttl` `UpdateTTLRequest{ttl_seconds, ttl_action?}` → the instance.
+/// `ttl_seconds: null` removes the TTL (the SDK's `set_ttl(None)`); a missing
+/// `ttl_action` keeps the current one ("Defaults to the current action").
+fn set_ttl(st: &State, id: &str, rec: &Recorded) -> Reply {
+    let body = rec.json();
+    if !body.is_object() {
+        return invalid(&["body"], "Input should be a valid dictionary or object", body);
+    }
+    let ttl_seconds = match &body["ttl_seconds"] {
+        Value::Null if body.get("ttl_seconds").is_some() => None,
+        Value::Null => return invalid(&["body", "ttl_seconds"], "Field required", Value::Null),
+        v => match v.as_u64() {
+            Some(t) => Some(t),
+            None => return invalid(&["body", "ttl_seconds"], "Input should be a valid integer", v.clone()),
+        },
+    };
+    let action = match &body["ttl_action"] {
+        Value::Null => None,
+        Value::String(a) if a == "stop" || a == "pause" => Some(a.clone()),
+        v => return invalid(&["body", "ttl_action"], "Input should be 'stop' or 'pause'", v.clone()),
+    };
+    let mut instances = st.instances.lock().unwrap();
+    let Some(i) = instances.get_mut(id) else { return not_found(id) };
+    i.ttl_seconds = ttl_seconds;
+    i.ttl_expire_at = ttl_seconds.map(|t| now_epoch().saturating_add_unsigned(t));
+    if let Some(a) = action {
+        i.ttl_action = a;
+    }
+    json(200, &instance_json(i))
+}
+
+/// `POST /instance/{id}/pause` (`?no_snapshot=` accepted and ignored) → the instance, paused.
+fn pause(st: &State, id: &str) -> Reply {
+    let mut instances = st.instances.lock().unwrap();
+    let Some(i) = instances.get_mut(id) else { return not_found(id) };
+    if i.paused {
+        return detail(409, &format!("Instance '{id}' cannot be paused: it is paused"));
+    }
+    i.paused = true;
+    json(200, &instance_json(i))
+}
+
+/// `POST /instance/{id}/resume` → the instance, booting again (`pending` until the boot
+/// delay passed); the TTL starts over from now.
+fn resume(st: &State, id: &str) -> Reply {
+    let mut instances = st.instances.lock().unwrap();
+    let Some(i) = instances.get_mut(id) else { return not_found(id) };
+    if !i.paused {
+        return detail(409, &format!("Instance '{id}' cannot be resumed: it is not paused"));
+    }
+    i.paused = false;
+    i.ready_at = Instant::now() + *st.boot_delay.lock().unwrap();
+    i.ttl_expire_at = i.ttl_seconds.map(|t| now_epoch().saturating_add_unsigned(t));
+    json(200, &instance_json(i))
+}
+
+/// The shell line of an exec body, started in instance `id` with its output piped.
+fn spawn(st: &State, id: &str, rec: &Recorded) -> Result<tokio::process::Child, Reply> {
     let body = rec.json();
     let command: Option<Vec<String>> =
         body["command"].as_array().and_then(|a| a.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<Vec<_>>>());
     let Some(command) = command.filter(|c| !c.is_empty()) else {
-        return invalid(&["body", "command"], "Input should be a non-empty list of strings", body["command"].clone());
+        return Err(invalid(&["body", "command"], "Input should be a non-empty list of strings", body["command"].clone()));
     };
     let root = match st.instances.lock().unwrap().get(id) {
-        Some(i) if i.paused => return detail(409, &format!("Instance '{id}' is paused")),
+        Some(i) if i.paused => return Err(detail(409, &format!("Instance '{id}' is paused"))),
         Some(i) => i.root.path().to_path_buf(),
-        None => return not_found(id),
+        None => return Err(not_found(id)),
     };
     // The elements form one shell line, as on Morph (SSH exec through the VM's shell).
     let line = command.join(" ");
@@ -479,9 +551,14 @@ async fn exec(st: &State, id: &str, rec: &Recorded) -> Reply {
     cmd.env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()));
     cmd.env("HOME", &root).env("USER", "root").env("LOGNAME", "root").env("SHELL", "/bin/sh");
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
-    let child = match cmd.spawn() {
+    cmd.spawn().map_err(|e| detail(500, &format!("exec failed: {e}")))
+}
+
+/// `POST /instance/{id}/exec` `{command: [..]}` → `{exit_code, stdout, stderr}`.
+async fn exec(st: &State, id: &str, rec: &Recorded) -> Reply {
+    let child = match spawn(st, id, rec) {
         Ok(c) => c,
-        Err(e) => return detail(500, &format!("exec failed: {e}")),
+        Err(r) => return r,
     };
     match tokio::time::timeout(EXEC_CAP, child.wait_with_output()).await {
         Ok(Ok(o)) => json(
@@ -495,6 +572,79 @@ async fn exec(st: &State, id: &str, rec: &Recorded) -> Reply {
         ),
         Ok(Err(e)) => detail(500, &format!("exec failed: {e}")),
         Err(_) => detail(504, "exec did not finish"),
+    }
+}
+
+/// `POST /instance/{id}/exec/sse` (same body) → `text/event-stream`: one event per read
+/// of the command's stdout or stderr, sent at once, then its exit code and `[DONE]`.
+/// Refusals (unknown instance, paused, bad body) are the same JSON answers as exec's.
+fn exec_sse(st: &State, id: &str, rec: &Recorded) -> Reply {
+    let child = match spawn(st, id, rec) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (reply, tx) = streamed(200, "text/event-stream");
+    tokio::spawn(pump(child, tx));
+    reply
+}
+
+/// Relays a running command as SSE events until it exits (or the client goes away,
+/// which drops and so kills it, or [`EXEC_CAP`] passes).
+async fn pump(mut child: tokio::process::Child, tx: tokio::sync::mpsc::UnboundedSender<Bytes>) {
+    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else { return };
+    let send =
+        |kind: &str, content: Value| tx.send(Bytes::from(format!("data: {}\n\n", json!({ "type": kind, "content": content })))).is_ok();
+    let (mut out_buf, mut err_buf) = (vec![0u8; 8192], vec![0u8; 8192]);
+    let (mut out_text, mut err_text) = (Utf8Pieces::default(), Utf8Pieces::default());
+    let (mut out_open, mut err_open) = (true, true);
+    let cap = tokio::time::sleep(EXEC_CAP);
+    tokio::pin!(cap);
+    while out_open || err_open {
+        let sent = tokio::select! {
+            n = out.read(&mut out_buf), if out_open => match n {
+                Ok(n) if n > 0 => out_text.piece(&out_buf[..n]).is_none_or(|t| send("stdout", json!(t))),
+                _ => { out_open = false; out_text.rest().is_none_or(|t| send("stdout", json!(t))) }
+            },
+            n = err.read(&mut err_buf), if err_open => match n {
+                Ok(n) if n > 0 => err_text.piece(&err_buf[..n]).is_none_or(|t| send("stderr", json!(t))),
+                _ => { err_open = false; err_text.rest().is_none_or(|t| send("stderr", json!(t))) }
+            },
+            _ = &mut cap => return,
+        };
+        if !sent {
+            return;
+        }
+    }
+    // A session ended by a signal has no exit status; -1 like asyncssh.
+    let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1);
+    if send("exit_code", json!(code)) {
+        let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n"));
+    }
+}
+
+/// Output bytes as text events without splitting a UTF-8 character across two of them.
+#[derive(Default)]
+struct Utf8Pieces(Vec<u8>);
+
+impl Utf8Pieces {
+    /// The text complete so far (`None` when there is none yet).
+    fn piece(&mut self, bytes: &[u8]) -> Option<String> {
+        self.0.extend_from_slice(bytes);
+        let keep = match std::str::from_utf8(&self.0) {
+            Ok(_) => 0,
+            // An unfinished character at the end waits for the next read (≤ 3 bytes).
+            Err(e) if e.error_len().is_none() => self.0.len() - e.valid_up_to(),
+            Err(_) => 0,
+        };
+        let tail = self.0.split_off(self.0.len() - keep);
+        let text = String::from_utf8_lossy(&std::mem::replace(&mut self.0, tail)).into_owned();
+        (!text.is_empty()).then_some(text)
+    }
+
+    /// What is left at the end of the stream.
+    fn rest(&mut self) -> Option<String> {
+        let text = String::from_utf8_lossy(&std::mem::take(&mut self.0)).into_owned();
+        (!text.is_empty()).then_some(text)
     }
 }
 
@@ -515,4 +665,20 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Utf8Pieces;
+
+    #[test]
+    fn a_character_split_across_reads_is_sent_whole() {
+        let mut p = Utf8Pieces::default();
+        let e_acute = "é".as_bytes();
+        assert_eq!(p.piece(&[b'a', e_acute[0]]).as_deref(), Some("a"));
+        assert_eq!(p.piece(&[e_acute[1], b'b']).as_deref(), Some("éb"));
+        assert_eq!(p.piece(&[0xe2, 0x82]), None, "only part of a character so far");
+        assert_eq!(p.rest().as_deref(), Some("\u{fffd}"), "a character cut by the end of output is replaced");
+        assert_eq!(p.piece(&[0xff, b'x']).as_deref(), Some("\u{fffd}x"), "invalid bytes are replaced, not held");
+    }
 }

@@ -1,11 +1,14 @@
 //! Morph Cloud's mock upstream (one loopback port, routes under `/api`) and the
 //! Morph-specific cases: snapshot-first create, waiting for `ready`, branch order and
-//! count, HTTP services, the exec shell script (argv, env, cwd, deadline), no fs leaves.
+//! count, HTTP services, the exec shell script (argv, env, cwd, deadline), exec output
+//! streamed from `exec/sse` (and the blocking fallback), get/ttl/pause/resume, and files
+//! moved as base64 through exec.
 
 use crate::cases::fresh;
 use provider_sims::morph::MorphSim;
 use provider_sims::{Fault, Recorded, Sim};
 use sandbox_host::{Code, Leaf};
+use sandbox_tests::exec_result;
 use sandbox_tests::upstream::{Upstream, SECRET};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -46,14 +49,14 @@ impl Upstream for MorphUpstream {
     fn route(leaf: Leaf, id: &str) -> (&'static str, String) {
         match leaf {
             Leaf::Create => ("POST", "/api/instance".into()),
-            Leaf::Exec => ("POST", format!("/api/instance/{id}/exec")),
+            Leaf::Exec => ("POST", format!("/api/instance/{id}/exec/sse")),
             Leaf::Stop => ("DELETE", format!("/api/instance/{id}")),
             Leaf::List => ("GET", "/api/instance".into()),
             Leaf::Snapshot => ("POST", format!("/api/instance/{id}/snapshot")),
             Leaf::Branch => ("POST", format!("/api/instance/{id}/branch")),
             Leaf::ExposePort => ("POST", format!("/api/instance/{id}/http")),
-            // Morph has no file API: the fs leaves never reach the upstream.
-            Leaf::FsRead | Leaf::FsWrite => ("GET", "/api/no-file-api".into()),
+            // Morph has no file API: files move as base64 through the blocking exec.
+            Leaf::FsRead | Leaf::FsWrite => ("POST", format!("/api/instance/{id}/exec")),
             Leaf::Get => ("GET", format!("/api/instance/{id}")),
             Leaf::SetTimeout => ("POST", format!("/api/instance/{id}/ttl")),
             Leaf::Pause => ("POST", format!("/api/instance/{id}/pause")),
@@ -63,6 +66,12 @@ impl Upstream for MorphUpstream {
 
     fn live(&self) -> usize {
         self.0.live_count()
+    }
+
+    /// In the instance's home directory, which exists: Morph's fs::write creates missing
+    /// directories only when asked (`parents`), as the WIT says.
+    fn writable_path() -> &'static str {
+        "conformance-data.bin"
     }
 
     async fn create_out_of_band(&self) -> String {
@@ -97,7 +106,7 @@ async fn create_sends_the_documented_query_and_body_and_waits_for_ready() {
     let id = v["sandbox_id"].as_str().unwrap();
     assert!(id.starts_with("morphvm_"), "{v}");
     assert_eq!(v["image"], "snapshot_base");
-    assert_eq!(v["capabilities"], json!(["snapshot", "branch", "expose_port"]));
+    assert_eq!(v["capabilities"], json!(["snapshot", "branch", "expose_port", "fs", "get", "set_timeout", "pause"]));
 
     let start = &sent(&up, "POST", "/api/instance")[0];
     assert_eq!(start.query_param("snapshot_id").as_deref(), Some("snapshot_base"));
@@ -165,7 +174,8 @@ async fn exec_sends_one_quoted_script_and_argv_survives_unchanged() {
     want.push("");
     assert_eq!(got, want, "{out}");
 
-    let exec = sent(&up, "POST", &format!("/api/instance/{id}/exec")).pop().unwrap();
+    let exec = sent(&up, "POST", &format!("/api/instance/{id}/exec/sse")).pop().unwrap();
+    assert_eq!(exec.header("accept"), Some("text/event-stream"), "as the SDKs ask for the stream");
     let command = exec.json()["command"].as_array().unwrap().clone();
     assert_eq!(command.len(), 1, "one shell line, quoted by the plugin: {command:?}");
     assert!(command[0].as_str().unwrap().contains("timeout -s KILL 50 'printf'"), "{command:?}");
@@ -249,22 +259,10 @@ async fn expose_port_returns_the_service_url_and_repeats_idempotently() {
 }
 
 #[tokio::test]
-async fn there_are_no_fs_leaves() {
-    let (up, h) = fresh::<MorphUpstream>("").await;
-    let v = h.ok(P, Leaf::Create, json!({"image": "snapshot_base"})).await;
-    assert!(!v["capabilities"].as_array().unwrap().iter().any(|c| c == "fs"), "{v}");
-    let id = v["sandbox_id"].as_str().unwrap();
-    up.clear();
-    h.err(P, Leaf::FsRead, json!({"sandbox_id": id, "path": "/etc/hostname"}), Code::Unsupported).await;
-    h.err(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "/tmp/a", "bytes_base64": ""}), Code::Unsupported).await;
-    assert!(up.requests().is_empty());
-}
-
-#[tokio::test]
 async fn unusable_upstream_answers_are_s502_not_a_crash() {
     let (up, h) = fresh::<MorphUpstream>("").await;
     let id = create(&h).await;
-    up.0.api.inject(Fault::new("POST", &format!("/api/instance/{id}/exec"), 200, "<html>bad gateway</html>"));
+    up.0.api.inject(Fault::new("POST", &format!("/api/instance/{id}/exec/sse"), 200, "<html>bad gateway</html>"));
     h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::Unavailable).await;
     up.0.api.inject(Fault::new("GET", "/api/instance", 200, r#"{"object":"list","data":"nope"}"#));
     let listed = h.ok(P, Leaf::List, json!({})).await;
@@ -276,7 +274,7 @@ async fn unusable_upstream_answers_are_s502_not_a_crash() {
     // FastAPI validation errors (a list in `detail`) are caller errors with the detail kept.
     up.0.api.inject(Fault::new(
         "POST",
-        &format!("/api/instance/{id}/exec"),
+        &format!("/api/instance/{id}/exec/sse"),
         422,
         r#"{"detail":[{"loc":["body","command"],"msg":"Field required"}]}"#,
     ));
@@ -314,4 +312,205 @@ async fn a_sandbox_gone_while_it_boots_is_s502_not_a_caller_error() {
     assert!(msg.contains("disappeared upstream") && msg.contains("Retry"), "{msg}");
     // The plugin's own unknown-snapshot answer stays the caller's error.
     h.err("morph", Leaf::Create, json!({"image": "snapshot_nope"}), Code::BadInput).await;
+}
+
+/// Epoch seconds of an RFC 3339 time.
+fn epoch(rfc3339: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().unwrap_or_else(|| panic!("not a time: {rfc3339}"))).unwrap().timestamp()
+}
+
+/// The simulator's TTL expiry for `id` (`InstanceTTL.ttl_expire_at`).
+fn expire_at(up: &MorphUpstream, id: &str) -> Option<i64> {
+    up.0.state.instances.lock().unwrap()[id].ttl_expire_at
+}
+
+#[tokio::test]
+async fn get_reports_state_times_and_metadata_from_the_instance() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let v = h.ok(P, Leaf::Create, json!({"image": "snapshot_base", "idle_timeout_secs": 120, "metadata": {"team": "x"}})).await;
+    let id = v["sandbox_id"].as_str().unwrap();
+    up.clear();
+    let got = h.ok(P, Leaf::Get, json!({"sandbox_id": id})).await;
+    assert_eq!((got["state"].as_str(), got["image"].as_str()), (Some("running"), Some("snapshot_base")), "{got}");
+    assert_eq!(got["metadata"], json!({"team": "x"}), "{got}");
+    let view = upstream_view(&up, id);
+    assert_eq!(epoch(&got["started_at"]), view["created"].as_i64().unwrap(), "started_at is `created`: {got}");
+    assert_eq!(Some(epoch(&got["ends_at"])), expire_at(&up, id), "ends_at is `ttl.ttl_expire_at`: {got}");
+    assert_eq!(epoch(&got["ends_at"]) - epoch(&got["started_at"]), 120, "create's idle_timeout_secs is the TTL");
+    assert_eq!(up.requests().iter().map(|r| r.route()).collect::<Vec<_>>(), [format!("GET /api/instance/{id}")]);
+    let msg = h.err(P, Leaf::Get, json!({"sandbox_id": "morphvm_missing"}), Code::NotFound).await;
+    assert!(msg.contains("morphvm_missing"), "{msg}");
+}
+
+#[tokio::test]
+async fn set_timeout_sends_the_sdk_body_and_moves_ends_at() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    up.clear();
+    let e = h.err(P, Leaf::SetTimeout, json!({"sandbox_id": id, "timeout_secs": 86_401}), Code::BadInput).await;
+    assert!(e.contains("86400"), "the default limits.max_timeout_secs: {e}");
+    assert!(up.requests().is_empty(), "nothing is sent for an out-of-bounds lifetime");
+
+    let before = chrono::Utc::now().timestamp();
+    let set = h.ok(P, Leaf::SetTimeout, json!({"sandbox_id": id, "timeout_secs": 7200})).await;
+    assert_eq!(set["timeout_secs"], 7200, "{set}");
+    let ttl = sent(&up, "POST", &format!("/api/instance/{id}/ttl"));
+    assert_eq!(ttl.len(), 1);
+    assert_eq!(ttl[0].json(), json!({"ttl_seconds": 7200, "ttl_action": "stop"}), "UpdateTTLRequest as the SDKs send it");
+    let ends = epoch(&h.ok(P, Leaf::Get, json!({"sandbox_id": id})).await["ends_at"]);
+    assert_eq!(Some(ends), expire_at(&up, &id));
+    assert!((before + 7200..=chrono::Utc::now().timestamp() + 7200).contains(&ends), "7200 s from now, not from boot: {ends}");
+    h.err(P, Leaf::SetTimeout, json!({"sandbox_id": "morphvm_missing", "timeout_secs": 60}), Code::NotFound).await;
+}
+
+#[tokio::test]
+async fn pause_and_resume_are_idempotent_keep_the_slot_and_gate_exec() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    let paused = json!({"sandbox_id": id, "state": "paused"});
+    assert_eq!(h.ok(P, Leaf::Pause, json!({"sandbox_id": id})).await, paused);
+    up.clear();
+    assert_eq!(h.ok(P, Leaf::Pause, json!({"sandbox_id": id})).await, paused, "already paused is success");
+    let routes: Vec<String> = up.requests().iter().map(|r| r.route()).collect();
+    assert_eq!(routes, [format!("POST /api/instance/{id}/pause"), format!("GET /api/instance/{id}")], "refused (409), then checked");
+
+    assert_eq!(h.ok(P, Leaf::Get, json!({"sandbox_id": id})).await["state"], "paused");
+    let listed = h.ok(P, Leaf::List, json!({})).await;
+    assert_eq!((listed["reconciled"].as_bool(), listed["in_flight"].as_u64()), (Some(true), Some(1)), "the slot stays: {listed}");
+    assert_eq!(listed["sandboxes"][0]["state"], "paused", "{listed}");
+    assert_eq!(up.live(), 0, "nothing runs upstream");
+    let msg = h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::BadInput).await;
+    assert!(msg.contains("paused") && msg.contains("resume"), "Morph's 409, explained: {msg}");
+
+    // Resume waits for `ready` (the instance boots again) and then takes the new lifetime.
+    up.0.set_boot_delay(Duration::from_millis(400));
+    up.clear();
+    let running = json!({"sandbox_id": id, "state": "running"});
+    assert_eq!(h.ok(P, Leaf::Resume, json!({"sandbox_id": id, "timeout_secs": 900})).await, running);
+    assert!(!sent(&up, "GET", &format!("/api/instance/{id}")).is_empty(), "polled until ready");
+    assert_eq!(sent(&up, "POST", &format!("/api/instance/{id}/ttl"))[0].json(), json!({"ttl_seconds": 900, "ttl_action": "stop"}));
+    assert_eq!(h.ok(P, Leaf::Resume, json!({"sandbox_id": id})).await, running, "already running is success");
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "echo", "args": ["back"]})).await;
+    assert_eq!(out["stdout"], "back\n", "{out}");
+    assert_eq!(h.host.registry.book(P).in_flight(), 1);
+    h.err(P, Leaf::Pause, json!({"sandbox_id": "morphvm_missing"}), Code::NotFound).await;
+    h.err(P, Leaf::Resume, json!({"sandbox_id": "morphvm_missing"}), Code::NotFound).await;
+}
+
+#[tokio::test]
+async fn a_pause_answered_while_saving_is_waited_on_until_paused() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    let saving = json!({"id": id, "created": 1, "status": "saving"}).to_string();
+    up.0.api.inject(Fault::after_work("POST", &format!("/api/instance/{id}/pause"), 200, &saving));
+    up.clear();
+    assert_eq!(h.ok(P, Leaf::Pause, json!({"sandbox_id": id})).await["state"], "paused");
+    assert!(!sent(&up, "GET", &format!("/api/instance/{id}")).is_empty(), "the plugin read the state until it said paused");
+}
+
+#[tokio::test]
+async fn files_round_trip_binary_bytes_with_mode_and_parents_through_exec() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    up.clear();
+    let path = "deep/er/all-bytes.bin";
+    let w = json!({"sandbox_id": id, "path": path, "bytes_base64": b64(&bytes), "mode": 0o600, "parents": true});
+    assert_eq!(h.ok(P, Leaf::FsWrite, w).await, json!({"bytes_written": 256, "path": path}));
+    assert_eq!(sent(&up, "POST", &format!("/api/instance/{id}/exec")).len(), 1, "a small file is one exec");
+    let root = up.0.root_of(&id).unwrap();
+    assert_eq!(std::fs::read(root.join(path)).unwrap(), bytes, "the bytes on the instance's disk");
+    let read = h.ok(P, Leaf::FsRead, json!({"sandbox_id": id, "path": path})).await;
+    assert_eq!(read, json!({"bytes_base64": b64(&bytes), "size": 256}));
+    let mode = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "stat", "args": ["-c", "%a", path]})).await;
+    assert_eq!(mode["stdout"], "600\n");
+
+    // Over one exec's worth: several pieces, each one shell argument under Linux's 128 KiB.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    up.clear();
+    h.ok(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "big.bin", "bytes_base64": b64(&big)})).await;
+    assert_eq!(sent(&up, "POST", &format!("/api/instance/{id}/exec")).len(), 4, "200 000 bytes in 64 KiB pieces");
+    assert_eq!(h.ok(P, Leaf::FsRead, json!({"sandbox_id": id, "path": "big.bin"})).await["bytes_base64"], b64(&big));
+
+    let msg = h.err(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "no/dir/x", "bytes_base64": "AA=="}), Code::NotFound).await;
+    assert!(msg.contains("parents"), "{msg}");
+    assert!(!root.join("no").exists());
+    h.err(P, Leaf::FsRead, json!({"sandbox_id": id, "path": "missing.txt"}), Code::NotFound).await;
+    h.err(P, Leaf::FsRead, json!({"sandbox_id": id, "path": "deep"}), Code::BadInput).await;
+}
+
+#[tokio::test]
+async fn files_over_the_cap_are_s422_naming_it() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    use base64::Engine as _;
+    let over = vec![b'x'; (1 << 20) + 1];
+    up.clear();
+    let w = json!({"sandbox_id": id, "path": "big", "bytes_base64": base64::engine::general_purpose::STANDARD.encode(&over)});
+    let msg = h.err(P, Leaf::FsWrite, w, Code::BadInput).await;
+    assert!(msg.contains("1048576 bytes") && msg.contains("1048577"), "{msg}");
+    assert!(up.requests().is_empty(), "nothing was sent");
+    // A file that grew past the cap on the VM is refused by the size check, unread.
+    std::fs::write(up.0.root_of(&id).unwrap().join("grown"), &over).unwrap();
+    let msg = h.err(P, Leaf::FsRead, json!({"sandbox_id": id, "path": "grown"}), Code::BadInput).await;
+    assert!(msg.contains("1048576 bytes"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_output_reaches_a_streaming_caller_while_the_command_runs() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let host = h.host.clone();
+    // The command leaves a mark when it is done: a chunk seen before the mark exists came
+    // while it ran.
+    let script = "i=0; while [ $i -lt 10 ]; do echo line $i; echo err $i >&2; i=$((i+1)); sleep 0.1; done; touch finished";
+    let payload = json!({"sandbox_id": id, "cmd": "sh", "args": ["-c", script]});
+    let call = tokio::spawn(async move { host.call_streaming(P, Leaf::Exec, &payload, tx).await });
+    let first = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("a chunk arrives").expect("the tap is open");
+    // Order, not time: a chunk is here, and the command (so the call) has not finished.
+    assert!(!up.0.root_of(&id).unwrap().join("finished").exists(), "the first chunk came after the command ended");
+    assert!(!call.is_finished(), "the first chunk ({:?}) came only with the answer", String::from_utf8_lossy(&first.bytes));
+    let out = call.await.unwrap().unwrap();
+    assert!(up.0.root_of(&id).unwrap().join("finished").exists());
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    for chunk in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+        match chunk.stream {
+            sandbox_host::runtime::output::OutputStream::Stdout => stdout.extend(chunk.bytes),
+            sandbox_host::runtime::output::OutputStream::Stderr => stderr.extend(chunk.bytes),
+        }
+    }
+    let expected = |tag: &str| (0..10).map(|i| format!("{tag} {i}\n")).collect::<String>();
+    let (out_text, err_text) = (expected("line"), expected("err"));
+    assert_eq!(
+        exec_result(&out),
+        json!({"stdout": out_text, "stderr": err_text, "exit_code": 0, "timed_out": false, "success": true, "truncated": false})
+    );
+    assert_eq!((String::from_utf8(stdout).unwrap(), String::from_utf8(stderr).unwrap()), (expected("line"), expected("err")));
+    assert!(sent(&up, "POST", &format!("/api/instance/{id}/exec")).is_empty(), "the streaming route only");
+}
+
+#[tokio::test]
+async fn exec_falls_back_to_the_blocking_route_only_where_there_is_no_stream() {
+    let (up, h) = fresh::<MorphUpstream>("").await;
+    let id = create(&h).await;
+    let sse = format!("/api/instance/{id}/exec/sse");
+    up.0.api.inject(Fault::new("POST", &sse, 404, r#"{"detail":"Not Found"}"#));
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sh", "args": ["-c", "echo out; echo err >&2; exit 4"]})).await;
+    assert_eq!((out["stdout"].as_str(), out["stderr"].as_str(), out["exit_code"].as_i64()), (Some("out\n"), Some("err\n"), Some(4)));
+    assert_eq!(sent(&up, "POST", &format!("/api/instance/{id}/exec")).len(), 1, "the blocking route answered");
+
+    // A stream that ends without an exit code is the upstream's failure, not a success.
+    let cut = "data: {\"type\":\"stdout\",\"content\":\"partial\"}\n\n";
+    up.0.api.inject(Fault::new("POST", &sse, 200, cut));
+    let msg = h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::Unavailable).await;
+    assert!(msg.contains("exit code"), "{msg}");
+    // An exit code given as a string (the SDKs parse it with int()/parseInt) is read.
+    let text_code =
+        "data: {\"type\":\"stdout\",\"content\":\"hi\"}\n\ndata: {\"type\":\"exit_code\",\"content\":\"5\"}\n\ndata: [DONE]\n\n";
+    up.0.api.inject(Fault::new("POST", &sse, 200, text_code));
+    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"})).await;
+    assert_eq!((out["stdout"].as_str(), out["exit_code"].as_i64()), (Some("hi"), Some(5)), "{out}");
 }

@@ -6,21 +6,24 @@
 //! `InstanceExecRequest`/`InstanceExecResponse`, `SnapshotModel`, `BranchResponse`,
 //! `ExposeHttpServiceRequest`) and morph-labs/morph-python-sdk `morphcloud/api.py`
 //! (`InstanceAPI.start/stop/list`, `Instance.exec/branch/expose_http_service`,
-//! `wait_until_ready`). Errors are FastAPI `{detail}` (a string, or a validation list).
+//! `Instance.pause/resume/set_ttl/_exec_streaming`, `wait_until_ready`), checked against
+//! morph-labs/morph-typescript-sdk `src/api.ts` (`pause`, `resume`, `setTTL`,
+//! `_execStreaming`). Errors are FastAPI `{detail}` (a string, or a validation list).
 //!
-//! New instances (create, branch) and snapshots come back `pending`; like the SDK, the
-//! plugin polls until `ready` so the caller's next call finds a usable sandbox.
+//! New instances (create, branch), resumed ones and snapshots come back before they are
+//! usable; like the SDK (`await_until_ready` after `resume` in its TTL tests), the plugin
+//! polls until `ready` (or `paused`) so the caller's next call finds the state it asked for.
 
 use crate::time::rfc3339_from_created;
 use provider_kit::errors::{bad_input, unavailable};
-use provider_kit::upstream::{encode, Call};
+use provider_kit::upstream::{encode, Call, Streamed};
 use provider_kit::wstd::time::{Duration, Instant};
-use provider_kit::{config, config_or, log, CreateRequest, Error, ErrorKind};
+use provider_kit::{config, config_or, log, CreateRequest, Error, ErrorKind, Sandbox, SandboxState};
 use serde::Deserialize;
 use serde_json::json;
 
 pub const DEFAULT_API_BASE: &str = "https://cloud.morph.so/api";
-/// How long create/branch/snapshot wait for `ready` (config `ready-timeout-secs`);
+/// How long create/branch/snapshot/resume/pause wait (config `ready-timeout-secs`);
 /// below the host's default 120 s call budget so the plugin reports the failure itself.
 const DEFAULT_READY_TIMEOUT_SECS: u64 = 90;
 /// Extra time (ms) the exec HTTP call may take beyond the command's own deadline.
@@ -48,6 +51,22 @@ pub struct Instance {
     pub refs: Option<Refs>,
     #[serde(default)]
     pub networking: Option<Networking>,
+    /// `Dict[str, str]` per the spec; read as JSON values so an odd one degrades.
+    #[serde(default)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub ttl: Option<Ttl>,
+}
+
+/// `InstanceTTL`: `ttl_expire_at` is the Unix time the `ttl_action` happens. The server
+/// moves it on `POST /instance/{id}/ttl` ("current server time plus the provided TTL
+/// seconds", SDK `set_ttl`) and on resume (SDK `test_ttl.py`: the expiry moves later).
+#[derive(Debug, Deserialize)]
+pub struct Ttl {
+    #[serde(default)]
+    pub ttl_expire_at: Option<f64>,
+    #[serde(default)]
+    pub ttl_action: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,16 +111,40 @@ impl Instance {
             .or_else(|| services.iter().filter(|s| s.port == Some(u64::from(port))).find_map(url))
     }
 
-    fn status(&self) -> &str {
+    pub fn status(&self) -> &str {
         self.status.as_deref().unwrap_or("pending")
     }
 
-    /// Counted as a live sandbox by `list`. Morph keeps no stopped instances (DELETE
-    /// removes them, and a TTL with `ttl_action: stop` does the same), but `paused`
-    /// ones stay listed while not running and `error` ones never will: both are left
-    /// out, like E2B's paused sandboxes. `pending` and `saving` are running VMs.
-    pub fn is_live(&self) -> bool {
-        !matches!(self.status(), "paused" | "error")
+    /// Listed as a sandbox. Morph keeps no stopped instances (DELETE removes them, and a
+    /// TTL with `ttl_action: stop` does the same). `paused` ones are listed as paused —
+    /// they keep their slot, since resume brings them back — and `error` ones, which
+    /// never run again, are left out. `pending` and `saving` are running VMs.
+    pub fn is_listed(&self) -> bool {
+        self.status() != "error"
+    }
+
+    /// When Morph will stop (delete) it: `ttl_expire_at`, unless the TTL's action is
+    /// `pause` (then nothing ends it). The plugin always starts with `stop`.
+    pub fn ends_at(&self) -> Option<String> {
+        let ttl = self.ttl.as_ref()?;
+        if ttl.ttl_action.as_deref().is_some_and(|a| a != "stop") {
+            return None;
+        }
+        ttl.ttl_expire_at.and_then(rfc3339_from_created)
+    }
+
+    /// The contract's view: `paused` is paused, every other status a running VM.
+    pub fn to_sandbox(&self) -> Sandbox {
+        let metadata =
+            self.metadata.iter().flatten().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect();
+        Sandbox {
+            sandbox_id: self.id.clone(),
+            image: self.snapshot_id().unwrap_or_default(),
+            started_at: self.started_at(),
+            state: if self.status() == "paused" { SandboxState::Paused } else { SandboxState::Running },
+            ends_at: self.ends_at(),
+            metadata,
+        }
     }
 }
 
@@ -155,7 +198,7 @@ pub async fn start(req: &CreateRequest) -> Result<Instance, Error> {
     }
     let instance: Instance = reply.ok()?.json()?;
     let id = instance.id.clone();
-    match wait_ready(instance).await {
+    match wait_for(instance, "ready").await {
         Ok(i) => Ok(i),
         Err(e) => Err(delete_all(vec![id], e).await),
     }
@@ -183,15 +226,95 @@ pub async fn list() -> Result<Vec<Instance>, Error> {
 }
 
 /// `POST /instance/{id}/exec` with one shell script (see `shell`); the HTTP wait covers
-/// the script's own deadline plus a grace period.
+/// the script's own deadline plus a grace period. The whole answer comes at the end.
 pub async fn exec(id: &str, script: &str, deadline_ms: u64) -> Result<ExecOutput, Error> {
     Call::post(format!("{}/exec", instance_url(id)))
         .json(&json!({ "command": [script] }))
-        .timeout(Duration::from_millis(deadline_ms.saturating_add(EXEC_GRACE_MS)))
+        .timeout(exec_wait(deadline_ms))
         .send()
         .await?
         .ok()?
         .json()
+}
+
+/// `POST /instance/{id}/exec/sse` (same body, `Accept: text/event-stream`): the answer's
+/// body is the command's output as it runs (see `sse`). `None` when the server has no
+/// such route (404/405), so the caller falls back to [`exec`]; an instance that does not
+/// exist is then the fallback's own 404.
+pub async fn exec_stream(id: &str, script: &str, deadline_ms: u64) -> Result<Option<Streamed>, Error> {
+    let stream = Call::post(format!("{}/exec/sse", instance_url(id)))
+        .header("accept", "text/event-stream")
+        .json(&json!({ "command": [script] }))
+        .timeout(exec_wait(deadline_ms))
+        .open()
+        .await?;
+    match stream.status {
+        200..=299 => Ok(Some(stream)),
+        404 | 405 => Ok(None),
+        _ => Err(stream.into_reply().await?.error()),
+    }
+}
+
+fn exec_wait(deadline_ms: u64) -> Duration {
+    Duration::from_millis(deadline_ms.saturating_add(EXEC_GRACE_MS))
+}
+
+/// A refused exec (409) on a paused instance is the caller's to fix: resume it first.
+/// Any other refusal is returned unchanged.
+pub async fn explain_refusal(id: &str, refused: Error) -> Error {
+    if refused.upstream_status != Some(409) {
+        return refused;
+    }
+    match get(id).await {
+        Ok(i) if i.status() == "paused" => bad_input(format!("instance {id} is paused: resume it before running commands in it")),
+        _ => refused,
+    }
+}
+
+/// `POST /instance/{id}/ttl` `UpdateTTLRequest{ttl_seconds, ttl_action}` → `InstanceModel`:
+/// the instance now ends `secs` from the server's clock. `ttl_action` is sent as create
+/// sends it (`stop`), as the TypeScript SDK's `setTTL` does by default; the Python SDK
+/// leaves it out to keep the current action, which for our instances is the same.
+pub async fn set_ttl(id: &str, secs: u64) -> Result<(), Error> {
+    let body = json!({ "ttl_seconds": secs, "ttl_action": "stop" });
+    Call::post(format!("{}/ttl", instance_url(id))).json(&body).send().await?.ok().map(drop)
+}
+
+/// `POST /instance/{id}/pause` → `InstanceModel`, then waits for `paused`. Morph does
+/// not document the answer for an instance that is already paused (the SDK's CLI reads
+/// 409 as "cannot be paused"); a refusal is success when the instance is paused.
+pub async fn pause(id: &str) -> Result<(), Error> {
+    let reply = Call::post(format!("{}/pause", instance_url(id))).send().await?;
+    let instance: Instance = match reply.status {
+        400 | 409 => {
+            let refused = reply.error();
+            let current = get(id).await?;
+            if current.status() != "paused" {
+                return Err(refused);
+            }
+            current
+        }
+        _ => reply.ok()?.json()?,
+    };
+    wait_for(instance, "paused").await.map(drop)
+}
+
+/// `POST /instance/{id}/resume` → `InstanceModel`, then waits for `ready`; a refusal
+/// (409/400) is success when the instance is running already.
+pub async fn resume(id: &str) -> Result<(), Error> {
+    let reply = Call::post(format!("{}/resume", instance_url(id))).send().await?;
+    let instance: Instance = match reply.status {
+        400 | 409 => {
+            let refused = reply.error();
+            let current = get(id).await?;
+            if current.status() == "paused" {
+                return Err(refused);
+            }
+            current
+        }
+        _ => reply.ok()?.json()?,
+    };
+    wait_for(instance, "ready").await.map(drop)
 }
 
 /// `POST /instance/{id}/snapshot` → `SnapshotModel`, waited on until `ready`.
@@ -227,7 +350,7 @@ pub async fn branch(id: &str, count: u32) -> Result<Vec<String>, Error> {
     }
     let ids: Vec<String> = branched.instances.iter().map(|i| i.id.clone()).collect();
     for instance in branched.instances {
-        if let Err(e) = wait_ready(instance).await {
+        if let Err(e) = wait_for(instance, "ready").await {
             return Err(delete_all(ids, e).await);
         }
     }
@@ -258,16 +381,19 @@ pub fn service_name(port: u16) -> String {
     format!("port-{port}")
 }
 
-/// Polls `GET /instance/{id}` until `ready`; `error` fails at once.
-async fn wait_ready(mut instance: Instance) -> Result<Instance, Error> {
+/// Polls `GET /instance/{id}` until its status is `want`; `error` fails at once.
+async fn wait_for(mut instance: Instance, want: &str) -> Result<Instance, Error> {
     let deadline = Deadline::from_config();
     loop {
         match instance.status() {
-            "ready" => return Ok(instance),
-            "error" => return Err(unavailable(format!("instance {} failed to boot (status \"error\")", instance.id))),
+            s if s == want => return Ok(instance),
+            "error" => {
+                let what = if want == "ready" { "failed to boot" } else { "failed" };
+                return Err(unavailable(format!("instance {} {what} (status \"error\") while waiting for {want}", instance.id)));
+            }
             _ => {}
         }
-        deadline.pause(&format!("instance {} to be ready", instance.id)).await?;
+        deadline.pause(&format!("instance {} to be {want}", instance.id)).await?;
         instance = get(&instance.id).await?;
     }
 }
@@ -305,5 +431,40 @@ impl Deadline {
         self.step.set((step * 2).min(5_000));
         provider_kit::wstd::task::sleep(Duration::from_millis(step)).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(v: serde_json::Value) -> Instance {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn an_instance_model_reads_as_the_contracts_sandbox() {
+        let i = instance(json!({
+            "id": "morphvm_a", "created": 1_735_689_600, "status": "paused",
+            "refs": {"snapshot_id": "snapshot_base", "image_id": "morphvm-minimal"},
+            "metadata": {"team": "x", "odd": 5},
+            "ttl": {"ttl_seconds": 120, "ttl_expire_at": 1_735_689_720, "ttl_action": "stop"},
+        }));
+        let s = i.to_sandbox();
+        assert_eq!((s.sandbox_id.as_str(), s.image.as_str(), s.state), ("morphvm_a", "snapshot_base", SandboxState::Paused));
+        assert_eq!(s.started_at.as_deref(), Some("2025-01-01T00:00:00Z"));
+        assert_eq!(s.ends_at.as_deref(), Some("2025-01-01T00:02:00Z"));
+        assert_eq!(s.metadata, [("odd".to_string(), "5".to_string()), ("team".to_string(), "x".to_string())]);
+        assert!(i.is_listed());
+    }
+
+    #[test]
+    fn only_a_stop_ttl_is_an_end_and_error_instances_are_not_listed() {
+        let paused_at_ttl = instance(json!({"id": "a", "status": "ready", "ttl": {"ttl_expire_at": 10, "ttl_action": "pause"}}));
+        assert_eq!(paused_at_ttl.ends_at(), None);
+        assert_eq!(paused_at_ttl.to_sandbox().state, SandboxState::Running);
+        let no_ttl = instance(json!({"id": "b", "ttl": {"ttl_seconds": null, "ttl_action": "stop"}}));
+        assert_eq!((no_ttl.ends_at(), no_ttl.status()), (None, "pending"));
+        assert!(!instance(json!({"id": "c", "status": "error"})).is_listed());
     }
 }

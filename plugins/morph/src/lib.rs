@@ -3,26 +3,33 @@
 //! host). Morph is snapshot-first: a sandbox is an instance booted from a snapshot, so
 //! `image` is a snapshot id and may not be empty.
 //!
-//! Capabilities: `snapshot`, `branch`, `expose_port`. No `fs`: Morph instances have no
-//! file API (files move over SFTP on `ssh.cloud.morph.so`, which a plugin cannot
-//! reach), so the fs leaves are not offered at all rather than emulated.
+//! Capabilities: `snapshot`, `branch`, `expose_port`, `get`, `set_timeout` (`POST
+//! /instance/{id}/ttl`), `pause` (`POST /instance/{id}/pause` and `/resume`) and `fs`.
+//! Morph instances have no file API, so `fs` moves base64 through exec, capped at 1 MiB
+//! per file (see [`files`]). Not offered: `exec_stdin` (Morph's exec body has no input),
+//! `network_off` (no Morph call has a network switch) and `sizing` (`POST /instance`
+//! boots a snapshot at the snapshot's own size; `POST /snapshot/{id}/boot` takes `vcpus`
+//! and `memory`, but the plugin does not boot that way).
 //!
 //! Env, cwd and timeout on exec, and env on create, are applied by a shell script the
-//! plugin builds (see [`shell`]): Morph's exec body is only `{"command": [..]}`.
+//! plugin builds (see [`shell`]): Morph's exec body is only `{"command": [..]}`. Exec
+//! output streams from `POST /instance/{id}/exec/sse` as it is printed (see [`exec`]).
 //!
 //! Config keys (non-secret, `[config]` in `plugins/morph.toml`): `api-base` (default
 //! `https://cloud.morph.so/api`), `ready-timeout-secs` (default 90: how long create,
-//! branch and snapshot wait for `ready`).
+//! branch, snapshot, pause and resume wait for the state they asked for).
 
 mod api;
+mod exec;
+mod files;
 mod shell;
+mod sse;
 mod time;
 
 use provider_kit::errors::{bad_input, unavailable};
-use provider_kit::wstd::time::Instant;
 use provider_kit::{
-    register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, ExposedPort, Output,
-    Provider, Sandbox,
+    register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, ExposedPort, FsWriteRequest,
+    Output, Provider, Sandbox,
 };
 
 pub struct Morph;
@@ -32,7 +39,15 @@ impl Provider for Morph {
         Descriptor {
             name: "morph".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            capabilities: vec![Capability::Snapshot, Capability::Branch, Capability::ExposePort],
+            capabilities: vec![
+                Capability::Snapshot,
+                Capability::Branch,
+                Capability::ExposePort,
+                Capability::Fs,
+                Capability::Get,
+                Capability::SetTimeout,
+                Capability::Pause,
+            ],
             default_egress_hosts: vec!["cloud.morph.so".into()],
             credentials: vec![CredentialSpec {
                 name: "api-key".into(),
@@ -60,19 +75,7 @@ impl Provider for Morph {
     }
 
     async fn exec(req: ExecRequest, output: Output<'_>) -> Result<ExecResult, Error> {
-        let plan = shell::exec_plan(&req)?;
-        let started = Instant::now();
-        let out = api::exec(&req.sandbox_id, &plan.script, plan.deadline_ms).await?;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        let done = shell::interpret(
-            &plan,
-            req.cwd.as_deref(),
-            out.exit_code,
-            out.stdout.unwrap_or_default(),
-            out.stderr.unwrap_or_default(),
-            elapsed_ms,
-        )?;
-        Ok(output.finished(&done.stdout, &done.stderr, done.exit_code, done.timed_out))
+        exec::run(req, output).await
     }
 
     async fn stop(sandbox_id: String) -> Result<(), Error> {
@@ -81,11 +84,33 @@ impl Provider for Morph {
 
     async fn list() -> Result<Vec<Sandbox>, Error> {
         let instances = api::list().await?;
-        Ok(instances
-            .into_iter()
-            .filter(api::Instance::is_live)
-            .map(|i| provider_kit::running(i.id.clone(), i.snapshot_id().unwrap_or_default(), i.started_at()))
-            .collect())
+        Ok(instances.iter().filter(|i| i.is_listed()).map(api::Instance::to_sandbox).collect())
+    }
+
+    async fn get(sandbox_id: String) -> Result<Sandbox, Error> {
+        let instance = api::get(&sandbox_id).await?;
+        if instance.status() == "error" {
+            return Err(unavailable(format!("instance {sandbox_id} is in status \"error\" and will not run again; stop it")));
+        }
+        Ok(instance.to_sandbox())
+    }
+
+    async fn set_timeout(sandbox_id: String, timeout_secs: u64) -> Result<(), Error> {
+        api::set_ttl(&sandbox_id, timeout_secs).await
+    }
+
+    async fn pause(sandbox_id: String) -> Result<(), Error> {
+        api::pause(&sandbox_id).await
+    }
+
+    /// Morph restarts the TTL clock on resume by itself (the SDK's TTL test sees the
+    /// expiry move later), so `None` leaves it at that; a lifetime is set after the resume.
+    async fn resume(sandbox_id: String, timeout_secs: Option<u64>) -> Result<(), Error> {
+        api::resume(&sandbox_id).await?;
+        match timeout_secs {
+            Some(secs) => api::set_ttl(&sandbox_id, secs).await,
+            None => Ok(()),
+        }
     }
 
     async fn snapshot(sandbox_id: String) -> Result<String, Error> {
@@ -98,6 +123,17 @@ impl Provider for Morph {
 
     async fn expose_port(sandbox_id: String, port: u16) -> Result<ExposedPort, Error> {
         Ok(ExposedPort { url: api::expose(&sandbox_id, port).await?, headers: vec![] })
+    }
+
+    async fn fs_read(sandbox_id: String, path: String) -> Result<Vec<u8>, Error> {
+        files::read(&sandbox_id, &path).await
+    }
+
+    async fn fs_write(req: FsWriteRequest) -> Result<(), Error> {
+        let mut raw = [0u8; 8];
+        provider_kit::wstd::rand::get_random_bytes(&mut raw);
+        let tag: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        files::write(&req, &tag).await
     }
 }
 

@@ -26,7 +26,7 @@
 //! the time the command ran on the VM, so a real timeout is never missed.
 
 use provider_kit::errors::bad_input;
-use provider_kit::{Error, ExecRequest};
+use provider_kit::{Error, ExecRequest, ExecResult};
 
 /// Where `create`'s `env` is kept on the VM (inside double quotes: `$HOME` expands).
 pub const ENV_FILE: &str = "$HOME/.iii_sandbox_env";
@@ -105,25 +105,37 @@ pub fn env_file_script(env: &[(String, String)]) -> Result<String, Error> {
     Ok(format!("umask 077 && printf '%s' {} > \"{ENV_FILE}\"", quote(&content)))
 }
 
-/// A finished command as Morph's exec answer reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecAnswer {
-    pub stdout: String,
-    pub stderr: String,
-    pub exit_code: i32,
-    pub timed_out: bool,
+/// What the plugin remembers of a command's output after passing it on: whether
+/// stdout had anything, and stderr while it is short enough to be [`CWD_MISSING`].
+#[derive(Debug, Default)]
+pub struct Seen {
+    stdout_any: bool,
+    stderr: Vec<u8>,
+    stderr_long: bool,
 }
 
-/// Morph's exec answer, read into the contract's result.
-pub fn interpret(
-    plan: &Plan,
-    cwd: Option<&str>,
-    exit_code: Option<i64>,
-    stdout: String,
-    stderr: String,
-    elapsed_ms: u64,
-) -> Result<ExecAnswer, Error> {
-    if exit_code == Some(1) && stdout.is_empty() && stderr.trim_end() == CWD_MISSING {
+impl Seen {
+    pub fn stdout(&mut self, bytes: &[u8]) {
+        self.stdout_any |= !bytes.is_empty();
+    }
+
+    pub fn stderr(&mut self, bytes: &[u8]) {
+        if self.stderr.len() + bytes.len() > CWD_MISSING.len() + 2 {
+            self.stderr_long = true;
+            self.stderr.clear();
+        } else if !self.stderr_long {
+            self.stderr.extend_from_slice(bytes);
+        }
+    }
+
+    fn only_cwd_missing(&self) -> bool {
+        !self.stdout_any && !self.stderr_long && self.stderr.trim_ascii_end() == CWD_MISSING.as_bytes()
+    }
+}
+
+/// How the command ended, read from its exit status (`None`: it reported none).
+pub fn interpret(plan: &Plan, cwd: Option<&str>, exit_code: Option<i64>, seen: &Seen, elapsed_ms: u64) -> Result<ExecResult, Error> {
+    if exit_code == Some(1) && seen.only_cwd_missing() {
         return Err(bad_input(format!("cwd {:?} does not exist in the sandbox", cwd.unwrap_or_default())));
     }
     let timed_out = matches!(exit_code, Some(124 | 137)) && elapsed_ms >= plan.deadline_ms;
@@ -133,7 +145,7 @@ pub fn interpret(
         Some(_) if timed_out => -1,
         Some(c) => i32::try_from(c).unwrap_or(-1),
     };
-    Ok(ExecAnswer { stdout, stderr, exit_code, timed_out })
+    Ok(ExecResult { exit_code, timed_out })
 }
 
 /// `timeout`'s duration operand: whole seconds, or seconds with milliseconds.
@@ -244,16 +256,15 @@ mod tests {
         r.cwd = Some("/no/such/dir".into());
         let p = exec_plan(&r).unwrap();
         let out = run(&p.script, &home);
-        let e = interpret(
-            &p,
-            r.cwd.as_deref(),
-            out.status.code().map(i64::from),
-            String::from_utf8_lossy(&out.stdout).into(),
-            String::from_utf8_lossy(&out.stderr).into(),
-            5,
-        )
-        .unwrap_err();
+        let e = interpret(&p, r.cwd.as_deref(), out.status.code().map(i64::from), &seen(&out.stdout, &out.stderr), 5).unwrap_err();
         assert_eq!(e.kind, provider_kit::ErrorKind::BadInput);
+        // The same status with other output is the command's own failure.
+        let other = interpret(&p, None, Some(1), &seen(b"", b"iii-sandbox: cwd does not exist\nand more"), 5).unwrap();
+        assert_eq!(other.exit_code, 1);
+        let mut split = Seen::default();
+        split.stderr(b"iii-sandbox: cwd ");
+        split.stderr(b"does not exist\n");
+        assert!(interpret(&p, None, Some(1), &split, 5).is_err(), "a message written in pieces is still recognised");
 
         let mut r = req("sleep", &["5"]);
         r.timeout_ms = Some(300);
@@ -262,16 +273,16 @@ mod tests {
         let out = run(&p.script, &home);
         let elapsed = started.elapsed().as_millis() as u64;
         assert!(elapsed < 3000);
-        let res = interpret(&p, None, out.status.code().map(i64::from), String::new(), String::new(), elapsed).unwrap();
+        let res = interpret(&p, None, out.status.code().map(i64::from), &Seen::default(), elapsed).unwrap();
         assert!(res.timed_out && res.exit_code == -1, "{res:?} status {:?}", out.status);
     }
 
     #[test]
     fn an_early_137_is_the_commands_own_status() {
         let p = exec_plan(&req("x", &[])).unwrap();
-        let r = interpret(&p, None, Some(137), String::new(), String::new(), 10).unwrap();
+        let r = interpret(&p, None, Some(137), &Seen::default(), 10).unwrap();
         assert_eq!((r.exit_code, r.timed_out), (137, false));
-        let r = interpret(&p, None, None, String::new(), String::new(), 10).unwrap();
+        let r = interpret(&p, None, None, &Seen::default(), 10).unwrap();
         assert_eq!(r.exit_code, -1);
     }
 
@@ -284,6 +295,13 @@ mod tests {
         assert!(exec_plan(&r).is_err());
         assert!(exec_plan(&req("a\0b", &[])).is_err());
         assert!(exec_plan(&req("", &[])).is_err());
+    }
+
+    fn seen(stdout: &[u8], stderr: &[u8]) -> Seen {
+        let mut s = Seen::default();
+        s.stdout(stdout);
+        s.stderr(stderr);
+        s
     }
 
     /// A private HOME, removed when dropped.
