@@ -12,10 +12,35 @@ pub struct RawHostConfig {
     pub cache_dir: Option<PathBuf>,
     /// Provider used by the router when a call names none.
     pub default_provider: Option<String>,
-    /// `false` disables the `sandbox::<leaf>` router (another worker provides it).
-    pub router: Option<bool>,
+    /// The `sandbox::<leaf>` router on iii (off unless enabled): `router = true` or
+    /// `[router] enabled = true`.
+    pub router: Option<RawRouter>,
     #[serde(default)]
     pub http_triggers: Vec<HttpTrigger>,
+}
+
+/// `router = <bool>`, or a `[router]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum RawRouter {
+    Enabled(bool),
+    Table(RouterTable),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RouterTable {
+    /// Register the bare `sandbox::<leaf>` ids no other worker owns (default false).
+    pub enabled: Option<bool>,
+}
+
+impl RawRouter {
+    pub fn enabled(&self) -> bool {
+        match self {
+            RawRouter::Enabled(on) => *on,
+            RawRouter::Table(t) => t.enabled.unwrap_or(false),
+        }
+    }
 }
 
 /// Binds a function id to an iii `http` trigger.
@@ -72,6 +97,8 @@ pub struct HostConfig {
     /// `None` disables the precompiled cache.
     pub cache_dir: Option<PathBuf>,
     pub default_provider: Option<String>,
+    /// Serve the bare `sandbox::<leaf>` router ids on iii (opt-in: the engine's own
+    /// sandbox daemon registers some of them too).
     pub router: bool,
     pub http_triggers: Vec<HttpTrigger>,
     /// Record per-plugin metrics (on by default; benches measure the cost).
@@ -79,12 +106,12 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
-    /// Defaults: router on; the precompiled cache in the user's cache folder
+    /// Defaults: router off; the precompiled cache in the user's cache folder
     /// ([`crate::runtime::cache::default_dir`]), never under `plugins_dir`: whoever may
     /// drop a plugin must not be able to plant native code.
     pub fn new(plugins_dir: PathBuf) -> Self {
         let cache_dir = crate::runtime::cache::default_dir(|name| std::env::var_os(name));
-        HostConfig { cache_dir, plugins_dir, default_provider: None, router: true, http_triggers: Vec::new(), metrics: true }
+        HostConfig { cache_dir, plugins_dir, default_provider: None, router: false, http_triggers: Vec::new(), metrics: true }
     }
 
     pub fn from_raw(raw: RawHostConfig) -> Self {
@@ -93,7 +120,7 @@ impl HostConfig {
             c.cache_dir = Some(dir);
         }
         c.default_provider = raw.default_provider;
-        c.router = raw.router.unwrap_or(true);
+        c.router = raw.router.is_some_and(|r| r.enabled());
         c.http_triggers = raw.http_triggers;
         c
     }
@@ -103,5 +130,24 @@ impl HostConfig {
         let raw: RawHostConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         check_http_triggers(&raw.http_triggers).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(Self::from_raw(raw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router_of(text: &str) -> Result<bool, String> {
+        toml::from_str::<RawHostConfig>(text).map(|raw| HostConfig::from_raw(raw).router).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_router_is_off_unless_enabled_either_way() {
+        assert_eq!(router_of(""), Ok(false));
+        assert_eq!(router_of("router = true"), Ok(true));
+        assert_eq!(router_of("router = false"), Ok(false));
+        assert_eq!(router_of("[router]\nenabled = true"), Ok(true));
+        assert_eq!(router_of("[router]"), Ok(false));
+        assert!(router_of("[router]\nenable = true").is_err(), "a misspelt key is refused, not ignored");
     }
 }

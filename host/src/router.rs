@@ -2,6 +2,10 @@
 //! provider (the field, else `default_provider`), strips the field and dispatches to the
 //! plugin in-process through [`Host::call`], so a plugin's own S-code reaches the caller
 //! unchanged — never wrapped in S502.
+//!
+//! On iii it is opt-in (`serve --router`, `[router] enabled = true`): the bare ids are the
+//! engine's own sandbox daemon's too, and the bridge registers only those no other worker
+//! owns (`bridge/iii/router_claims.rs`).
 
 use crate::contract::codes::{CallError, Code};
 use crate::{Host, Leaf};

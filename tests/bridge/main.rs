@@ -5,6 +5,18 @@
 //! route bound twice), engine restart with re-registration (a plugin reloaded while the
 //! engine is away, a registration the engine lost), and draining shutdown with a call in
 //! flight. The same reconnect case on the real engine is `tests/engine`.
+//!
+//! Beside it: streaming exec over a channel (`stream.rs`), the opt-in router's claims
+//! next to another worker (`router_claims.rs`), lifecycle events published on
+//! `sandbox.lifecycle` (`lifecycle.rs`), and `sandbox-host call exec --stream`
+//! (`cli_stream.rs`).
+
+mod cli_stream;
+mod lifecycle;
+mod recorder;
+mod router_claims;
+mod stream;
+mod workers;
 
 use provider_sims::e2b::E2bSim;
 use provider_sims::Fault;
@@ -28,6 +40,7 @@ struct World {
     bridge: Arc<Bridge>,
 }
 
+/// A host with the router enabled, on a mock engine that sees every id registered.
 async fn world(tweak: impl FnOnce(&mut sandbox_host::config::HostConfig)) -> World {
     world_with(&[], tweak).await
 }
@@ -36,22 +49,35 @@ async fn world(tweak: impl FnOnce(&mut sandbox_host::config::HostConfig)) -> Wor
 async fn world_with(extra: &[&str], tweak: impl FnOnce(&mut sandbox_host::config::HostConfig)) -> World {
     let sim = E2bSim::start(0, SECRET).await.unwrap();
     let policy = format!("image_allowlist = [\"base\"]\n{}", sim.policy_toml());
-    let host = TestHost::start_with(vec![PluginSetup::new("e2b", policy)], &[("E2B_API_KEY", SECRET)], tweak).await;
+    let with_router = |c: &mut HostConfig| {
+        c.router = true;
+        tweak(c)
+    };
+    let host = TestHost::start_with(vec![PluginSetup::new("e2b", policy)], &[("E2B_API_KEY", SECRET)], with_router).await;
     let engine = MockEngine::start(0).await;
     let bridge = Bridge::connect(host.host.clone(), &BridgeOptions { url: engine.url(), otel: Some(false) });
     bridge.wait_registered(WAIT).await.expect("the worker registers with the engine");
-    let mut ids = expected_ids(true);
+    let mut ids = expected_ids(true).await;
     ids.extend(extra.iter().map(|s| s.to_string()));
     engine.wait_for_functions(&ids, WAIT).await;
     World { sim, host, engine, bridge }
 }
 
-fn e2b_leaves() -> Vec<Leaf> {
-    vec![Leaf::Create, Leaf::Exec, Leaf::Stop, Leaf::List, Leaf::Snapshot, Leaf::ExposePort, Leaf::FsRead, Leaf::FsWrite]
+/// The leaves the built e2b plugin declares (they grow with the plugin; what is checked
+/// here is that exactly they, and no absent leaf, are registered).
+async fn e2b_leaves() -> Vec<Leaf> {
+    static LEAVES: tokio::sync::OnceCell<Vec<Leaf>> = tokio::sync::OnceCell::const_new();
+    LEAVES
+        .get_or_init(|| async {
+            let h = TestHost::start(vec![PluginSetup::new("e2b", "")], &[]).await;
+            h.host.registry.get("e2b").expect("e2b loads").leaves()
+        })
+        .await
+        .clone()
 }
 
-fn expected_ids(router: bool) -> Vec<String> {
-    let mut ids: Vec<String> = e2b_leaves().into_iter().map(|l| provider_function_id("e2b", l)).collect();
+async fn expected_ids(router: bool) -> Vec<String> {
+    let mut ids: Vec<String> = e2b_leaves().await.into_iter().map(|l| provider_function_id("e2b", l)).collect();
     if router {
         ids.extend(Leaf::ALL.into_iter().map(router_function_id));
     }
@@ -62,12 +88,16 @@ fn expected_ids(router: bool) -> Vec<String> {
 async fn registers_exactly_the_plugins_leaves_and_the_router_with_schemas() {
     let w = world(|_| {}).await;
     assert_eq!(w.bridge.function_ids(), {
-        let mut e = expected_ids(true);
+        let mut e = expected_ids(true).await;
         e.sort();
         e
     });
-    // No optional leaf e2b lacks: branch is absent for the provider, present only as a router id.
-    assert!(w.engine.function("sandbox::provider::e2b::branch").is_none());
+    // No optional leaf e2b lacks is registered for the provider; each is a router id.
+    let offered = e2b_leaves().await;
+    for leaf in Leaf::ALL.into_iter().filter(|l| !offered.contains(l)) {
+        assert!(w.engine.function(&provider_function_id("e2b", leaf)).is_none(), "{leaf}");
+        assert!(w.engine.function(&router_function_id(leaf)).is_some(), "{leaf}");
+    }
     let create = w.engine.function("sandbox::provider::e2b::create").unwrap();
     assert!(create["description"].as_str().unwrap().starts_with("Start a sandbox"));
     assert_eq!(create["request_format"]["required"], json!(["image"]));
@@ -81,7 +111,10 @@ async fn provider_functions_answer_with_the_contract_shapes() {
     let w = world(|_| {}).await;
     let created = w.engine.invoke("sandbox::provider::e2b::create", json!({"image": "base"})).await.unwrap();
     let id = created["sandbox_id"].as_str().unwrap().to_string();
-    assert_eq!(created["capabilities"], json!(["snapshot", "expose_port", "fs"]));
+    let capabilities: Vec<&str> = created["capabilities"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for c in ["snapshot", "expose_port", "fs"] {
+        assert!(capabilities.contains(&c), "e2b offers {c}: {capabilities:?}");
+    }
     let out = w.engine.invoke("sandbox::provider::e2b::exec", json!({"sandbox_id": id, "cmd": "echo", "args": ["via iii"]})).await.unwrap();
     assert!(out["duration_ms"].is_u64(), "{out}");
     let mut out = out;
@@ -108,8 +141,11 @@ async fn errors_reach_callers_as_s_codes() {
     let e = w.engine.invoke("sandbox::provider::e2b::exec", json!({"sandbox_id": "gone", "cmd": "ls"})).await.unwrap_err();
     assert_eq!(e.code, "S410");
     // An optional leaf the plugin lacks was never registered: the engine's own answer.
-    let e = w.engine.invoke("sandbox::provider::e2b::branch", json!({"sandbox_id": "s1"})).await.unwrap_err();
-    assert_eq!(e.code, "function_not_found");
+    let offered = e2b_leaves().await;
+    if let Some(absent) = Leaf::ALL.into_iter().find(|l| !offered.contains(l)) {
+        let e = w.engine.invoke(&provider_function_id("e2b", absent), json!({"sandbox_id": "s1"})).await.unwrap_err();
+        assert_eq!(e.code, "function_not_found");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,8 +158,11 @@ async fn the_router_dispatches_in_process_and_passes_codes_through() {
     assert_eq!(e.message, "[S600] no provider named \"nope\" is loaded; loaded providers: e2b.");
     let e = w.engine.invoke("sandbox::create", json!({"image": "base"})).await.unwrap_err();
     assert_eq!(e.code, "S600", "no provider and no default: {}", e.message);
-    let e = w.engine.invoke("sandbox::branch", json!({"provider": "e2b", "sandbox_id": "s1"})).await.unwrap_err();
-    assert_eq!(e.code, "S404", "a leaf the provider lacks is S404, not S600: {}", e.message);
+    let offered = e2b_leaves().await;
+    if let Some(absent) = Leaf::ALL.into_iter().find(|l| !offered.contains(l)) {
+        let e = w.engine.invoke(&router_function_id(absent), json!({"provider": "e2b", "sandbox_id": "s1"})).await.unwrap_err();
+        assert_eq!(e.code, "S404", "a leaf the provider lacks is S404, not S600: {}", e.message);
+    }
     // The plugin's own code passes through unchanged, never wrapped in S502.
     let e = w.engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "ubuntu"})).await.unwrap_err();
     assert_eq!(e.code, "S100");
@@ -143,15 +182,20 @@ async fn the_default_provider_serves_calls_that_name_none() {
     assert_eq!(listed["reconciled"], true);
 }
 
+/// Issue 9 §2: the router is opt-in; by default only the provider ids are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_router_can_be_turned_off() {
+async fn the_router_is_off_by_default() {
     let sim = E2bSim::start(0, SECRET).await.unwrap();
-    let host =
-        TestHost::start_with(vec![PluginSetup::new("e2b", sim.policy_toml())], &[("E2B_API_KEY", SECRET)], |c| c.router = false).await;
+    let host = TestHost::start(vec![PluginSetup::new("e2b", sim.policy_toml())], &[("E2B_API_KEY", SECRET)]).await;
+    assert!(!host.host.config.router);
     let engine = MockEngine::start(0).await;
     let bridge = Bridge::connect(host.host.clone(), &BridgeOptions { url: engine.url(), otel: Some(false) });
     bridge.wait_registered(WAIT).await.unwrap();
-    engine.wait_for_functions(&expected_ids(false), WAIT).await;
+    engine.wait_for_functions(&expected_ids(false).await, WAIT).await;
+    // Past the point where an enabled router would have listed and claimed its ids.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(engine.function_ids(), sorted(expected_ids(false).await));
+    assert_eq!(bridge.router_report(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,7 +225,7 @@ async fn an_engine_restart_re_registers_everything_and_serves_the_next_call() {
     let port = w.engine.stop().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let engine = MockEngine::start(port).await;
-    engine.wait_for_functions(&expected_ids(true), Duration::from_secs(20)).await;
+    engine.wait_for_functions(&expected_ids(true).await, Duration::from_secs(20)).await;
     let frames = engine.frames();
     assert_eq!(frames[0]["type"], "reattach", "the first frame after a reconnect is reattach: {}", frames[0]);
     assert_eq!(frames[0]["previous_worker_id"], "worker-1");
@@ -215,7 +259,7 @@ async fn shutdown_drains_the_call_in_flight_and_refuses_new_ones() {
     assert_eq!((listed["reconciled"].clone(), listed["in_flight"].clone()), (json!(true), json!(0)));
     w.bridge.shutdown().await;
     let unregistered = engine.frames().iter().filter(|f| f["type"] == "unregisterfunction").count();
-    assert_eq!(unregistered, expected_ids(true).len(), "shutdown unregisters every function");
+    assert_eq!(unregistered, expected_ids(true).await.len(), "shutdown unregisters every function");
 }
 
 /// The real binary: `sandbox-host serve` registers, answers, and exits 0 on SIGTERM.
@@ -231,7 +275,7 @@ async fn the_serve_command_registers_answers_and_exits_cleanly_on_sigterm() {
     sim.create_out_of_band("base");
     let engine = MockEngine::start(0).await;
     let mut child = tokio::process::Command::new(&bin)
-        .args(["serve", "--otel", "false", "--plugins-dir"])
+        .args(["serve", "--router", "--otel", "false", "--plugins-dir"])
         .arg(dir.path())
         .env("III_URL", engine.url())
         .env("E2B_API_KEY", SECRET)
@@ -239,7 +283,7 @@ async fn the_serve_command_registers_answers_and_exits_cleanly_on_sigterm() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    engine.wait_for_functions(&expected_ids(true), Duration::from_secs(60)).await;
+    engine.wait_for_functions(&expected_ids(true).await, Duration::from_secs(60)).await;
     let created = engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "base"})).await.unwrap();
     assert!(created["sandbox_id"].is_string());
     let e = engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "base"})).await.unwrap_err();
@@ -278,7 +322,7 @@ async fn a_call_in_flight_when_the_engine_dies_ends_with_a_clear_error_and_the_h
     }
     assert_eq!(w.bridge.in_flight(), 0, "the in-flight call finished");
     let engine = MockEngine::start(port).await;
-    engine.wait_for_functions(&expected_ids(true), Duration::from_secs(20)).await;
+    engine.wait_for_functions(&expected_ids(true).await, Duration::from_secs(20)).await;
     assert_eq!(engine.invoke("sandbox::provider::e2b::list", json!({})).await.unwrap()["reconciled"], true);
 }
 
@@ -337,10 +381,10 @@ async fn i17_3_a_plugin_reloaded_while_the_engine_is_away_keeps_its_functions() 
     eventually("the bridge sees the engine gone", || !w.bridge.is_connected()).await;
     remove_and_re_add(&w.host, &w.bridge, "e2b").await;
     let engine = MockEngine::start(port).await;
-    engine.wait_for_functions(&expected_ids(true), Duration::from_secs(20)).await;
+    engine.wait_for_functions(&expected_ids(true).await, Duration::from_secs(20)).await;
     // Past the replay's trailing frames and the check after the reconnect.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(engine.function_ids(), sorted(expected_ids(true)));
+    assert_eq!(engine.function_ids(), sorted(expected_ids(true).await));
     let unregistered: Vec<Value> = engine.frames().into_iter().filter(|f| f["type"] == "unregisterfunction").collect();
     assert!(unregistered.is_empty(), "no unregister reached the returning engine: {unregistered:?}");
     let created = engine.invoke("sandbox::provider::e2b::create", json!({"image": "base"})).await.unwrap();
@@ -355,7 +399,7 @@ async fn i17_3_a_function_the_engine_lacks_after_a_reconnect_is_registered_again
     let create = provider_function_id("e2b", Leaf::Create);
     let port = w.engine.stop().await;
     let engine = MockEngine::start_losing(port, std::slice::from_ref(&create)).await;
-    engine.wait_for_functions(&expected_ids(true), Duration::from_secs(20)).await;
+    engine.wait_for_functions(&expected_ids(true).await, Duration::from_secs(20)).await;
     let registered = engine.frames().iter().filter(|f| f["type"] == "registerfunction" && f["id"] == create.as_str()).count();
     assert_eq!(registered, 2, "lost once by the engine, then registered again by the bridge");
     let created = engine.invoke(&create, json!({"image": "base"})).await.unwrap();

@@ -46,3 +46,13 @@ pub async fn listed(url: &str, prefix: &str) -> Vec<String> {
     let functions = answer["functions"].as_array().cloned().unwrap_or_default();
     functions.iter().filter_map(|f| f["function_id"].as_str().map(str::to_string)).collect()
 }
+
+/// The owner (`worker_name`) of every function the engine lists under `prefix`.
+pub async fn owners(url: &str, prefix: &str) -> std::collections::BTreeMap<String, String> {
+    let answer = call(url, "engine::functions::list", json!({"prefix": prefix})).await.expect("engine::functions::list answers");
+    let functions = answer["functions"].as_array().cloned().unwrap_or_default();
+    functions
+        .iter()
+        .filter_map(|f| Some((f["function_id"].as_str()?.to_string(), f["worker_name"].as_str().unwrap_or_default().to_string())))
+        .collect()
+}

@@ -1,10 +1,20 @@
 //! The host on the real iii engine (`../shared/engine/iii`): what the mock engine in
 //! `tests/bridge` cannot prove, because it is the engine's own handling of the SDK's
-//! frames that decides the outcome. Every engine runs on 127.0.0.1 in its own scratch
-//! directory; a missing engine binary fails the suite with its expected path.
+//! frames that decides the outcome: reconnect repair, streaming exec over the engine's
+//! channels (`streaming.rs`), the opt-in router next to a worker named `iii-sandbox`
+//! (`router.rs`), lifecycle events through its pub/sub (`lifecycle.rs`). Every engine
+//! runs on 127.0.0.1 in its own scratch directory; where the engine binary is absent each
+//! test says so in one line and passes.
 
 mod caller;
+mod lifecycle;
 mod real_engine;
+#[path = "../bridge/recorder.rs"]
+mod recorder;
+mod router;
+mod streaming;
+#[path = "../bridge/workers.rs"]
+mod workers;
 
 use provider_sims::e2b::E2bSim;
 use real_engine::RealEngine;
@@ -37,6 +47,19 @@ async fn until_listed(engine: &RealEngine, ids: &[String]) {
     }
 }
 
+/// The e2b simulator, a host over it (router on or off) and its bridge on `engine`, once
+/// the engine lists every provider id.
+async fn served(engine: &RealEngine, router: bool) -> (E2bSim, TestHost, std::sync::Arc<Bridge>) {
+    let sim = E2bSim::start(0, SECRET).await.unwrap();
+    let policy = format!("image_allowlist = [\"base\"]\n{}", sim.policy_toml());
+    let host = TestHost::start_with(vec![PluginSetup::new("e2b", policy)], &[("E2B_API_KEY", SECRET)], |c| c.router = router).await;
+    let bridge = Bridge::connect(host.host.clone(), &BridgeOptions { url: engine.url(), otel: Some(false) });
+    bridge.wait_registered(WAIT).await.expect("the worker registers with the engine");
+    let ids: Vec<String> = host.host.registry.get("e2b").unwrap().leaves().into_iter().map(|l| provider_function_id("e2b", l)).collect();
+    until_listed(engine, &ids).await;
+    (sim, host, bridge)
+}
+
 async fn until(what: &str, condition: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !condition() {
@@ -50,12 +73,12 @@ async fn until(what: &str, condition: impl Fn() -> bool) {
 /// `sandbox::provider::e2b::*` id on the engine once it is back, and answers there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i17_3_functions_do_not_vanish_after_a_reconnect() {
+    let Some(mut engine) = RealEngine::start().await else { return };
     let sim = E2bSim::start(0, SECRET).await.unwrap();
     let policy = format!("image_allowlist = [\"base\"]\n{}", sim.policy_toml());
     let host = TestHost::start(vec![PluginSetup::new("e2b", policy)], &[("E2B_API_KEY", SECRET)]).await;
     let e2b_ids: Vec<String> =
         host.host.registry.get("e2b").unwrap().leaves().into_iter().map(|l| provider_function_id("e2b", l)).collect();
-    let mut engine = RealEngine::start().await;
     let bridge = Bridge::connect(host.host.clone(), &BridgeOptions { url: engine.url(), otel: Some(false) });
     bridge.wait_registered(WAIT).await.expect("the worker registers with the engine");
     until_listed(&engine, &bridge.function_ids()).await;

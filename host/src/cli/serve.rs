@@ -1,6 +1,6 @@
 //! `sandbox-host serve`: the host as an iii worker. Registers every plugin's functions
-//! and the router, serves until SIGINT/SIGTERM, then drains in-flight calls within the
-//! grace period and exits 0.
+//! (and, with `--router`, the bare `sandbox::<leaf>` ids no other worker owns), serves
+//! until SIGINT/SIGTERM, then drains in-flight calls within the grace period and exits 0.
 
 use super::GlobalArgs;
 use crate::bridge::iii::{Bridge, BridgeOptions};
@@ -15,7 +15,11 @@ pub struct ServeArgs {
     /// iii engine WebSocket URL.
     #[arg(long, env = "III_URL", default_value = iii_sdk::DEFAULT_ENGINE_URL)]
     pub iii_url: String,
-    /// Do not register the `sandbox::<leaf>` router (another worker provides it).
+    /// Also register the `sandbox::<leaf>` router ids, each only if no other worker (such
+    /// as the engine's own `iii-sandbox` daemon) owns it; the log names those left alone.
+    #[arg(long, conflicts_with = "no_router")]
+    pub router: bool,
+    /// Do not register the router even if the host config enables it.
     #[arg(long)]
     pub no_router: bool,
     /// Provider the router uses when a call names none.
@@ -43,6 +47,9 @@ const RECONCILE_AT_START: Duration = Duration::from_secs(15);
 
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     let mut config = global.host_config()?;
+    if args.router {
+        config.router = true;
+    }
     if args.no_router {
         config.router = false;
     }
@@ -61,7 +68,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
         eprintln!("warning: could not learn the running sandboxes of {}; retrying in the background", unknown.join(", "));
     }
     let bridge = Bridge::connect(host.clone(), &BridgeOptions { url: args.iii_url.clone(), otel: args.otel });
-    eprintln!("serving {} functions on {} (Ctrl-C to stop)", bridge.function_ids().len(), args.iii_url);
+    // The router's ids are claimed once connected (router_claims.rs logs the outcome).
+    let router = if host.config.router { ", plus the router ids no other worker owns" } else { "" };
+    eprintln!("serving {} functions{router} on {} (Ctrl-C to stop)", bridge.function_ids().len(), args.iii_url);
     for id in bridge.function_ids() {
         tracing::info!("registered {id}");
     }

@@ -1,6 +1,7 @@
 //! After every (re)connect: send the unregisters deferred while the engine was away,
 //! then check the engine's own function list (`engine::functions::list`) for every id
-//! this host serves, and register again what it lacks.
+//! this host serves, and register again what it lacks. The router's claim
+//! (`router_claims.rs`) runs beside it on every connect.
 //!
 //! Deferring unregisters (`registrations.rs`) keeps a removal made while disconnected
 //! from undoing a later registration, but only the engine can say what it ended up
@@ -14,7 +15,7 @@
 //! `Reconnecting` for at least the 2 s retry delay (`src/iii.rs:1916, 3380-3400`), so a
 //! 250 ms poll sees every reconnect.
 
-use super::Bridge;
+use super::{router_claims, Bridge};
 use iii_sdk::engine::EngineFunctions;
 use iii_sdk::protocol::TriggerRequest;
 use serde_json::json;
@@ -45,7 +46,7 @@ pub(super) async fn watch(bridge: Weak<Bridge>) {
         if now && !connected {
             // A check that outlives its connection is abandoned; the next connect starts over.
             tokio::select! {
-                _ = after_connect(&b) => {}
+                _ = async { tokio::join!(after_connect(&b), router_claims::after_connect(&b)) } => {}
                 _ = link_lost(&b) => {}
             }
         }
