@@ -1,37 +1,46 @@
 //! A Daytona-shaped simulator: the REST API under `/api` and the toolbox proxy under
 //! `/toolbox`, on one loopback port, both requiring `Authorization: Bearer <key>`.
 //!
-//! Shapes follow daytonaio/daytona: `apps/api/src/sandbox/dto/{create-sandbox,sandbox,
-//! list-sandboxes-response,port-preview-url}.dto.ts` and
-//! `controllers/{sandbox,toolbox}.controller.ts` for the API (NestJS errors
-//! `{statusCode, message, error}`, `Sandbox with ID or name X not found`, `Snapshot X not
-//! found. Did you add it through the Daytona Dashboard?`), and the daemon's
-//! `pkg/toolbox/process/execute/execute.go` (`parseCommand`: split on spaces honouring
-//! quotes, no shell; stdout and stderr in one buffer; 408 at the timeout) and
-//! `pkg/toolbox/fs/{download_file,upload_file}.go`.
+//! Shapes follow Daytona's maintained specs, `daytona/clients` `openapi-specs/api.json`
+//! and `openapi-specs/toolbox.json`, and the behaviour of the last public server and
+//! daemon, daytonaio/daytona v0.190.0 (`apps/api/src/sandbox`, `apps/daemon`): NestJS
+//! errors `{statusCode, message, error}`, `Sandbox with ID or name X not found`, `Snapshot X
+//! not found. Did you add it through the Daytona Dashboard?`, 409 "Sandbox state change in
+//! progress" during any transition. The lifecycle routes are in [`lifecycle`], the daemon
+//! (sessions, files) in [`toolbox`] and [`session`].
+//!
+//! Transitions are asynchronous as upstream: a lifecycle POST answers the sandbox with its
+//! wish in `desiredState` (the state unchanged), the next `GET /sandbox/{id}` calls show
+//! the intermediate state (`stopping`, `starting`, `pausing`, …) for
+//! [`State::transition_polls`] calls, then the target. New sandboxes are class `container`
+//! (v0.190.0's default), or `linux-vm` with [`State::vm_sandboxes`]; only VMs pause and fork.
 //!
 //! Both toolbox path forms are served: the proxy form `/toolbox/{id}/…` that the Sandbox's
 //! `toolboxProxyUrl` points at, and the old API form `/api/toolbox/{id}/toolbox/…`. Knobs
-//! on [`State`] turn the newer features off to exercise a plugin's fallbacks.
+//! on [`State`] turn newer features off to exercise a plugin's fallbacks.
 //!
 //! Sandboxes are real: each gets a temporary directory as its home and default working
 //! directory, commands run as local processes, relative paths resolve inside that
-//! directory, and a snapshot copies it. It binds 127.0.0.1 only; it is a local
+//! directory, and a snapshot or fork copies it. It binds 127.0.0.1 only; it is a local
 //! development and test double, not an isolation boundary.
 
 // Handlers return a ready `Reply` as their error: it is the answer, not a failure to box.
 #![allow(clippy::result_large_err)]
 
-use crate::server::{empty, json, raw, Handler, Recorded, Reply, Sim};
+mod lifecycle;
+mod session;
+mod toolbox;
+
+pub use session::{Labeller, Sessions, Stream};
+
+use crate::server::{json, Handler, Recorded, Reply, Sim};
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// What a sandbox runs when `snapshot` is omitted (Daytona's default snapshot).
 pub const DEFAULT_SNAPSHOT: &str = "daytonaio/sandbox:0.4.3";
@@ -40,18 +49,42 @@ pub const SNAPSHOTS: [&str; 4] = [DEFAULT_SNAPSHOT, "daytona-small", "daytona-me
 /// Domain of preview URLs (`https://{port}-{id}.{domain}`).
 pub const PROXY_DOMAIN: &str = "proxy.daytona.works";
 
+/// A transition under way: `via` for the next `polls - 1` GETs, then `to`.
+#[derive(Debug, Clone)]
+pub struct Settle {
+    pub via: String,
+    pub to: String,
+    pub polls: u32,
+}
+
 #[derive(Debug)]
 pub struct SimSandbox {
     pub id: String,
     pub snapshot: String,
     pub state: String,
-    /// GETs left before a transitional state (`starting`, `snapshotting`) becomes `started`.
-    pub settle_after: u32,
+    /// Set while a transition is pending (Daytona's `pending`): other transitions get 409.
+    pub settle: Option<Settle>,
+    pub class: String,
     pub created_at: DateTime<Utc>,
     pub auto_stop_interval: u64,
+    /// When the TTL destroys it.
+    pub auto_destroy_at: Option<DateTime<Utc>>,
+    pub cpu: u64,
+    pub memory: u64,
+    pub disk: u64,
+    pub network_block_all: bool,
     pub env: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub root: tempfile::TempDir,
+    /// The daemon's shell sessions (gone when the sandbox stops).
+    pub sessions: session::Sessions,
+}
+
+impl SimSandbox {
+    /// Starts a transition: the answer shows the wish, later GETs `via`, then `to`.
+    fn begin(&mut self, via: &str, to: &str, polls: u32) {
+        self.settle = Some(Settle { via: via.into(), to: to.into(), polls: polls + 1 });
+    }
 }
 
 /// Which generation of `GET /sandbox` to answer.
@@ -81,8 +114,16 @@ pub struct State {
     pub omit_toolbox_proxy_url: AtomicBool,
     /// Answer 404 on `GET /sandbox/{id}/toolbox-proxy-url` (servers older still).
     pub no_toolbox_proxy_url_route: AtomicBool,
+    /// Answer 404 on `POST /sandbox/{id}/ttl/{m}` (v0.190.0 and older servers).
+    pub no_ttl_route: AtomicBool,
+    /// Answer 404 on the daemon's `files/upload-v2` (daemons before it, v0.190.0 included).
+    pub no_upload_v2: AtomicBool,
     /// New sandboxes stay `starting` for this many `GET /sandbox/{id}` calls.
     pub start_polls: AtomicU32,
+    /// GETs a lifecycle transition shows its intermediate state.
+    pub transition_polls: AtomicU32,
+    /// New sandboxes are `linux-vm` (they pause and fork) instead of `container`.
+    pub vm_sandboxes: AtomicBool,
 }
 
 pub struct DaytonaSim {
@@ -94,7 +135,7 @@ pub struct DaytonaSim {
 impl DaytonaSim {
     /// Serves on `port` (0 = any), accepting `Authorization: Bearer <api_key>`.
     pub async fn start(port: u16, api_key: &str) -> std::io::Result<DaytonaSim> {
-        let state: Arc<State> = Arc::default();
+        let state: Arc<State> = Arc::new(State { transition_polls: AtomicU32::new(1), ..State::default() });
         let (st, key) = (state.clone(), api_key.to_string());
         let handler: Handler = Arc::new(move |rec| {
             let (st, key) = (st.clone(), key.clone());
@@ -121,7 +162,7 @@ impl DaytonaSim {
         )
     }
 
-    /// Sandboxes that hold compute: neither destroyed nor stopped.
+    /// Sandboxes that hold compute: neither destroyed nor halted.
     pub fn live_count(&self) -> usize {
         self.state.sandboxes.lock().unwrap().values().filter(|s| is_live(&s.state)).count()
     }
@@ -134,12 +175,17 @@ impl DaytonaSim {
         self.state.sandboxes.lock().unwrap().get(id).map(|s| s.state.clone())
     }
 
+    /// Runs `f` on the sandbox's record (to read or change what the upstream holds).
+    pub fn with<T>(&self, id: &str, f: impl FnOnce(&mut SimSandbox) -> T) -> Option<T> {
+        self.state.sandboxes.lock().unwrap().get_mut(id).map(f)
+    }
+
     /// Forces a sandbox into `state` (e.g. `stopped`, as Daytona's auto-stop would).
     pub fn set_state(&self, id: &str, state: &str) {
-        if let Some(s) = self.state.sandboxes.lock().unwrap().get_mut(id) {
+        self.with(id, |s| {
             s.state = state.to_string();
-            s.settle_after = 0;
-        }
+            s.settle = None;
+        });
     }
 
     /// Creates a sandbox directly upstream, as another client of the same account would.
@@ -153,7 +199,7 @@ impl DaytonaSim {
 }
 
 fn is_live(state: &str) -> bool {
-    !matches!(state, "destroyed" | "destroying" | "stopped" | "archived" | "error" | "build_failed")
+    !matches!(state, "destroyed" | "destroying" | "stopped" | "paused" | "archived" | "error" | "build_failed")
 }
 
 /// NestJS's error body.
@@ -164,6 +210,7 @@ fn error(status: u16, message: impl Into<Value>) -> Reply {
         404 => "Not Found",
         408 => "Request Timeout",
         409 => "Conflict",
+        422 => "Unprocessable Entity",
         _ => "Internal Server Error",
     };
     json(status, &json!({ "statusCode": status, "message": message.into(), "error": reason }))
@@ -171,6 +218,10 @@ fn error(status: u16, message: impl Into<Value>) -> Reply {
 
 fn not_found(id: &str) -> Reply {
     error(404, format!("Sandbox with ID or name {id} not found"))
+}
+
+fn conflict() -> Reply {
+    error(409, "Sandbox state change in progress")
 }
 
 fn iso(t: DateTime<Utc>) -> String {
@@ -193,6 +244,10 @@ async fn route(st: &State, key: &str, rec: Recorded) -> Reply {
         ("GET", ["api", "sandbox", id]) => get(st, id),
         ("DELETE", ["api", "sandbox", id]) => delete(st, id),
         ("POST", ["api", "sandbox", id, "snapshot"]) => snapshot(st, id, &rec),
+        ("POST", ["api", "sandbox", _, "ttl", _]) if st.no_ttl_route.load(Ordering::Relaxed) => {
+            error(404, format!("Cannot POST {}", rec.path))
+        }
+        ("POST" | "PUT", ["api", "sandbox", id, action @ ..]) => lifecycle::route(st, m, id, action, &rec),
         ("GET", ["api", "sandbox", id, "toolbox-proxy-url"]) if !st.no_toolbox_proxy_url_route.load(Ordering::Relaxed) => {
             match live_sandbox(st, id) {
                 Ok(_) => json(200, &json!({ "url": format!("{}/toolbox", st.base.lock().unwrap()) })),
@@ -200,8 +255,8 @@ async fn route(st: &State, key: &str, rec: Recorded) -> Reply {
             }
         }
         ("GET", ["api", "sandbox", id, "ports", port, "preview-url"]) => preview_url(st, id, port),
-        (_, ["api", "toolbox", id, "toolbox", rest @ ..]) => toolbox(st, id, rest, &rec).await,
-        (_, ["toolbox", id, rest @ ..]) => toolbox(st, id, rest, &rec).await,
+        (_, ["api", "toolbox", id, "toolbox", rest @ ..]) => toolbox::route(st, id, rest, &rec).await,
+        (_, ["toolbox", id, rest @ ..]) => toolbox::route(st, id, rest, &rec).await,
         // Express's answer for a route the server does not have.
         _ => error(404, format!("Cannot {m} {}", rec.path)),
     }
@@ -222,17 +277,28 @@ fn string_map(body: &Value, key: &str) -> Result<BTreeMap<String, String>, Reply
     }
 }
 
+/// An optional non-negative integer field of `CreateSandbox` (class-validator's messages).
+fn int_field(body: &Value, key: &str, default: u64) -> Result<u64, Reply> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| error(400, json!([format!("{key} must be an integer number"), format!("{key} must not be less than 0")]))),
+    }
+}
+
 fn create(st: &State, body: &Value) -> Result<Value, Reply> {
     let snapshot = match body.get("snapshot") {
         None | Some(Value::Null) => DEFAULT_SNAPSHOT.to_string(),
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(error(400, json!(["snapshot must be a string"]))),
     };
-    let auto_stop = match body.get("autoStopInterval") {
-        None => 15,
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| error(400, json!(["autoStopInterval must be an integer number", "autoStopInterval must not be less than 0"])))?,
+    let auto_stop = int_field(body, "autoStopInterval", 15)?;
+    let (cpu, memory, disk) = (int_field(body, "cpu", 1)?, int_field(body, "memory", 1)?, int_field(body, "disk", 3)?);
+    let network_block_all = match body.get("networkBlockAll") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(error(400, json!(["networkBlockAll must be a boolean value"]))),
     };
     let env = string_map(body, "env")?;
     let labels = string_map(body, "labels")?;
@@ -245,38 +311,59 @@ fn create(st: &State, body: &Value) -> Result<Value, Reply> {
         };
         copy_dir(dir.path(), root.path()).map_err(|e| error(500, format!("cannot restore snapshot {snapshot}: {e}")))?;
     }
-    let n = st.counter.fetch_add(1, Ordering::Relaxed);
-    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64;
-    let id = format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", nanos as u32, (nanos >> 32) as u16, n & 0xfff, (nanos >> 48) & 0xfff, n);
-    let settle_after = st.start_polls.load(Ordering::Relaxed);
-    let sbx = SimSandbox {
-        id: id.clone(),
+    let polls = st.start_polls.load(Ordering::Relaxed);
+    let mut sbx = SimSandbox {
+        id: new_id(st),
         snapshot,
-        state: if settle_after > 0 { "starting".into() } else { "started".into() },
-        settle_after,
+        state: if polls > 0 { "starting".into() } else { "started".into() },
+        settle: None,
+        class: if st.vm_sandboxes.load(Ordering::Relaxed) { "linux-vm".into() } else { "container".into() },
         created_at: Utc::now(),
         auto_stop_interval: auto_stop,
+        auto_destroy_at: None,
+        cpu,
+        memory,
+        disk,
+        network_block_all,
         env,
         labels,
         root,
+        sessions: session::Sessions::default(),
     };
+    if polls > 0 {
+        sbx.settle = Some(Settle { via: "starting".into(), to: "started".into(), polls });
+    }
     let v = sandbox_json(st, &sbx, true);
-    st.sandboxes.lock().unwrap().insert(id, sbx);
+    st.sandboxes.lock().unwrap().insert(sbx.id.clone(), sbx);
     Ok(v)
+}
+
+fn new_id(st: &State) -> String {
+    let n = st.counter.fetch_add(1, Ordering::Relaxed);
+    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64;
+    format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", nanos as u32, (nanos >> 32) as u16, n & 0xfff, (nanos >> 48) & 0xfff, n)
 }
 
 /// The `Sandbox` DTO; `full = false` is the `SandboxListItem` (no env, volumes, buildInfo).
 fn sandbox_json(st: &State, s: &SimSandbox, full: bool) -> Value {
+    let desired = match (&s.settle, s.state.as_str()) {
+        (Some(t), _) => t.to.as_str(),
+        (None, "destroyed" | "stopped" | "paused" | "archived") => s.state.as_str(),
+        _ => "started",
+    };
     let mut v = json!({
         "id": s.id, "organizationId": "b4bd7b3b-7d3c-4c4e-9a36-5a2f0c9a6d1e", "name": s.id,
         "snapshot": s.snapshot, "user": "daytona", "labels": s.labels, "public": false,
-        "networkBlockAll": false, "networkAllowList": null, "target": "us",
-        "cpu": 1, "gpu": 0, "memory": 1, "disk": 3,
-        "state": s.state, "desiredState": if s.state == "destroyed" { "destroyed" } else { "started" },
+        "networkBlockAll": s.network_block_all, "networkAllowList": null, "target": "us",
+        "cpu": s.cpu, "gpu": 0, "memory": s.memory, "disk": s.disk, "sandboxClass": s.class,
+        "state": s.state, "desiredState": desired,
         "errorReason": null, "backupState": "None", "backupCreatedAt": null,
-        "autoStopInterval": s.auto_stop_interval, "autoArchiveInterval": 10080, "autoDeleteInterval": -1,
+        "autoStopInterval": s.auto_stop_interval, "autoPauseInterval": 0, "autoArchiveInterval": 10080, "autoDeleteInterval": -1,
         "createdAt": iso(s.created_at), "updatedAt": iso(Utc::now()), "daemonVersion": "0.4.3",
     });
+    if let Some(t) = s.auto_destroy_at {
+        v["autoDestroyAt"] = json!(iso(t));
+    }
     if full {
         v["env"] = json!(s.env);
         v["volumes"] = json!([]);
@@ -288,28 +375,50 @@ fn sandbox_json(st: &State, s: &SimSandbox, full: bool) -> Value {
     v
 }
 
+/// A sandbox past its TTL is destroyed, whatever its state.
+fn expire(s: &mut SimSandbox) {
+    if s.auto_destroy_at.is_some_and(|t| t <= Utc::now()) && s.state != "destroyed" {
+        destroy(s);
+    }
+}
+
+fn destroy(s: &mut SimSandbox) {
+    s.sessions.kill_all();
+    s.state = "destroyed".into();
+    s.settle = None;
+    let _ = std::fs::remove_dir_all(s.root.path()).and_then(|_| std::fs::create_dir(s.root.path()));
+}
+
 /// A sandbox that is not destroyed, or the 404 the API answers.
 fn live_sandbox(st: &State, id: &str) -> Result<(), Reply> {
-    match st.sandboxes.lock().unwrap().get(id) {
-        Some(s) if s.state != "destroyed" => Ok(()),
-        _ => Err(not_found(id)),
+    let mut boxes = st.sandboxes.lock().unwrap();
+    match boxes.get_mut(id) {
+        Some(s) => {
+            expire(s);
+            if s.state == "destroyed" {
+                return Err(not_found(id));
+            }
+            Ok(())
+        }
+        None => Err(not_found(id)),
     }
 }
 
 fn get(st: &State, id: &str) -> Reply {
     let mut boxes = st.sandboxes.lock().unwrap();
-    match boxes.get_mut(id) {
-        Some(s) if s.state != "destroyed" => {
-            if s.settle_after > 0 {
-                s.settle_after -= 1;
-                if s.settle_after == 0 {
-                    s.state = "started".into();
-                }
-            }
-            json(200, &sandbox_json(st, s, true))
-        }
-        _ => not_found(id),
+    let Some(s) = boxes.get_mut(id) else { return not_found(id) };
+    expire(s);
+    if s.state == "destroyed" {
+        return not_found(id);
     }
+    if let Some(t) = &mut s.settle {
+        t.polls = t.polls.saturating_sub(1);
+        s.state = if t.polls == 0 { t.to.clone() } else { t.via.clone() };
+        if t.polls == 0 {
+            s.settle = None;
+        }
+    }
+    json(200, &sandbox_json(st, s, true))
 }
 
 /// `DELETE /sandbox/{id}`: answers the Sandbox in `destroying`; it stays listed as
@@ -320,8 +429,7 @@ fn delete(st: &State, id: &str) -> Reply {
         Some(s) if s.state != "destroyed" => {
             s.state = "destroying".into();
             let v = sandbox_json(st, s, true);
-            s.state = "destroyed".into();
-            let _ = std::fs::remove_dir_all(s.root.path()).and_then(|_| std::fs::create_dir(s.root.path()));
+            destroy(s);
             json(200, &v)
         }
         _ => not_found(id),
@@ -330,7 +438,8 @@ fn delete(st: &State, id: &str) -> Reply {
 
 fn list(st: &State, rec: &Recorded) -> Reply {
     let include_deleted = rec.query_param("includeErroredDeleted").as_deref() == Some("true");
-    let boxes = st.sandboxes.lock().unwrap();
+    let mut boxes = st.sandboxes.lock().unwrap();
+    boxes.values_mut().for_each(expire);
     // Newest first, as the API orders them.
     let mut rows: Vec<&SimSandbox> = boxes.values().filter(|s| include_deleted || s.state != "destroyed").collect();
     rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
@@ -374,7 +483,7 @@ fn snapshot(st: &State, id: &str, rec: &Recorded) -> Reply {
     let mut boxes = st.sandboxes.lock().unwrap();
     let Some(s) = boxes.get_mut(id).filter(|s| s.state != "destroyed") else { return not_found(id) };
     if s.state != "started" && s.state != "stopped" {
-        return error(400, format!("Sandbox must be started or stopped to create a snapshot (it is {})", s.state));
+        return error(400, format!("Sandbox must be in started or stopped state to create a snapshot (it is {})", s.state));
     }
     let mut snaps = st.snapshots.lock().unwrap();
     if SNAPSHOTS.contains(&name) || snaps.contains_key(name) {
@@ -390,11 +499,12 @@ fn snapshot(st: &State, id: &str, rec: &Recorded) -> Reply {
     snaps.insert(name.to_string(), copy);
     if s.state == "started" {
         s.state = "snapshotting".into();
-        s.settle_after = 1;
+        s.settle = Some(Settle { via: "snapshotting".into(), to: "started".into(), polls: 1 });
     }
     json(200, &sandbox_json(st, s, true))
 }
 
+/// `PortPreviewUrl {sandboxId, url, token}`; the token is what a private preview checks.
 fn preview_url(st: &State, id: &str, port: &str) -> Reply {
     if let Err(r) = live_sandbox(st, id) {
         return r;
@@ -402,8 +512,12 @@ fn preview_url(st: &State, id: &str, port: &str) -> Reply {
     let Some(port) = port.parse::<u16>().ok().filter(|p| *p >= 1) else {
         return error(400, "Invalid port");
     };
-    let token: String = id.bytes().rev().take(16).map(|b| format!("{:x}", b % 16)).collect();
-    json(200, &json!({ "sandboxId": id, "url": format!("https://{port}-{id}.{PROXY_DOMAIN}"), "token": token }))
+    json(200, &json!({ "sandboxId": id, "url": format!("https://{port}-{id}.{PROXY_DOMAIN}"), "token": preview_token(id) }))
+}
+
+/// The preview token of a sandbox (stable per sandbox, as Daytona's `authToken`).
+pub fn preview_token(id: &str) -> String {
+    id.bytes().rev().take(16).map(|b| format!("{:x}", b % 16)).collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -421,165 +535,4 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-// ---- toolbox (the in-sandbox daemon) ----
-
-struct Target {
-    root: PathBuf,
-    env: BTreeMap<String, String>,
-}
-
-async fn toolbox(st: &State, id: &str, rest: &[&str], rec: &Recorded) -> Reply {
-    let target = {
-        let boxes = st.sandboxes.lock().unwrap();
-        match boxes.get(id) {
-            Some(s) if s.state == "destroyed" => return not_found(id),
-            None => return not_found(id),
-            // What the proxy answers when the sandbox's daemon is not running.
-            Some(s) if !is_live(&s.state) => return error(400, format!("Sandbox {id} is not started (state: {})", s.state)),
-            Some(s) => Target { root: s.root.path().to_path_buf(), env: s.env.clone() },
-        }
-    };
-    match (rec.method.as_str(), rest) {
-        ("POST", ["process", "execute"]) => execute(&target, rec).await,
-        ("GET", ["files", "download"]) => download(&target, rec),
-        ("POST", ["files", "upload"]) => upload(&target, rec),
-        _ => json(404, &json!({ "message": format!("404 page not found: {} /{}", rec.method, rest.join("/")) })),
-    }
-}
-
-fn resolve(root: &Path, path: &str) -> PathBuf {
-    if Path::new(path).is_absolute() {
-        PathBuf::from(path)
-    } else {
-        root.join(path)
-    }
-}
-
-/// The daemon's `parseCommand`: split on spaces; `'` and `"` toggle quoting (the other
-/// kind is literal inside), with no escapes and no shell.
-pub fn parse_command(command: &str) -> Vec<String> {
-    let (mut args, mut cur, mut quote) = (Vec::new(), String::new(), None::<char>);
-    for c in command.chars() {
-        match (c, quote) {
-            ('"' | '\'', None) => quote = Some(c),
-            ('"' | '\'', Some(q)) if q == c => quote = None,
-            (' ', None) => {
-                if !cur.is_empty() {
-                    args.push(std::mem::take(&mut cur));
-                }
-            }
-            _ => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        args.push(cur);
-    }
-    args
-}
-
-async fn execute(t: &Target, rec: &Recorded) -> Reply {
-    let body = rec.json();
-    let Some(command) = body.get("command").and_then(Value::as_str) else {
-        return json(400, &json!({ "message": "command is required" }));
-    };
-    let argv = parse_command(command);
-    if argv.is_empty() {
-        return json(400, &json!({ "message": "empty command" }));
-    }
-    let timeout = body.get("timeout").and_then(Value::as_u64).filter(|t| *t > 0);
-    let cwd = body.get("cwd").and_then(Value::as_str).map(|c| resolve(&t.root, c)).unwrap_or_else(|| t.root.clone());
-    // One file for both streams, as the daemon points Stdout and Stderr at one buffer.
-    let (out, w1, w2) = match tempfile::tempfile().and_then(|f| Ok((f.try_clone()?, f.try_clone()?, f))) {
-        Ok(files) => files,
-        Err(e) => return error(500, format!("cannot capture output: {e}")),
-    };
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..]).current_dir(&cwd).env_clear();
-    cmd.env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()));
-    cmd.env("HOME", &t.root).env("USER", "daytona").envs(&t.env);
-    cmd.stdin(std::process::Stdio::null()).stdout(w1).stderr(w2).process_group(0).kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        // The daemon reports a failed start as exit code -1 with the error as the result.
-        Err(e) => return json(200, &json!({ "exitCode": -1, "result": e.to_string() })),
-        Ok(c) => c,
-    };
-    let status = match timeout {
-        Some(secs) => match tokio::time::timeout(Duration::from_secs(secs), child.wait()).await {
-            Ok(s) => s,
-            Err(_) => {
-                // Kill the whole process group, as the daemon terminates the process tree.
-                if let Some(pid) = child.id() {
-                    let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
-                }
-                let _ = child.kill().await;
-                return error(
-                    408,
-                    format!("Command execution timed out after {secs} seconds. The timeout can be increased by adjusting the timeout parameter in the request."),
-                );
-            }
-        },
-        None => child.wait().await,
-    };
-    let mut result = Vec::new();
-    let mut out = out;
-    let _ = out.rewind().and_then(|_| out.read_to_end(&mut result));
-    let exit_code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
-    json(200, &json!({ "exitCode": exit_code, "result": String::from_utf8_lossy(&result) }))
-}
-
-fn download(t: &Target, rec: &Recorded) -> Reply {
-    let Some(path) = rec.query_param("path").filter(|p| !p.is_empty()) else {
-        return json(400, &json!({ "message": "path is required" }));
-    };
-    let full = resolve(&t.root, &path);
-    if full.is_dir() {
-        return json(400, &json!({ "message": "path must be a file" }));
-    }
-    match std::fs::read(&full) {
-        Ok(bytes) => {
-            let mut r = raw(200, "application/octet-stream", bytes);
-            let name = full.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if let Ok(v) = format!("attachment; filename={name}").parse() {
-                r.headers_mut().insert("content-disposition", v);
-            }
-            r
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => json(404, &json!({ "message": "file not found" })),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => json(403, &json!({ "message": "permission denied" })),
-        Err(e) => json(400, &json!({ "message": e.to_string() })),
-    }
-}
-
-fn upload(t: &Target, rec: &Recorded) -> Reply {
-    let Some(path) = rec.query_param("path").filter(|p| !p.is_empty()) else {
-        return json(400, &json!({ "message": "path is required" }));
-    };
-    let Some(bytes) = crate::e2b::multipart_file_part(rec) else {
-        return json(400, &json!({ "message": "http: no such file" }));
-    };
-    let full = resolve(&t.root, &path);
-    if full.is_dir() {
-        return json(400, &json!({ "message": "path is a directory" }));
-    }
-    if let Some(parent) = full.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    match std::fs::write(&full, &bytes) {
-        Ok(()) => empty(200),
-        Err(e) => json(400, &json!({ "message": e.to_string() })),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_command;
-
-    #[test]
-    fn parse_command_matches_the_daemon() {
-        assert_eq!(parse_command("sh -c 'echo \"a b\"'  x"), ["sh", "-c", "echo \"a b\"", "x"]);
-        assert_eq!(parse_command("a\"b c\"d"), ["ab cd"]);
-        assert!(parse_command("   ").is_empty());
-    }
 }

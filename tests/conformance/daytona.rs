@@ -1,7 +1,11 @@
 //! Daytona's mock upstream (API under `/api` and the toolbox proxy under `/toolbox`, one
 //! loopback port, both behind the bearer key) and the Daytona-specific cases: minutes
-//! rounding, the `sh -c` wrapper, 408 timeouts, the toolbox-URL fallbacks, the three list
-//! shapes, snapshots that boot, preview URLs.
+//! rounding, sizing, the session script, the toolbox-URL fallbacks, the three list shapes,
+//! snapshots that boot, preview URLs and their token, uploads. Lifecycle leaves are in
+//! [`lifecycle`], exec through sessions in [`exec`].
+
+mod exec;
+mod lifecycle;
 
 use crate::cases::fresh;
 use base64::Engine as _;
@@ -48,6 +52,8 @@ impl Upstream for DaytonaUpstream {
             Leaf::List => ("GET", "/api/sandbox".into()),
             Leaf::Snapshot => ("POST", format!("/api/sandbox/{id}/snapshot")),
             Leaf::ExposePort => ("GET", format!("/api/sandbox/{id}/ports/")),
+            Leaf::SetTimeout => ("POST", format!("/api/sandbox/{id}/autostop/")),
+            Leaf::Branch => ("POST", format!("/api/sandbox/{id}/fork")),
             // exec and fs first look the sandbox up.
             _ => ("GET", format!("/api/sandbox/{id}")),
         }
@@ -72,10 +78,20 @@ fn sent(up: &DaytonaUpstream, method: &str, path: &str) -> Vec<Recorded> {
     up.0.sim.requests().into_iter().filter(|r| r.method == method && r.path == path).collect()
 }
 
-/// The script inside the `sh -c 'eval "$(echo B64 | base64 -d)"'` wrapper.
+/// Requests whose path starts with `prefix`.
+fn sent_under(up: &DaytonaUpstream, method: &str, prefix: &str) -> Vec<Recorded> {
+    up.0.sim.requests().into_iter().filter(|r| r.method == method && r.path.starts_with(prefix)).collect()
+}
+
+/// The script inside a session command `(eval "$(echo B64 | base64 -d)") < /dev/null`.
 fn decoded_script(command: &str) -> String {
-    let b64 = command.strip_prefix("sh -c 'eval \"$(echo ").and_then(|s| s.strip_suffix(" | base64 -d)\"'")).expect(command);
+    let b64 = command.strip_prefix("(eval \"$(echo ").and_then(|s| s.strip_suffix(" | base64 -d)\") < /dev/null")).expect(command);
     String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap()
+}
+
+/// The session exec requests sent for sandbox `id`.
+fn session_execs(up: &DaytonaUpstream, id: &str) -> Vec<Recorded> {
+    sent_under(up, "POST", &format!("/toolbox/{id}/process/session/")).into_iter().filter(|r| r.path.ends_with("/exec")).collect()
 }
 
 #[tokio::test]
@@ -120,7 +136,8 @@ async fn create_waits_for_started_and_a_failed_start_is_cleaned_up() {
 
     // A sandbox that lands in `error` is deleted and the create fails (slot released).
     up.0.state.start_polls.store(1, Ordering::Relaxed);
-    let broken = json!({"id": "b1", "snapshot": "daytona-small", "state": "error", "errorReason": "no capacity", "createdAt": "2024-10-01T12:00:00.000Z"});
+    let broken = json!({"id": "b1", "snapshot": "daytona-small", "state": "error", "errorReason": "no capacity",
+                        "createdAt": "2024-10-01T12:00:00.000Z"});
     up.0.sim.inject(Fault::new("GET", "/api/sandbox/", 200, &broken.to_string()));
     let before = up.live();
     let msg = h.err(P, Leaf::Create, json!({"image": "daytona-small"}), Code::Unavailable).await;
@@ -162,64 +179,29 @@ async fn stop_409_state_change_in_progress_is_retried_not_success() {
 }
 
 #[tokio::test]
-async fn exec_argv_and_env_survive_the_shell_wrapper() {
+async fn sizing_and_network_off_reach_the_create_body() {
     let (up, h) = fresh::<DaytonaUpstream>("").await;
-    let id = create(&h).await;
-    let args = ["a  b", "it's", "\"q\"", "$HOME", "*", "", "x\ny", "-n"];
-    let mut argv = vec!["[%s]"];
-    argv.extend(args);
-    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "printf", "args": argv})).await;
-    let expected: String = args.iter().map(|a| format!("[{a}]")).collect();
-    let want = json!({"stdout": expected, "stderr": "", "exit_code": 0, "timed_out": false, "success": true, "truncated": false});
-    assert_eq!(sandbox_tests::exec_result(&out), want);
-
-    let env = json!({"TWO_LINES": "one\ntwo\n", "QUOTES": "it's \"x\" $(id)", "EMPTY": ""});
-    let out = h
-        .ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sh", "args": ["-c", "printf '%s|%s|%s.' \"$TWO_LINES\" \"$QUOTES\" \"${EMPTY-unset}\""], "env": env}))
-        .await;
-    assert_eq!(out["stdout"], "one\ntwo\n|it's \"x\" $(id)|.");
-
-    // What went upstream: a `sh -c` command the daemon splits into exactly three words,
-    // no env field, the default timeout.
-    let exec = sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).pop().unwrap();
-    let body = exec.json();
-    assert_eq!(body.as_object().unwrap().keys().collect::<Vec<_>>(), ["command", "timeout"]);
-    assert_eq!(body["timeout"], 60);
-    let command = body["command"].as_str().unwrap();
-    assert_eq!(provider_sims::daytona::parse_command(command).len(), 3);
-    assert!(decoded_script(command).starts_with("export "), "{}", decoded_script(command));
-    DaytonaUpstream::assert_authenticated(&exec);
-
-    // A bad env name cannot be exported by any shell: caller error, nothing sent.
+    let caps = h.ok(P, Leaf::Create, json!({"image": "daytona-small"})).await["capabilities"].clone();
+    for cap in ["sizing", "network_off", "get", "set_timeout", "pause", "branch", "exec_stdin"] {
+        assert!(caps.as_array().unwrap().iter().any(|c| c == cap), "{cap} in {caps}");
+    }
     up.0.sim.clear_requests();
-    let msg = h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true", "env": {"NOT-VALID": "1"}}), Code::BadInput).await;
-    assert!(msg.contains("NOT-VALID"), "{msg}");
-    assert!(sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).is_empty());
-
-    // A missing command exits 127 like any shell; output is combined into stdout.
-    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "no-such-command-xyz"})).await;
-    assert_eq!(out["exit_code"], 127);
-    assert!(out["stdout"].as_str().unwrap().contains("no-such-command-xyz"), "{out}");
-    assert_eq!(out["stderr"], "");
+    let v = h.ok(P, Leaf::Create, json!({"image": "daytona-small", "cpus": 2, "memory_mb": 1536, "network": false})).await;
+    assert!(v.get("ignored").is_none(), "nothing was dropped: {v}");
+    let body = sent(&up, "POST", "/api/sandbox")[0].json();
+    // 1536 MB is 2 GiB rounded up (Daytona's memory is whole GiB).
+    assert_eq!((body["cpu"].clone(), body["memory"].clone(), body["networkBlockAll"].clone()), (json!(2), json!(2), json!(true)), "{body}");
+    let id = v["sandbox_id"].as_str().unwrap();
+    assert_eq!(up.0.with(id, |s| (s.cpu, s.memory, s.network_block_all)), Some((2, 2, true)));
+    // Without them the body carries none of the three: Daytona's defaults apply.
+    up.0.sim.clear_requests();
+    h.ok(P, Leaf::Create, json!({"image": "daytona-small", "network": true})).await;
+    let body = sent(&up, "POST", "/api/sandbox")[0].json();
+    assert!(body.get("cpu").is_none() && body.get("memory").is_none() && body.get("networkBlockAll").is_none(), "{body}");
 }
 
 #[tokio::test]
-async fn exec_timeout_408_is_timed_out_with_exit_minus_one() {
-    let (up, h) = fresh::<DaytonaUpstream>("").await;
-    let id = create(&h).await;
-    let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "sleep", "args": ["20"], "timeout_ms": 1500})).await;
-    let want = json!({"stdout": "", "stderr": "", "exit_code": -1, "timed_out": true, "success": false, "truncated": false});
-    assert_eq!(sandbox_tests::exec_result(&out), want);
-    let exec = sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).pop().unwrap();
-    assert_eq!(exec.json()["timeout"], 2, "timeout_ms rounds up to whole seconds");
-    // Other toolbox failures map through the status table.
-    up.0.sim.inject(Fault::new("POST", &format!("/toolbox/{id}/process/execute"), 502, "bad gateway"));
-    let msg = h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::Unavailable).await;
-    assert!(msg.contains("toolbox process/execute"), "{msg}");
-}
-
-#[tokio::test]
-async fn fs_round_trips_binary_bytes_and_applies_the_mode() {
+async fn fs_write_uses_upload_v2_and_the_mode_goes_through_the_permissions_route() {
     use std::os::unix::fs::PermissionsExt;
     let (up, h) = fresh::<DaytonaUpstream>("").await;
     let id = create(&h).await;
@@ -230,28 +212,66 @@ async fn fs_round_trips_binary_bytes_and_applies_the_mode() {
     let on_disk = up.0.root_of(&id).unwrap().join("bin/tool.sh");
     assert_eq!(std::fs::read(&on_disk).unwrap(), bytes);
     assert_eq!(std::fs::metadata(&on_disk).unwrap().permissions().mode() & 0o7777, 0o755);
-    let upload = sent(&up, "POST", &format!("/toolbox/{id}/files/upload")).pop().unwrap();
+    let upload = sent(&up, "POST", &format!("/toolbox/{id}/files/upload-v2")).pop().expect("the current upload route");
     assert_eq!(upload.query_param("path").as_deref(), Some("bin/tool.sh"));
     assert!(upload.header("content-type").unwrap().starts_with("multipart/form-data; boundary="));
-    let chmod = sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).pop().unwrap();
-    assert!(decoded_script(chmod.json()["command"].as_str().unwrap()).contains("exec 'chmod' '755' 'bin/tool.sh'"));
+    assert!(sent(&up, "POST", &format!("/toolbox/{id}/files/upload")).is_empty(), "no fallback was needed");
+    let chmod = sent(&up, "POST", &format!("/toolbox/{id}/files/permissions")).pop().unwrap();
+    assert_eq!((chmod.query_param("path").as_deref(), chmod.query_param("mode").as_deref()), (Some("bin/tool.sh"), Some("0755")));
+    assert!(session_execs(&up, &id).is_empty(), "no command ran for the chmod");
 
     let read = h.ok(P, Leaf::FsRead, json!({"sandbox_id": id, "path": on_disk.to_str().unwrap()})).await;
     assert_eq!(read, json!({"bytes_base64": b64, "size": bytes.len()}), "binary bytes carry no text `body`");
-    // Without a mode, no chmod runs.
+    // Without a mode, no permissions call.
     up.0.sim.clear_requests();
     h.ok(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "plain.txt", "bytes_base64": ""})).await;
-    assert!(sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).is_empty());
+    assert!(sent(&up, "POST", &format!("/toolbox/{id}/files/permissions")).is_empty());
     h.err(P, Leaf::FsRead, json!({"sandbox_id": id, "path": "nope.txt"}), Code::NotFound).await;
+    // chmod of a file the daemon cannot find is S410, as the daemon's 404 says.
+    up.0.sim.inject(Fault::new("POST", &format!("/toolbox/{id}/files/upload-v2"), 200, r#"{"name":"x","path":"x","type":"file"}"#));
+    let msg = h
+        .err(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "never/written", "bytes_base64": "", "mode": 0o600}), Code::NotFound)
+        .await;
+    assert!(msg.contains("files/permissions"), "{msg}");
 }
 
 #[tokio::test]
-async fn expose_port_returns_the_preview_url() {
+async fn an_older_daemon_without_upload_v2_gets_the_old_route_with_its_folder_made_first() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    let id = create(&h).await;
+    up.0.state.no_upload_v2.store(true, Ordering::Relaxed);
+    let w = json!({"sandbox_id": id, "path": "deep/er/file.txt", "content": "old daemon\n", "parents": true});
+    h.ok(P, Leaf::FsWrite, w).await;
+    assert_eq!(std::fs::read_to_string(up.0.root_of(&id).unwrap().join("deep/er/file.txt")).unwrap(), "old daemon\n");
+    let order: Vec<String> =
+        sent_under(&up, "POST", &format!("/toolbox/{id}/files/")).iter().map(|r| r.path.rsplit('/').next().unwrap().to_string()).collect();
+    assert_eq!(order, ["upload-v2", "folder", "upload"], "404 on upload-v2, then mkdir -p, then the old upload");
+    let folder = sent(&up, "POST", &format!("/toolbox/{id}/files/folder")).pop().unwrap();
+    assert_eq!((folder.query_param("path").as_deref(), folder.query_param("mode").as_deref()), (Some("deep/er"), Some("0755")));
+    // Without `parents` no folder is made, and this old daemon cannot write there.
+    up.0.sim.clear_requests();
+    let msg = h.err(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "other/file.txt", "content": "x"}), Code::BadInput).await;
+    assert!(msg.contains("files/upload"), "{msg}");
+    assert!(sent(&up, "POST", &format!("/toolbox/{id}/files/folder")).is_empty());
+}
+
+#[tokio::test]
+async fn expose_port_returns_the_preview_url_and_its_token_header() {
     let (up, h) = fresh::<DaytonaUpstream>("").await;
     let id = create(&h).await;
     let v = h.ok(P, Leaf::ExposePort, json!({"sandbox_id": id, "port": 3000})).await;
     assert_eq!(v["url"], format!("https://3000-{id}.proxy.daytona.works"));
+    let token = provider_sims::daytona::preview_token(&id);
+    assert_eq!(v["headers"], json!({"x-daytona-preview-token": token}), "{v}");
     assert_eq!(sent(&up, "GET", &format!("/api/sandbox/{id}/ports/3000/preview-url")).len(), 1);
+    // A public sandbox's answer with an empty token needs no header.
+    up.0.sim.inject(Fault::new(
+        "GET",
+        &format!("/api/sandbox/{id}/ports/"),
+        200,
+        &json!({"sandboxId": id, "url": "https://p", "token": ""}).to_string(),
+    ));
+    assert_eq!(h.ok(P, Leaf::ExposePort, json!({"sandbox_id": id, "port": 80})).await["headers"], json!({}));
     h.err(P, Leaf::ExposePort, json!({"sandbox_id": "missing", "port": 3000}), Code::NotFound).await;
 }
 
@@ -263,12 +283,15 @@ async fn the_toolbox_falls_back_to_the_proxy_url_route_then_the_old_api_proxy() 
     let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "echo", "args": ["via-route"]})).await;
     assert_eq!(out["stdout"], "via-route\n");
     assert_eq!(sent(&up, "GET", &format!("/api/sandbox/{id}/toolbox-proxy-url")).len(), 1);
-    assert_eq!(sent(&up, "POST", &format!("/toolbox/{id}/process/execute")).len(), 1);
+    assert_eq!(session_execs(&up, &id).len(), 1);
 
     up.0.state.no_toolbox_proxy_url_route.store(true, Ordering::Relaxed);
     let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "echo", "args": ["via-api"]})).await;
     assert_eq!(out["stdout"], "via-api\n");
-    let old = sent(&up, "POST", &format!("/api/toolbox/{id}/toolbox/process/execute"));
+    let old: Vec<Recorded> = sent_under(&up, "POST", &format!("/api/toolbox/{id}/toolbox/process/session/"))
+        .into_iter()
+        .filter(|r| r.path.ends_with("/exec"))
+        .collect();
     assert_eq!(old.len(), 1);
     DaytonaUpstream::assert_authenticated(&old[0]);
     h.ok(P, Leaf::FsWrite, json!({"sandbox_id": id, "path": "old.txt", "bytes_base64": "aGk="})).await;
@@ -331,7 +354,7 @@ async fn a_stopped_sandbox_is_a_caller_error_and_a_bad_key_is_s503() {
     let id = create(&h).await;
     up.0.set_state(&id, "stopped");
     let msg = h.err(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "true"}), Code::BadInput).await;
-    assert!(msg.contains("stopped"), "{msg}");
+    assert!(msg.contains("stopped") && msg.contains("resume it"), "{msg}");
     let (_up2, h2) = {
         let up2 = DaytonaUpstream(DaytonaSim::start(0, "some-other-key").await.unwrap());
         let policy = up2.policy();

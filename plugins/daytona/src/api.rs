@@ -1,28 +1,32 @@
 //! Daytona's control plane (`{api-base}`, `Authorization: Bearer` set by the host).
 //!
-//! Shapes, from daytonaio/daytona `apps/api/src/sandbox`:
-//! - `dto/create-sandbox.dto.ts` — `POST /sandbox` body (`snapshot`, `env`, `labels`,
-//!   `autoStopInterval` in minutes; no `image` field);
-//! - `dto/sandbox.dto.ts` — the `Sandbox` answer (`id`, `snapshot`, `state`, `createdAt`,
-//!   `toolboxProxyUrl`, `errorReason`, …);
-//! - `controllers/sandbox.controller.ts` — `GET/DELETE /sandbox/{id}`,
-//!   `POST /sandbox/{id}/snapshot` (`CreateSandboxSnapshotDto {name}` → Sandbox),
+//! Shapes, from `daytona/clients` `openapi-specs/api.json` (checked at d94a1281) and the
+//! last public server, daytonaio/daytona v0.190.0 `apps/api/src/sandbox`:
+//! - `CreateSandbox` — `POST /sandbox` body (`snapshot`, `env`, `labels`, `autoStopInterval`
+//!   in minutes, `cpu` cores and `memory` GiB as integers, `networkBlockAll`);
+//! - `Sandbox` — the answer of `GET/DELETE /sandbox/{id}` and of every lifecycle POST (`id`,
+//!   `snapshot`, `state`, `labels`, `createdAt`, `autoDestroyAt`, `sandboxClass`,
+//!   `toolboxProxyUrl`, `errorReason`, `desiredState`, …);
+//! - `POST /sandbox/{id}/snapshot` (`CreateSandboxSnapshot {name}` → Sandbox),
 //!   `GET /sandbox/{id}/toolbox-proxy-url` (`{url}`),
-//!   `GET /sandbox/{id}/ports/{port}/preview-url` (`PortPreviewUrlDto {sandboxId?, url, token}`);
-//! - `dto/list-sandboxes-response.dto.ts` — `GET /sandbox` → `{items, nextCursor}`
-//!   (v0.180.0); older servers answer a bare array, the deprecated paginated form
-//!   `{items, total, page, totalPages}`.
+//!   `GET /sandbox/{id}/ports/{port}/preview-url` (`PortPreviewUrl {sandboxId, url, token}`);
+//! - `ListSandboxesResponse` — `GET /sandbox` → `{items, nextCursor}`; older servers answer
+//!   a bare array, the deprecated paginated form `{items, total, page, totalPages}`.
+//!
+//! Lifecycle calls (start, stop, pause, intervals, labels) are in [`crate::lifecycle`],
+//! forks in [`crate::fork`].
 //!
 //! Errors are NestJS's `{statusCode, message, error}` (message may be a list for
 //! validation failures); the kit's `error_detail` reads `message`.
 
-use crate::units::rfc3339;
+use crate::units::{memory_gib, rfc3339};
 use provider_kit::errors::{bad_input, unavailable};
-use provider_kit::upstream::{encode, Call};
+use provider_kit::upstream::{encode, Call, Reply};
 use provider_kit::wstd::time::Duration;
-use provider_kit::{config_or, log, Error, Sandbox};
+use provider_kit::{config_or, log, CreateRequest, Error, Sandbox, SandboxState};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 pub const DEFAULT_API_BASE: &str = "https://app.daytona.io/api";
 /// Largest number of list pages followed (100 × 100 sandboxes is far past any quota).
@@ -35,6 +39,10 @@ pub fn base() -> String {
 pub fn sandbox_url(id: &str) -> String {
     format!("{}/sandbox/{}", base(), encode(id))
 }
+
+/// The label `pause` sets on a sandbox it stops (see [`crate::lifecycle`]): how `list`
+/// tells a sandbox paused through the contract from one Daytona auto-stopped when idle.
+pub const PAUSED_LABEL: &str = "iii.dev/paused";
 
 /// The parts of Daytona's `Sandbox` (and `SandboxListItem`) the plugin uses.
 #[derive(Debug, Deserialize)]
@@ -57,6 +65,14 @@ pub struct SandboxDto {
     /// Where the sandbox is headed: `destroyed` once a delete is under way.
     #[serde(default)]
     pub desired_state: Option<String>,
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// When the TTL destroys it ("only set when a TTL is configured").
+    #[serde(default)]
+    pub auto_destroy_at: Option<String>,
+    /// `linux-vm`, `container`, `android`, `windows`; only VM classes can pause or fork.
+    #[serde(default)]
+    pub sandbox_class: Option<String>,
 }
 
 impl SandboxDto {
@@ -68,22 +84,44 @@ impl SandboxDto {
         self.snapshot.clone().or_else(|| self.image.clone()).unwrap_or_default()
     }
 
-    pub fn into_sandbox(self) -> Sandbox {
-        let started_at = self.created_at.as_deref().and_then(rfc3339);
-        provider_kit::running(self.id.clone(), self.image(), started_at)
+    /// Paused through the contract: stopped by our `pause` (it carries [`PAUSED_LABEL`]),
+    /// or paused by Daytona itself (memory kept, never an idle auto-stop).
+    pub fn paused_on_purpose(&self) -> bool {
+        matches!(self.state(), "paused" | "pausing") || self.labels.as_ref().is_some_and(|l| l.contains_key(PAUSED_LABEL))
+    }
+
+    /// The labels as the caller's metadata (our own marker left out).
+    pub fn metadata(&self) -> Vec<(String, String)> {
+        let labels = self.labels.iter().flatten();
+        labels.filter(|(k, _)| k.as_str() != PAUSED_LABEL).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    pub fn into_sandbox(self, state: SandboxState) -> Sandbox {
+        Sandbox {
+            started_at: self.created_at.as_deref().and_then(rfc3339),
+            // Only a TTL gives a time Daytona will end it; `autoStopInterval` counts from
+            // the last activity, which moves with every call, so it gives no `ends_at`.
+            ends_at: self.auto_destroy_at.as_deref().and_then(rfc3339),
+            metadata: self.metadata(),
+            image: self.image(),
+            state,
+            sandbox_id: self.id,
+        }
     }
 }
 
 /// Where a sandbox stands, for the caller-facing decisions.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Phase {
     /// `started`: the toolbox answers.
     Running,
-    /// On its way to `started` (creating, starting, restoring, pulling/building a snapshot…).
+    /// On its way to `started` (creating, starting, resuming, restoring, pulling/building a snapshot…).
     Coming,
-    /// Snapshot or fork in progress: still running, back to `started` afterwards.
+    /// Snapshot, fork or resize in progress: still running, back to `started` afterwards.
     Busy,
-    /// Not running but resumable (stopped, archived, …).
+    /// On its way to a halt (stopping, pausing, archiving).
+    Halting,
+    /// Not running but resumable with `POST /start` (stopped, paused, archived).
     Halted,
     /// Failed (`error`, `build_failed`).
     Failed,
@@ -91,13 +129,14 @@ pub enum Phase {
     Gone,
 }
 
-/// Maps Daytona's `SandboxState` (`enums/sandbox-state.enum.ts`). Unknown states count
-/// as coming up: the safe reading for both the concurrency count and a fresh create.
+/// Maps Daytona's `SandboxState` (api.json `SandboxState`, 22 values). Unknown states
+/// count as coming up: the safe reading for both the concurrency count and a fresh create.
 pub fn phase(state: &str) -> Phase {
     match state {
         "started" => Phase::Running,
         "snapshotting" | "forking" | "resizing" => Phase::Busy,
-        "stopped" | "stopping" | "archived" | "archiving" => Phase::Halted,
+        "stopping" | "pausing" | "archiving" => Phase::Halting,
+        "stopped" | "paused" | "archived" => Phase::Halted,
         "error" | "build_failed" => Phase::Failed,
         "destroyed" | "destroying" => Phase::Gone,
         _ => Phase::Coming,
@@ -162,7 +201,7 @@ pub async fn settle(mut dto: SandboxDto, keep_waiting: fn(&Phase) -> bool, max_s
 /// `POST /sandbox/{id}/snapshot {name}` → 200 Sandbox (state `snapshotting`).
 pub async fn snapshot(id: &str, name: &str) -> Result<SandboxDto, Error> {
     let reply = Call::post(format!("{}/snapshot", sandbox_url(id))).json(&json!({ "name": name })).send().await?;
-    if reply.status == 404 && reply.error().message.contains("Cannot POST") {
+    if route_missing(&reply) {
         // Express's own 404 for a route this server does not have (pre-snapshot versions).
         return Err(provider_kit::errors::error(
             provider_kit::ErrorKind::Unsupported,
@@ -170,6 +209,12 @@ pub async fn snapshot(id: &str, name: &str) -> Result<SandboxDto, Error> {
         ));
     }
     reply.ok()?.json()
+}
+
+/// Express's own 404 for a route this server does not have ("Cannot POST /…"), as
+/// opposed to a 404 for a sandbox it does not know.
+pub fn route_missing(reply: &Reply) -> bool {
+    reply.status == 404 && reply.error().message.contains("Cannot ")
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,13 +233,25 @@ pub async fn toolbox_proxy_url(id: &str) -> Result<Option<String>, Error> {
     Ok(Some(dto.url).filter(|u| !u.is_empty()))
 }
 
-/// `GET /sandbox/{id}/ports/{port}/preview-url` → `{url, token, …}`.
-pub async fn preview_url(id: &str, port: u16) -> Result<String, Error> {
-    let dto: UrlDto = Call::get(format!("{}/ports/{port}/preview-url", sandbox_url(id))).send().await?.ok()?.json()?;
+#[derive(Debug, Deserialize)]
+struct PreviewDto {
+    url: String,
+    /// Required in the spec; a private sandbox's preview refuses requests without it.
+    #[serde(default)]
+    token: Option<String>,
+}
+
+/// `GET /sandbox/{id}/ports/{port}/preview-url` → the URL and the headers a client must
+/// send: sandboxes are private unless created `public`, and "the token must be sent via
+/// the `x-daytona-preview-token` request header" (SDKs: `sdk-go/pkg/daytona/sandbox.go`,
+/// `sdk-python/.../_sync/sandbox.py`, `get_preview_link`).
+pub async fn preview(id: &str, port: u16) -> Result<(String, Vec<(String, String)>), Error> {
+    let dto: PreviewDto = Call::get(format!("{}/ports/{port}/preview-url", sandbox_url(id))).send().await?.ok()?.json()?;
     if dto.url.is_empty() {
         return Err(unavailable(format!("Daytona answered an empty preview URL for port {port} of sandbox {id}")));
     }
-    Ok(dto.url)
+    let headers = dto.token.filter(|t| !t.is_empty()).map(|t| ("x-daytona-preview-token".to_string(), t)).into_iter().collect();
+    Ok((dto.url, headers))
 }
 
 /// Every sandbox the key can see, in all three historic list shapes, following pages.
@@ -249,22 +306,32 @@ fn parse_page(what: &str, body: Value) -> Result<(Vec<SandboxDto>, Option<String
     }
 }
 
-/// Builds the `POST /sandbox` body (`CreateSandbox`).
-pub fn create_body(image: &str, auto_stop_minutes: u64, env: &[(String, String)], labels: &[(String, String)]) -> Result<Value, Error> {
+/// Builds the `POST /sandbox` body (`CreateSandbox`) for `req` with `autoStopInterval`
+/// `auto_stop_minutes`.
+pub fn create_body(req: &CreateRequest, auto_stop_minutes: u64) -> Result<Value, Error> {
     // Postgres `integer` column upstream.
     if auto_stop_minutes > i32::MAX as u64 {
         return Err(bad_input(format!("idle_timeout_secs is too large for Daytona (autoStopInterval {auto_stop_minutes} min)")));
     }
     let mut body = json!({ "autoStopInterval": auto_stop_minutes });
     // No snapshot → Daytona's default snapshot for the organisation.
-    if !image.is_empty() {
-        body["snapshot"] = json!(image);
+    if !req.image.is_empty() {
+        body["snapshot"] = json!(req.image);
     }
-    if !env.is_empty() {
-        body["env"] = pairs(env);
+    if !req.env.is_empty() {
+        body["env"] = pairs(&req.env);
     }
-    if !labels.is_empty() {
-        body["labels"] = pairs(labels);
+    if !req.metadata.is_empty() {
+        body["labels"] = pairs(&req.metadata);
+    }
+    if let Some(cpus) = req.cpus {
+        body["cpu"] = json!(cpus);
+    }
+    if let Some(mb) = req.memory_mb {
+        body["memory"] = json!(memory_gib(mb));
+    }
+    if !req.network {
+        body["networkBlockAll"] = json!(true);
     }
     Ok(body)
 }
@@ -277,12 +344,36 @@ fn pairs(list: &[(String, String)]) -> Value {
 mod tests {
     use super::*;
 
+    fn request(image: &str) -> CreateRequest {
+        CreateRequest {
+            image: image.into(),
+            idle_timeout_secs: 60,
+            env: vec![],
+            metadata: vec![],
+            name: None,
+            cpus: None,
+            memory_mb: None,
+            network: true,
+        }
+    }
+
     #[test]
     fn create_body_omits_what_is_empty() {
-        assert_eq!(create_body("", 1, &[], &[]).unwrap(), json!({"autoStopInterval": 1}));
-        let b = create_body("daytona-small", 5, &[("A".into(), "1".into())], &[("team".into(), "x".into())]).unwrap();
+        assert_eq!(create_body(&request(""), 1).unwrap(), json!({"autoStopInterval": 1}));
+        let mut req = request("daytona-small");
+        req.env = vec![("A".into(), "1".into())];
+        req.metadata = vec![("team".into(), "x".into())];
+        let b = create_body(&req, 5).unwrap();
         assert_eq!(b, json!({"autoStopInterval": 5, "snapshot": "daytona-small", "env": {"A": "1"}, "labels": {"team": "x"}}));
-        assert!(create_body("", u64::MAX / 60, &[], &[]).is_err());
+        assert!(create_body(&request(""), u64::MAX / 60).is_err());
+    }
+
+    #[test]
+    fn sizing_and_network_use_the_spec_fields() {
+        let mut req = request("");
+        (req.cpus, req.memory_mb, req.network) = (Some(2), Some(1536), false);
+        let b = create_body(&req, 1).unwrap();
+        assert_eq!(b, json!({"autoStopInterval": 1, "cpu": 2, "memory": 2, "networkBlockAll": true}));
     }
 
     #[test]
@@ -307,18 +398,42 @@ mod tests {
     fn states_map_to_phases() {
         assert_eq!(phase("started"), Phase::Running);
         assert_eq!(phase("pulling_snapshot"), Phase::Coming);
+        assert_eq!(phase("resuming"), Phase::Coming);
         assert_eq!(phase("something_new"), Phase::Coming);
+        assert_eq!(phase("stopping"), Phase::Halting);
+        assert_eq!(phase("pausing"), Phase::Halting);
         assert_eq!(phase("stopped"), Phase::Halted);
+        assert_eq!(phase("paused"), Phase::Halted);
+        assert_eq!(phase("forking"), Phase::Busy);
         assert_eq!(phase("build_failed"), Phase::Failed);
         assert_eq!(phase("destroying"), Phase::Gone);
     }
 
     #[test]
     fn a_sandbox_row_tolerates_nulls_and_the_old_image_field() {
-        let dto: SandboxDto =
-            serde_json::from_str(r#"{"id":"a","snapshot":null,"image":"ubuntu","state":"started","createdAt":"2024-10-01T12:00:00.000Z","toolboxProxyUrl":null}"#).unwrap();
-        let s = dto.into_sandbox();
+        let row = json!({"id": "a", "snapshot": null, "image": "ubuntu", "state": "started",
+                         "createdAt": "2024-10-01T12:00:00.000Z", "toolboxProxyUrl": null});
+        let dto: SandboxDto = serde_json::from_value(row).unwrap();
+        let s = dto.into_sandbox(SandboxState::Running);
         assert_eq!((s.sandbox_id.as_str(), s.image.as_str(), s.started_at.as_deref()), ("a", "ubuntu", Some("2024-10-01T12:00:00.000Z")));
+        assert_eq!((s.ends_at, s.metadata), (None, vec![]));
         assert!(serde_json::from_str::<SandboxDto>(r#"{"state":"started"}"#).is_err());
+    }
+
+    #[test]
+    fn labels_become_metadata_without_the_pause_marker_and_the_ttl_is_the_end() {
+        let dto: SandboxDto = serde_json::from_value(json!({
+            "id": "a", "state": "stopped", "labels": {"team": "x", PAUSED_LABEL: "true"},
+            "autoDestroyAt": "2026-07-15T12:00:00.000Z", "createdAt": "2026-07-15T11:00:00.000Z"
+        }))
+        .unwrap();
+        assert!(dto.paused_on_purpose());
+        let s = dto.into_sandbox(SandboxState::Paused);
+        assert_eq!(s.metadata, vec![("team".to_string(), "x".to_string())]);
+        assert_eq!(s.ends_at.as_deref(), Some("2026-07-15T12:00:00.000Z"));
+        let idle: SandboxDto = serde_json::from_value(json!({"id": "b", "state": "stopped", "labels": {}})).unwrap();
+        assert!(!idle.paused_on_purpose(), "an auto-stopped sandbox is not paused on purpose");
+        let vm: SandboxDto = serde_json::from_value(json!({"id": "c", "state": "paused"})).unwrap();
+        assert!(vm.paused_on_purpose());
     }
 }

@@ -1,32 +1,43 @@
 //! Daytona provider plugin: the contract's leaves translated onto Daytona's REST API
-//! (`app.daytona.io/api`, [`api`]) and each sandbox's toolbox daemon ([`toolbox`]),
-//! both authenticated with `Authorization: Bearer <key>` injected by the host (the
-//! toolbox proxy, e.g. `proxy.app.daytona.io`, takes the same key).
+//! (`app.daytona.io/api`, [`api`], [`lifecycle`], [`fork`]) and each sandbox's toolbox
+//! daemon ([`toolbox`], [`session`]), both authenticated with `Authorization: Bearer <key>`
+//! injected by the host (the toolbox proxy, e.g. `proxy.app.daytona.io`, takes the same key).
+//! Shapes follow Daytona's maintained specs, `daytona/clients` `openapi-specs/api.json` and
+//! `openapi-specs/toolbox.json`, and the last public server and daemon (v0.190.0).
 //!
 //! Config keys (non-secret, from `plugins/daytona.toml`): `api-base` (default
 //! `https://app.daytona.io/api`).
 //!
 //! Contract decisions that are Daytona-specific:
 //! - `image` is a Daytona snapshot name or id; empty means the organisation's default.
-//! - `idle_timeout_secs` becomes `autoStopInterval` in minutes, rounded up, at least 1.
-//! - `list` reports live sandboxes only: states that run or are about to
-//!   (started, creating, starting, snapshotting, …); stopped, archived, failed and
-//!   destroyed ones hold no compute and are left out, so a sandbox Daytona auto-stopped
-//!   at its idle timeout frees its concurrency slot, as an E2B sandbox does.
-//! - `exec` output: Daytona returns stdout and stderr as one interleaved `result`; it is
-//!   reported as `stdout` and `stderr` is always empty.
+//! - `idle_timeout_secs` becomes `autoStopInterval` in minutes, rounded up, at least 1;
+//!   `cpus` is `cpu` (cores), `memory_mb` is `memory` in whole GiB, rounded up;
+//!   `network: false` is `networkBlockAll: true`.
+//! - `list` reports live sandboxes (started, or about to be: creating, starting,
+//!   snapshotting, …) and paused ones; a sandbox Daytona auto-stopped at its idle timeout
+//!   holds no compute and is left out, so it frees its concurrency slot, as an E2B sandbox
+//!   does. `pause`, `resume` and `set_timeout`: see [`lifecycle`].
+//! - `exec` runs in a toolbox session and streams its output as it is produced
+//!   ([`session`]), byte for byte except NUL bytes, which Daytona's daemon drops.
+//! - `exec` `stdin` is passed inside the command script ([`shell`]).
 //! - `snapshot` names a new Daytona snapshot; pass it as `image` to `create` to boot copies.
+//! - `branch` forks (VM-class sandboxes only, [`fork`]); `expose_port` answers the preview
+//!   URL with its `x-daytona-preview-token` header.
 
 mod api;
+mod fork;
+mod lifecycle;
+mod logs;
+mod session;
 mod shell;
 mod toolbox;
 mod units;
 
 use api::Phase;
-use provider_kit::errors::unavailable;
+use provider_kit::errors::{bad_input, unavailable};
 use provider_kit::{
     log, register_provider, Capability, CreateRequest, CredentialSpec, Descriptor, Error, ExecRequest, ExecResult, ExposedPort,
-    FsWriteRequest, Output, Provider, Sandbox,
+    FsWriteRequest, Output, Provider, Sandbox, SandboxState,
 };
 use toolbox::Toolbox;
 
@@ -46,7 +57,18 @@ impl Provider for Daytona {
         Descriptor {
             name: "daytona".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            capabilities: vec![Capability::Snapshot, Capability::ExposePort, Capability::Fs],
+            capabilities: vec![
+                Capability::Snapshot,
+                Capability::Branch,
+                Capability::ExposePort,
+                Capability::Fs,
+                Capability::Get,
+                Capability::SetTimeout,
+                Capability::Pause,
+                Capability::ExecStdin,
+                Capability::NetworkOff,
+                Capability::Sizing,
+            ],
             default_egress_hosts: hosts.clone(),
             credentials: vec![CredentialSpec {
                 name: "api-key".into(),
@@ -59,7 +81,7 @@ impl Provider for Daytona {
     }
 
     async fn create(req: CreateRequest) -> Result<Sandbox, Error> {
-        let body = api::create_body(&req.image, units::auto_stop_minutes(req.idle_timeout_secs), &req.env, &req.metadata)?;
+        let body = api::create_body(&req, units::whole_minutes(req.idle_timeout_secs))?;
         let created = api::create(&body).await?;
         let id = created.id.clone();
         // Daytona may answer before the sandbox runs (`creating`, `pulling_snapshot`, …);
@@ -83,7 +105,7 @@ impl Provider for Daytona {
                 return Err(unavailable(format!("Daytona sandbox {id} did not start ({why}); {cleanup}")));
             }
         }
-        let mut sandbox = dto.into_sandbox();
+        let mut sandbox = dto.into_sandbox(SandboxState::Running);
         if !req.image.is_empty() {
             // Report the caller's name for the image, not Daytona's resolved ref.
             sandbox.image = req.image;
@@ -92,7 +114,19 @@ impl Provider for Daytona {
     }
 
     async fn exec(req: ExecRequest, output: Output<'_>) -> Result<ExecResult, Error> {
-        Toolbox::resolve(&req.sandbox_id).await?.exec(&req, output).await
+        // Built first: input no shell can carry is refused before anything is sent.
+        let marker = session::marker();
+        let command = shell::session_command(&shell::Command {
+            cmd: &req.cmd,
+            args: &req.args,
+            env: &req.env,
+            cwd: req.cwd.as_deref(),
+            stdin: req.stdin.as_deref(),
+            marker: &marker,
+        })
+        .map_err(|why| bad_input(format!("cannot pass this command to Daytona unchanged: {why}")))?;
+        let tb = Toolbox::resolve(&req.sandbox_id).await?;
+        session::run(&tb, &command, &marker, req.timeout_ms, output).await
     }
 
     async fn stop(sandbox_id: String) -> Result<(), Error> {
@@ -101,11 +135,23 @@ impl Provider for Daytona {
 
     async fn list() -> Result<Vec<Sandbox>, Error> {
         let rows = api::list_all().await?;
-        Ok(rows
-            .into_iter()
-            .filter(|s| matches!(api::phase(s.state()), Phase::Running | Phase::Coming | Phase::Busy))
-            .map(api::SandboxDto::into_sandbox)
-            .collect())
+        Ok(rows.into_iter().filter_map(|s| lifecycle::listed_state(&s).map(|state| s.into_sandbox(state))).collect())
+    }
+
+    async fn get(sandbox_id: String) -> Result<Sandbox, Error> {
+        lifecycle::get(&sandbox_id).await
+    }
+
+    async fn set_timeout(sandbox_id: String, timeout_secs: u64) -> Result<(), Error> {
+        lifecycle::set_timeout(&sandbox_id, timeout_secs).await
+    }
+
+    async fn pause(sandbox_id: String) -> Result<(), Error> {
+        lifecycle::pause(&sandbox_id).await
+    }
+
+    async fn resume(sandbox_id: String, timeout_secs: Option<u64>) -> Result<(), Error> {
+        lifecycle::resume(&sandbox_id, timeout_secs).await
     }
 
     async fn snapshot(sandbox_id: String) -> Result<String, Error> {
@@ -126,8 +172,13 @@ impl Provider for Daytona {
         }
     }
 
+    async fn branch(sandbox_id: String, count: u32) -> Result<Vec<String>, Error> {
+        fork::branch(&sandbox_id, count).await
+    }
+
     async fn expose_port(sandbox_id: String, port: u16) -> Result<ExposedPort, Error> {
-        Ok(ExposedPort { url: api::preview_url(&sandbox_id, port).await?, headers: vec![] })
+        let (url, headers) = api::preview(&sandbox_id, port).await?;
+        Ok(ExposedPort { url, headers })
     }
 
     async fn fs_read(sandbox_id: String, path: String) -> Result<Vec<u8>, Error> {
@@ -136,7 +187,7 @@ impl Provider for Daytona {
 
     async fn fs_write(req: FsWriteRequest) -> Result<(), Error> {
         let tb = Toolbox::resolve(&req.sandbox_id).await?;
-        tb.upload(&req.path, &req.bytes).await?;
+        tb.upload(&req.path, &req.bytes, req.parents).await?;
         if let Some(mode) = req.mode {
             tb.chmod(&req.path, mode).await?;
         }

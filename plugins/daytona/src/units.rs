@@ -1,14 +1,16 @@
 //! Unit conversions between the contract and Daytona, kept pure so they test natively.
 
-/// Daytona's `autoStopInterval` is in whole minutes and 0 means "never stop", so the
-/// contract's seconds round up and never reach 0 (59 s → 1, 61 s → 2, 1 s → 1).
-pub fn auto_stop_minutes(idle_timeout_secs: u64) -> u64 {
-    idle_timeout_secs.div_ceil(60).max(1)
+/// Daytona's intervals (`autoStopInterval`, the TTL) are whole minutes and 0 means
+/// "never", so the contract's seconds round up and never reach 0 (59 s → 1, 61 s → 2,
+/// 1 s → 1): a sandbox lives at least as long as asked, at most 59 s longer.
+pub fn whole_minutes(secs: u64) -> u64 {
+    secs.div_ceil(60).max(1)
 }
 
-/// The daemon's `timeout` is in whole seconds and 0 means "no timeout": round up.
-pub fn exec_timeout_secs(timeout_ms: u64) -> u64 {
-    timeout_ms.div_ceil(1000).max(1)
+/// `CreateSandbox.memory` is whole GiB ("Memory allocated to the sandbox in GB"; the list
+/// filters call it `minMemoryGiB`), so `memory_mb` rounds up: never less than asked.
+pub fn memory_gib(memory_mb: u32) -> u32 {
+    memory_mb.div_ceil(1024).max(1)
 }
 
 /// An upstream timestamp as RFC 3339, or `None` when it is not a date-time we can read.
@@ -79,16 +81,16 @@ mod tests {
     #[test]
     fn minutes_round_up_and_never_reach_zero() {
         for (secs, min) in [(1, 1), (59, 1), (60, 1), (61, 2), (300, 5), (301, 6), (0, 1)] {
-            assert_eq!(auto_stop_minutes(secs), min, "{secs} s");
+            assert_eq!(whole_minutes(secs), min, "{secs} s");
         }
-        assert_eq!(auto_stop_minutes(u64::MAX), u64::MAX / 60 + 1);
+        assert_eq!(whole_minutes(u64::MAX), u64::MAX / 60 + 1);
     }
 
     #[test]
-    fn exec_timeout_rounds_up_to_whole_seconds() {
-        assert_eq!(exec_timeout_secs(1), 1);
-        assert_eq!(exec_timeout_secs(1000), 1);
-        assert_eq!(exec_timeout_secs(1001), 2);
+    fn memory_rounds_up_to_whole_gib() {
+        for (mb, gib) in [(1, 1), (512, 1), (1024, 1), (1025, 2), (4096, 4), (u32::MAX, 4_194_304)] {
+            assert_eq!(memory_gib(mb), gib, "{mb} MB");
+        }
     }
 
     #[test]
