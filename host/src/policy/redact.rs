@@ -12,9 +12,10 @@
 //! length is kept, so `content-length` stays true and JSON stays well-formed. Each
 //! occurrence counts as one redaction (metrics).
 //!
-//! Bodies stream. A secret split across frames is still found: the last
-//! `longest needle - 1` bytes of each frame are held back and searched again with the
-//! next one (a match that starts earlier lies wholly inside what was searched).
+//! Bodies stream. A secret split across frames is still found: the end of a frame that
+//! could begin a secret (it is a proper prefix of one of the encodings) is held back and
+//! searched again with the next frame; everything before it is passed on at once, so a
+//! streamed answer (an exec's output) reaches the plugin as it arrives, not one frame late.
 //!
 //! Not covered: an upstream that transforms the echo otherwise (compression is
 //! prevented instead: see `egress.rs`), or a plugin that gets parts of it from several
@@ -105,6 +106,14 @@ impl Redactor {
             }
         }
         found
+    }
+
+    /// Where the part of `buf` that may still begin a secret starts (`buf.len()` when none
+    /// does): only the last `longest - 1` bytes can, and only where they are a proper
+    /// prefix of some encoding. A match starting earlier lies wholly inside `buf`.
+    fn hold_from(&self, buf: &[u8]) -> usize {
+        let tail = buf.len().saturating_sub(self.longest.saturating_sub(1));
+        (tail..buf.len()).find(|&p| self.needles.iter().any(|n| n.len() > buf.len() - p && n.starts_with(&buf[p..]))).unwrap_or(buf.len())
     }
 
     /// Masks the secrets in header values and drops headers whose name holds one;
@@ -240,8 +249,7 @@ impl http_body::Body for RedactedBody {
             };
             let mut buf = std::mem::take(&mut this.held);
             buf.extend_from_slice(&data);
-            let keep = this.redactor.longest.saturating_sub(1).min(buf.len());
-            let stop = buf.len() - keep;
+            let stop = this.redactor.hold_from(&buf);
             this.found.fetch_add(this.redactor.redact_starting_before(&mut buf, stop), Ordering::Relaxed);
             this.held = buf.split_off(stop);
             if !buf.is_empty() {
@@ -362,6 +370,26 @@ mod tests {
                 assert_eq!(found.load(Ordering::Relaxed), 2, "split at {cut}: {out}");
             }
         }
+    }
+
+    /// The exec-streaming regression: each frame of ordinary output used to wait for the
+    /// next one (its last `longest - 1` bytes were held back whatever they were).
+    #[tokio::test]
+    async fn a_frame_that_cannot_begin_a_secret_is_passed_on_whole_at_once() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<http_body::Frame<Bytes>, HttpError>>();
+        let frames = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+        let found = Arc::new(AtomicU64::new(0));
+        let mut body = redactor().body(http_body_util::StreamBody::new(frames).boxed_unsync(), found);
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"line 1\n")))).unwrap();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"line 1\n", "passed on before any further frame exists");
+        // A frame ending in what could begin the secret holds only that part back.
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"key sk-li")))).unwrap();
+        let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&second[..], b"key ");
+        drop(tx);
+        let rest = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&rest[..], b"sk-li", "released at the end: it never became a secret");
     }
 
     #[test]
