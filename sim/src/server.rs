@@ -2,8 +2,9 @@
 //! fault injection, and the auth check on the provider's credential header.
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -12,6 +13,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// One request as received.
@@ -164,7 +166,7 @@ impl Sim {
                                 }
                                 None => handler(rec).await,
                             };
-                            Ok::<_, std::convert::Infallible>(reply)
+                            Ok::<_, std::convert::Infallible>(on_the_wire(reply))
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
@@ -214,6 +216,42 @@ async fn record(req: Request<Incoming>) -> Recorded {
         query: parts.uri.query().map(str::to_string),
         headers: parts.headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect(),
         body,
+    }
+}
+
+/// An answer whose body is written as it is produced: each piece sent on the returned
+/// channel goes out as its own chunk at once; dropping the sender ends the body. (A
+/// [`Reply`] carries the channel in its extensions, so handlers keep one return type.)
+pub fn streamed(status: u16, content_type: &str) -> (Reply, tokio::sync::mpsc::UnboundedSender<Bytes>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut reply = raw(status, content_type, Vec::new());
+    reply.extensions_mut().insert(Streamed(Arc::new(Mutex::new(Some(rx)))));
+    (reply, tx)
+}
+
+/// The receiving end of a [`streamed`] body (extensions must be `Clone`).
+#[derive(Clone)]
+struct Streamed(Arc<Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Bytes>>>>);
+
+/// A body fed by a channel; hyper flushes what it has whenever the channel is empty.
+struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|piece| piece.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// The reply as served: its own body, or the channel of a [`streamed`] one.
+fn on_the_wire(reply: Reply) -> Response<BoxBody<Bytes, std::convert::Infallible>> {
+    let (parts, body) = reply.into_parts();
+    let channel = parts.extensions.get::<Streamed>().and_then(|s| s.0.lock().unwrap().take());
+    match channel {
+        Some(rx) => Response::from_parts(parts, ChannelBody(rx).boxed()),
+        None => Response::from_parts(parts, body.boxed()),
     }
 }
 

@@ -1,5 +1,9 @@
 //! E2B's mock upstream (control plane + envd on separate loopback ports) and the
-//! E2B-specific cases: the envd stream, routing headers, access token, pagination.
+//! E2B-specific cases: the envd stream, routing headers, access token, pagination; the
+//! world 0.2 leaves in [`leaves`], streamed exec output and stdin in [`exec`].
+
+mod exec;
+mod leaves;
 
 use crate::cases::fresh;
 use provider_sims::e2b::E2bSim;
@@ -41,9 +45,12 @@ impl Upstream for E2bUpstream {
             Leaf::Create => ("POST", "/sandboxes".into()),
             Leaf::Stop => ("DELETE", format!("/sandboxes/{id}")),
             Leaf::List => ("GET", "/v2/sandboxes".into()),
-            Leaf::Snapshot => ("POST", format!("/sandboxes/{id}/pause")),
-            // exec, fs and expose_port first look the sandbox up.
-            _ => ("GET", format!("/sandboxes/{id}")),
+            Leaf::Snapshot | Leaf::Pause => ("POST", format!("/sandboxes/{id}/pause")),
+            Leaf::Resume => ("POST", format!("/sandboxes/{id}/connect")),
+            Leaf::SetTimeout => ("POST", format!("/sandboxes/{id}/timeout")),
+            Leaf::Branch => ("POST", format!("/sandboxes/{id}/fork")),
+            // get is the lookup itself; exec, fs and expose_port first look the sandbox up.
+            Leaf::Get | Leaf::Exec | Leaf::FsRead | Leaf::FsWrite | Leaf::ExposePort => ("GET", format!("/sandboxes/{id}")),
         }
     }
 
@@ -242,7 +249,9 @@ async fn an_allowed_name_that_resolves_to_a_private_address_is_s703_unless_permi
     let up = E2bUpstream::start().await;
     let (api, envd) = (up.0.api.addr.port(), up.0.envd.addr.port());
     let by_name = format!(
-        "api_base = \"http://localhost:{api}\"\nallowed_hosts = [\"localhost:{api}\", \"localhost:{envd}\"]\n[credentials]\napi-key = \"E2B_API_KEY\"\n[config]\nenvd-url = \"http://localhost:{envd}\"\n"
+        "api_base = \"http://localhost:{api}\"\n\
+         allowed_hosts = [\"localhost:{api}\", \"localhost:{envd}\"]\n\
+         [credentials]\napi-key = \"E2B_API_KEY\"\n[config]\nenvd-url = \"http://localhost:{envd}\"\n"
     );
     let start = |policy: String| async move {
         sandbox_tests::TestHost::start(

@@ -1,7 +1,12 @@
 //! E2B provider plugin: the contract's leaves translated onto E2B's control-plane REST
-//! API (`api.e2b.app`) and the in-sandbox `envd` daemon (processes over Connect RPC,
-//! files over HTTP). The API key is injected by the host on control-plane requests only;
-//! envd calls carry the sandbox's own `X-Access-Token` (sandboxes are created `secure`).
+//! API (`api.e2b.app`: [`api`], [`lifecycle`]) and the in-sandbox `envd` daemon
+//! (processes over Connect RPC, streamed: [`process`], [`connect`]; files over HTTP:
+//! [`envd`]). The API key is injected by the host on control-plane requests only; envd
+//! calls carry the sandbox's own `X-Access-Token` (sandboxes are created `secure`).
+//!
+//! Every optional leaf E2B has is offered: snapshot, branch (`fork`), expose_port, fs,
+//! get, set_timeout, pause/resume, exec stdin and network off. Sizing is not: E2B's
+//! `NewSandbox` has no CPU or memory fields (they come from the template).
 //!
 //! Config keys (non-secret, from `[config]` in `plugins/e2b.toml`):
 //! `api-base` (default `https://api.e2b.app`), `domain` (default `e2b.app`, used when
@@ -10,7 +15,10 @@
 //! `E2b-Sandbox-Port` headers, as E2B's own shared `sandbox.{domain}` host does).
 
 mod api;
+mod connect;
 mod envd;
+mod lifecycle;
+mod process;
 
 use provider_kit::errors::bad_input;
 use provider_kit::{
@@ -25,7 +33,17 @@ impl Provider for E2b {
         Descriptor {
             name: "e2b".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            capabilities: vec![Capability::Snapshot, Capability::ExposePort, Capability::Fs],
+            capabilities: vec![
+                Capability::Snapshot,
+                Capability::Branch,
+                Capability::ExposePort,
+                Capability::Fs,
+                Capability::Get,
+                Capability::SetTimeout,
+                Capability::Pause,
+                Capability::ExecStdin,
+                Capability::NetworkOff,
+            ],
             default_egress_hosts: vec!["api.e2b.app".into(), "*.e2b.app".into()],
             credentials: vec![CredentialSpec {
                 name: "api-key".into(),
@@ -46,7 +64,7 @@ impl Provider for E2b {
 
     async fn exec(req: ExecRequest, output: Output<'_>) -> Result<ExecResult, Error> {
         let target = envd::Target::resolve(&req.sandbox_id).await?;
-        envd::run(&target, &req, output).await
+        process::run(&target, &req, output).await
     }
 
     async fn stop(sandbox_id: String) -> Result<(), Error> {
@@ -54,13 +72,33 @@ impl Provider for E2b {
     }
 
     async fn list() -> Result<Vec<Sandbox>, Error> {
-        api::list_running().await
+        api::list().await
+    }
+
+    async fn get(sandbox_id: String) -> Result<Sandbox, Error> {
+        Ok(api::detail(&sandbox_id).await?.into_sandbox())
+    }
+
+    async fn set_timeout(sandbox_id: String, timeout_secs: u64) -> Result<(), Error> {
+        lifecycle::set_timeout(&sandbox_id, timeout_secs).await
+    }
+
+    async fn pause(sandbox_id: String) -> Result<(), Error> {
+        lifecycle::pause(&sandbox_id).await
+    }
+
+    async fn resume(sandbox_id: String, timeout_secs: Option<u64>) -> Result<(), Error> {
+        lifecycle::resume(&sandbox_id, timeout_secs).await
     }
 
     async fn snapshot(sandbox_id: String) -> Result<String, Error> {
-        api::pause(&sandbox_id).await?;
+        lifecycle::pause(&sandbox_id).await?;
         // A paused E2B sandbox is resumed by its own id: that id is the snapshot handle.
         Ok(sandbox_id)
+    }
+
+    async fn branch(sandbox_id: String, count: u32) -> Result<Vec<String>, Error> {
+        lifecycle::fork(&sandbox_id, count).await
     }
 
     async fn expose_port(sandbox_id: String, port: u16) -> Result<ExposedPort, Error> {
@@ -77,7 +115,7 @@ impl Provider for E2b {
         let target = envd::Target::resolve(&req.sandbox_id).await?;
         envd::write_file(&target, &req.path, &req.bytes).await?;
         if let Some(mode) = req.mode {
-            envd::chmod(&target, &req.path, mode).await?;
+            process::chmod(&target, &req.path, mode).await?;
         }
         Ok(())
     }
