@@ -55,7 +55,8 @@ impl OutputCollector {
         OutputCollector { budget: budget_bytes, stdout: Kept::default(), stderr: Kept::default(), tap }
     }
 
-    /// Appends `bytes` to `stream`; false once that stream's budget is spent.
+    /// Appends `bytes` to `stream`; false once bytes of it have been cut. (Not merely
+    /// when it is exactly full: a plugin that stops copying then would hide a cut.)
     pub fn write(&mut self, stream: OutputStream, bytes: &[u8]) -> bool {
         let budget = self.budget;
         let kept = match stream {
@@ -74,7 +75,7 @@ impl OutputCollector {
                 }
             }
         }
-        kept.bytes.len() < budget
+        kept.cut == 0
     }
 
     /// Bytes cut beyond the budget, both streams.
@@ -110,6 +111,17 @@ mod tests {
         assert!(c.write(OutputStream::Stderr, b"err"), "each stream has its own budget");
         assert_eq!(c.cut_bytes(), 3);
         assert_eq!(c.finish(), ("hello wo".into(), "err".into(), true));
+    }
+
+    #[test]
+    fn exactly_full_is_not_cut_until_a_byte_more_comes() {
+        let mut c = OutputCollector::new(4, None);
+        assert!(c.write(OutputStream::Stdout, b"abcd"), "full, nothing cut: keep sending");
+        assert!(!c.write(OutputStream::Stdout, b"e"));
+        assert_eq!(c.finish(), ("abcd".into(), String::new(), true));
+        let mut c = OutputCollector::new(4, None);
+        c.write(OutputStream::Stdout, b"abcd");
+        assert_eq!(c.finish(), ("abcd".into(), String::new(), false));
     }
 
     #[test]
