@@ -33,6 +33,9 @@ impl RealEngine {
         let engine = shared_engine();
         let binary = engine.join("iii");
         if !binary.is_file() {
+            // CI has ../shared beside the checkout: there a missing engine is a failure, not a skip.
+            let required = std::env::var("SANDBOX_REQUIRE_REAL_ENGINE").is_ok_and(|v| v == "1");
+            assert!(!required, "SANDBOX_REQUIRE_REAL_ENGINE=1 but the real iii engine is not at {}", binary.display());
             println!("skipped: the real iii engine is not at {} (see ../shared/engine/README.md)", binary.display());
             return None;
         }
