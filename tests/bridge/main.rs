@@ -12,6 +12,7 @@
 //! (`cli_stream.rs`).
 
 mod cli_stream;
+mod contract_cases;
 mod lifecycle;
 mod recorder;
 mod router_claims;
@@ -106,73 +107,43 @@ async fn registers_exactly_the_plugins_leaves_and_the_router_with_schemas() {
     assert_eq!(routed["request_format"]["properties"]["provider"]["type"], "string");
 }
 
+/// The shared contract cases (`contract_cases.rs`, also run on the real engine) on a
+/// mock engine: e2b and a plugin without optional leaves, router on.
+async fn contract_world() -> (E2bSim, TestHost, MockEngine, Arc<Bridge>) {
+    let sim = E2bSim::start(0, SECRET).await.unwrap();
+    let host = TestHost::start_with(contract_cases::plugins(&sim), &[("E2B_API_KEY", SECRET)], |c| c.router = true).await;
+    assert!(host.diagnostics.is_empty(), "{:?}", host.diagnostics);
+    let engine = MockEngine::start(0).await;
+    let bridge = Bridge::connect(host.host.clone(), &BridgeOptions { url: engine.url(), otel: Some(false) });
+    bridge.wait_registered(WAIT).await.expect("the worker registers with the engine");
+    let mut ids: Vec<String> = Leaf::ALL.iter().map(|l| router_function_id(*l)).collect();
+    for name in ["e2b", contract_cases::LEAFLESS] {
+        ids.extend(host.host.registry.get(name).unwrap().leaves().into_iter().map(|l| provider_function_id(name, l)));
+    }
+    engine.wait_for_functions(&ids, WAIT).await;
+    (sim, host, engine, bridge)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_functions_answer_with_the_contract_shapes() {
-    let w = world(|_| {}).await;
-    let created = w.engine.invoke("sandbox::provider::e2b::create", json!({"image": "base"})).await.unwrap();
-    let id = created["sandbox_id"].as_str().unwrap().to_string();
-    let capabilities: Vec<&str> = created["capabilities"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    for c in ["snapshot", "expose_port", "fs"] {
-        assert!(capabilities.contains(&c), "e2b offers {c}: {capabilities:?}");
-    }
-    let out = w.engine.invoke("sandbox::provider::e2b::exec", json!({"sandbox_id": id, "cmd": "echo", "args": ["via iii"]})).await.unwrap();
-    assert!(out["duration_ms"].is_u64(), "{out}");
-    let mut out = out;
-    out.as_object_mut().unwrap().remove("duration_ms");
-    assert_eq!(out, json!({"stdout": "via iii\n", "stderr": "", "exit_code": 0, "timed_out": false, "success": true, "truncated": false}));
-    let listed = w.engine.invoke("sandbox::provider::e2b::list", json!({})).await.unwrap();
-    assert_eq!((listed["in_flight"].clone(), listed["reconciled"].clone()), (json!(1), json!(true)));
-    let stopped = w.engine.invoke("sandbox::provider::e2b::stop", json!({"sandbox_id": id})).await.unwrap();
-    assert_eq!(stopped, json!({"sandbox_id": id, "stopped": true}));
-    assert_eq!(w.sim.live_count(), 0);
+    let (sim, host, engine, _bridge) = contract_world().await;
+    contract_cases::provider_functions_answer_with_the_contract_shapes(&engine, &sim).await;
     // The same call through `sandbox-host call`'s path gives the same shape.
-    let direct = w.host.ok("e2b", Leaf::List, json!({})).await;
+    let listed = engine.invoke("sandbox::provider::e2b::list", json!({})).await.unwrap();
+    let direct = host.ok("e2b", Leaf::List, json!({})).await;
     assert_eq!(direct.as_object().unwrap().keys().collect::<Vec<_>>(), listed.as_object().unwrap().keys().collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_reach_callers_as_s_codes() {
-    let w = world(|_| {}).await;
-    let e = w.engine.invoke("sandbox::provider::e2b::exec", json!({"sandbox_id": "s1", "cmd": "ls", "args": ["-l", 5]})).await.unwrap_err();
-    assert_eq!(e.code, "S422");
-    assert!(e.message.starts_with("[S422] exec: field `args` must be an array of strings, but element 1 is an integer"), "{}", e.message);
-    let e = w.engine.invoke("sandbox::provider::e2b::create", json!({"image": "ubuntu"})).await.unwrap_err();
-    assert_eq!(e.code, "S100");
-    let e = w.engine.invoke("sandbox::provider::e2b::exec", json!({"sandbox_id": "gone", "cmd": "ls"})).await.unwrap_err();
-    assert_eq!(e.code, "S410");
-    // An optional leaf the plugin lacks was never registered: the engine's own answer.
-    let offered = e2b_leaves().await;
-    if let Some(absent) = Leaf::ALL.into_iter().find(|l| !offered.contains(l)) {
-        let e = w.engine.invoke(&provider_function_id("e2b", absent), json!({"sandbox_id": "s1"})).await.unwrap_err();
-        assert_eq!(e.code, "function_not_found");
-    }
+    let (_sim, _host, engine, _bridge) = contract_world().await;
+    contract_cases::errors_reach_callers_as_s_codes(&engine).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_dispatches_in_process_and_passes_codes_through() {
-    let w = world(|_| {}).await;
-    let created = w.engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "base"})).await.unwrap();
-    assert_eq!(created["image"], "base");
-    let e = w.engine.invoke("sandbox::create", json!({"provider": "nope", "image": "base"})).await.unwrap_err();
-    assert_eq!(e.code, "S600");
-    assert_eq!(e.message, "[S600] no provider named \"nope\" is loaded; loaded providers: e2b.");
-    let e = w.engine.invoke("sandbox::create", json!({"image": "base"})).await.unwrap_err();
-    assert_eq!(e.code, "S600", "no provider and no default: {}", e.message);
-    let offered = e2b_leaves().await;
-    if let Some(absent) = Leaf::ALL.into_iter().find(|l| !offered.contains(l)) {
-        let e = w.engine.invoke(&router_function_id(absent), json!({"provider": "e2b", "sandbox_id": "s1"})).await.unwrap_err();
-        assert_eq!(e.code, "S404", "a leaf the provider lacks is S404, not S600: {}", e.message);
-    }
-    // The plugin's own code passes through unchanged, never wrapped in S502.
-    let e = w.engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "ubuntu"})).await.unwrap_err();
-    assert_eq!(e.code, "S100");
-    w.sim.api.inject(Fault::new("POST", "/sandboxes", 429, r#"{"code":429,"message":"slow down"}"#));
-    let e = w.engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "base"})).await.unwrap_err();
-    assert_eq!(e.code, "S500");
-    let e = w.engine.invoke("sandbox::create", json!({"provider": 7, "image": "base"})).await.unwrap_err();
-    assert_eq!(e.code, "S422");
-    let stopped = w.engine.invoke("sandbox::stop", json!({"provider": "e2b", "sandbox_id": created["sandbox_id"]})).await.unwrap();
-    assert_eq!(stopped, json!({"sandbox_id": created["sandbox_id"], "stopped": true}));
+    let (sim, _host, engine, _bridge) = contract_world().await;
+    contract_cases::the_router_dispatches_in_process_and_passes_codes_through(&engine, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,9 @@
 //! test says so in one line and passes.
 
 mod caller;
+mod contract;
+#[path = "../bridge/contract_cases.rs"]
+mod contract_cases;
 mod lifecycle;
 mod real_engine;
 #[path = "../bridge/recorder.rs"]
