@@ -38,7 +38,7 @@ use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -309,7 +309,7 @@ fn create(st: &State, body: &Value) -> Result<Value, Reply> {
         let Some(dir) = snaps.get(&snapshot) else {
             return Err(error(400, format!("Snapshot {snapshot} not found. Did you add it through the Daytona Dashboard?")));
         };
-        copy_dir(dir.path(), root.path()).map_err(|e| error(500, format!("cannot restore snapshot {snapshot}: {e}")))?;
+        crate::files::copy_tree(dir.path(), root.path()).map_err(|e| error(500, format!("cannot restore snapshot {snapshot}: {e}")))?;
     }
     let polls = st.start_polls.load(Ordering::Relaxed);
     let mut sbx = SimSandbox {
@@ -493,7 +493,7 @@ fn snapshot(st: &State, id: &str, rec: &Recorded) -> Reply {
         Ok(d) => d,
         Err(e) => return error(500, format!("cannot create the snapshot: {e}")),
     };
-    if let Err(e) = copy_dir(s.root.path(), copy.path()) {
+    if let Err(e) = crate::files::copy_tree(s.root.path(), copy.path()) {
         return error(500, format!("cannot create the snapshot: {e}"));
     }
     snaps.insert(name.to_string(), copy);
@@ -518,21 +518,4 @@ fn preview_url(st: &State, id: &str, port: &str) -> Reply {
 /// The preview token of a sandbox (stable per sandbox, as Daytona's `authToken`).
 pub fn preview_token(id: &str) -> String {
     id.bytes().rev().take(16).map(|b| format!("{:x}", b % 16)).collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        let ty = entry.file_type()?;
-        if ty.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else if ty.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }

@@ -16,12 +16,13 @@
 
 mod envd;
 mod process;
+pub mod snapshots;
 
 use crate::server::{empty, json, Handler, Recorded, Reply, Sim};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -58,6 +59,9 @@ pub struct State {
     /// Errors (`code`, `message`) the next forks report in their result entries instead
     /// of starting, one per fork: E2B reports each fork's outcome on its own.
     pub fork_errors: Mutex<VecDeque<(u16, String)>>,
+    /// Snapshot templates by snapshot id (`snapshots.rs`).
+    pub snapshots: Mutex<BTreeMap<String, snapshots::Snapshot>>,
+    snapshot_counter: AtomicU64,
     processes: process::Table,
 }
 
@@ -162,6 +166,7 @@ fn route(st: &State, key: &str, rec: Recorded) -> Reply {
         ("POST", ["sandboxes", id, "connect"]) => connect(st, id, &rec),
         ("POST", ["sandboxes", id, "timeout"]) => set_timeout(st, id, &rec),
         ("POST", ["sandboxes", id, "fork"]) => fork(st, id, &rec),
+        ("POST", ["sandboxes", id, "snapshots"]) => snapshots::create(st, id, &rec),
         _ => error(404, &format!("no route for {} {}", rec.method, rec.path)),
     }
 }
@@ -195,8 +200,11 @@ fn create(st: &State, rec: &Recorded) -> Reply {
     let Some(template) = body.get("templateID").and_then(Value::as_str) else {
         return error(400, "request body has an error: doesn't match schema: property \"templateID\" is missing");
     };
-    let Some((alias, template_id)) = TEMPLATES.iter().find(|(a, t)| *a == template || *t == template) else {
-        return error(404, &format!("template '{template}' not found"));
+    let from_snapshot = st.snapshots.lock().unwrap().get(template).map(|s| s.files.path().to_path_buf());
+    let (alias, template_id) = match TEMPLATES.iter().find(|(a, t)| *a == template || *t == template) {
+        Some((alias, id)) => (alias.to_string(), id.to_string()),
+        None if from_snapshot.is_some() => (String::new(), template.to_string()),
+        None => return error(404, &format!("template '{template}' not found")),
     };
     let timeout = match timeout_field(&body) {
         Ok(t) => t.unwrap_or(DEFAULT_TIMEOUT_SECS),
@@ -206,13 +214,18 @@ fn create(st: &State, rec: &Recorded) -> Reply {
         Ok(d) => d,
         Err(e) => return error(500, &format!("cannot create the sandbox: {e}")),
     };
+    if let Some(files) = &from_snapshot {
+        if let Err(e) = crate::files::copy_tree(files, root.path()) {
+            return error(500, &format!("cannot start from snapshot '{template}': {e}"));
+        }
+    }
     let id = new_id(st);
     let secure = body.get("secure").and_then(Value::as_bool).unwrap_or(false);
     let now = Utc::now();
     let sbx = SimSandbox {
         id: id.clone(),
-        template_id: template_id.to_string(),
-        alias: alias.to_string(),
+        template_id,
+        alias,
         started_at: now,
         ends_at: now + seconds(timeout),
         metadata: string_map(&body, "metadata"),
@@ -370,7 +383,7 @@ fn fork(st: &State, id: &str, rec: &Recorded) -> Reply {
 
 fn copy_of(st: &State, parent: &SimSandbox, timeout: i64) -> std::io::Result<SimSandbox> {
     let root = tempfile::Builder::new().prefix("e2b-sim-").tempdir()?;
-    copy_dir(parent.root.path(), root.path())?;
+    crate::files::copy_tree(parent.root.path(), root.path())?;
     let id = new_id(st);
     let now = Utc::now();
     Ok(SimSandbox {
@@ -386,18 +399,4 @@ fn copy_of(st: &State, parent: &SimSandbox, timeout: i64) -> std::io::Result<Sim
         allow_internet_access: parent.allow_internet_access,
         root,
     })
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            std::fs::create_dir_all(&target)?;
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }

@@ -7,6 +7,7 @@
 
 pub mod daytona;
 pub mod e2b;
+pub mod files;
 pub mod morph;
 pub mod server;
 

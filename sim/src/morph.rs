@@ -35,7 +35,6 @@ use crate::server::{empty, json, streamed, Handler, Recorded, Reply, Sim};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -323,7 +322,7 @@ fn start_instance(st: &State, snapshot: &str, body: &Value) -> Result<Value, Rep
     let root =
         tempfile::Builder::new().prefix("morph-sim-").tempdir().map_err(|e| detail(500, &format!("cannot start the instance: {e}")))?;
     if let Some(src) = files {
-        copy_tree(&src, root.path()).map_err(|e| detail(500, &format!("cannot restore the snapshot: {e}")))?;
+        crate::files::copy_tree(&src, root.path()).map_err(|e| detail(500, &format!("cannot restore the snapshot: {e}")))?;
     }
     let mut instances = st.instances.lock().unwrap();
     let id = new_id("morphvm", st, |id| instances.contains_key(id));
@@ -398,7 +397,7 @@ fn capture(st: &State, id: &str, metadata: BTreeMap<String, String>) -> Result<S
         None => return Err(not_found(id)),
     };
     let files = tempfile::Builder::new().prefix("morph-sim-snap-").tempdir().map_err(|e| detail(500, &format!("cannot snapshot: {e}")))?;
-    copy_tree(&src, files.path()).map_err(|e| detail(500, &format!("cannot snapshot: {e}")))?;
+    crate::files::copy_tree(&src, files.path()).map_err(|e| detail(500, &format!("cannot snapshot: {e}")))?;
     let mut snaps = st.snapshots.lock().unwrap();
     let sid = new_id("snapshot", st, |s| snaps.contains_key(s) || BASE_SNAPSHOTS.iter().any(|(b, _)| *b == s));
     snaps.insert(sid.clone(), SimSnapshot { id: sid.clone(), created: now_epoch(), image_id, metadata, files: Some(files), reads: 0 });
@@ -646,25 +645,6 @@ impl Utf8Pieces {
         let text = String::from_utf8_lossy(&std::mem::take(&mut self.0)).into_owned();
         (!text.is_empty()).then_some(text)
     }
-}
-
-/// Copies the tree under `src` into `dst` (files, directories, symlinks).
-fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(src)? {
-        let entry = entry?;
-        let (from, to) = (entry.path(), dst.join(entry.file_name()));
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            std::fs::create_dir_all(&to)?;
-            copy_tree(&from, &to)?;
-        } else if kind.is_symlink() {
-            #[cfg(unix)]
-            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
-        } else if kind.is_file() {
-            std::fs::copy(&from, &to)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -167,16 +167,24 @@ async fn list_follows_x_next_token_pages() {
 }
 
 #[tokio::test]
-async fn snapshot_pauses_and_is_idempotent_on_an_already_paused_sandbox() {
+/// Issue 16: `snapshot` is E2B's real snapshot (a template new sandboxes start from),
+/// not a pause; the sandbox keeps running.
+async fn snapshot_is_a_template_that_new_sandboxes_start_from() {
     let (up, h) = fresh::<E2bUpstream>("").await;
     let id = h.ok("e2b", Leaf::Create, json!({"image":"base"})).await["sandbox_id"].as_str().unwrap().to_string();
-    assert_eq!(h.ok("e2b", Leaf::Snapshot, json!({"sandbox_id": id})).await, json!({"snapshot_id": id}));
-    assert_eq!(up.live(), 0);
-    // 409 "already paused": the plugin checks the state and reports success.
-    assert_eq!(h.ok("e2b", Leaf::Snapshot, json!({"sandbox_id": id})).await, json!({"snapshot_id": id}));
-    // A paused sandbox cannot run commands: a clear caller error, not a 502.
-    let msg = h.err("e2b", Leaf::Exec, json!({"sandbox_id": id, "cmd":"true"}), Code::BadInput).await;
-    assert!(msg.contains("paused"), "{msg}");
+    h.ok("e2b", Leaf::FsWrite, json!({"sandbox_id": id, "path": "kept.txt", "content": "state"})).await;
+    let snap = h.ok("e2b", Leaf::Snapshot, json!({"sandbox_id": id})).await["snapshot_id"].as_str().unwrap().to_string();
+    assert_ne!(snap, id, "a snapshot is a template, not the sandbox");
+    let sent = up.0.api.requests().into_iter().find(|r| r.path == format!("/sandboxes/{id}/snapshots")).expect("the snapshot route");
+    assert_eq!((sent.method.as_str(), sent.json()), ("POST", json!({})));
+    // The sandbox still runs.
+    let out = h.ok("e2b", Leaf::Exec, json!({"sandbox_id": id, "cmd": "cat", "args": ["kept.txt"]})).await;
+    assert_eq!(out["stdout"], "state");
+    // A new sandbox starts from it, with its files.
+    let copy = h.ok("e2b", Leaf::Create, json!({"image": snap})).await["sandbox_id"].as_str().unwrap().to_string();
+    let out = h.ok("e2b", Leaf::Exec, json!({"sandbox_id": copy, "cmd": "cat", "args": ["kept.txt"]})).await;
+    assert_eq!(out["stdout"], "state");
+    h.err("e2b", Leaf::Snapshot, json!({"sandbox_id": "missing-sbx"}), Code::NotFound).await;
 }
 
 #[tokio::test]

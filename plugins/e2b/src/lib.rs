@@ -4,7 +4,7 @@
 //! [`envd`]). The API key is injected by the host on control-plane requests only; envd
 //! calls carry the sandbox's own `X-Access-Token` (sandboxes are created `secure`).
 //!
-//! Every optional leaf E2B has is offered: snapshot, branch (`fork`), expose_port, fs,
+//! Every optional leaf E2B has is offered: snapshot (a template, `POST …/snapshots`), branch (`fork`), expose_port, fs,
 //! get, set_timeout, pause/resume, exec stdin and network off. Sizing is not: E2B's
 //! `NewSandbox` has no CPU or memory fields (they come from the template).
 //!
@@ -92,9 +92,7 @@ impl Provider for E2b {
     }
 
     async fn snapshot(sandbox_id: String) -> Result<String, Error> {
-        lifecycle::pause(&sandbox_id).await?;
-        // A paused E2B sandbox is resumed by its own id: that id is the snapshot handle.
-        Ok(sandbox_id)
+        lifecycle::snapshot(&sandbox_id).await
     }
 
     async fn branch(sandbox_id: String, count: u32) -> Result<Vec<String>, Error> {

@@ -81,6 +81,23 @@ struct ForkError {
     message: String,
 }
 
+/// `POST /sandboxes/{id}/snapshots` (201 `SnapshotInfo`): a persistent template of the
+/// sandbox's current state; its `snapshotID` is what `create` starts new sandboxes from.
+/// The sandbox keeps running (pausing is the `pause` leaf's job).
+pub async fn snapshot(id: &str) -> Result<String, Error> {
+    #[derive(Deserialize)]
+    struct SnapshotInfo {
+        #[serde(rename = "snapshotID")]
+        snapshot_id: String,
+    }
+    let reply = Call::post(sandbox_url(id, "/snapshots")).json(&json!({})).send().await?.ok()?;
+    let info: SnapshotInfo = reply.json()?;
+    if info.snapshot_id.is_empty() {
+        return Err(unavailable(format!("{} answered an empty snapshotID", reply.what)));
+    }
+    Ok(info.snapshot_id)
+}
+
 /// `count` live copies of a running sandbox, memory included (the parent keeps its id and
 /// lifetime). Each fork starts or fails on its own: the started ones are returned (they
 /// exist and must be counted), the failures logged; all failing is the first one's error.

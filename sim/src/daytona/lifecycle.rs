@@ -3,7 +3,7 @@
 //! `forkSandbox`, `setAutostopInterval`, `replaceLabels`) and api.json's shapes. Routes
 //! without `@HttpCode(200)` (autostop, ttl) answer NestJS's default 201 for a POST.
 
-use super::{conflict, copy_dir, error, new_id, not_found, sandbox_json, session, Settle, SimSandbox, State};
+use super::{conflict, error, new_id, not_found, sandbox_json, session, Settle, SimSandbox, State};
 use crate::server::{json, Recorded, Reply};
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -121,7 +121,7 @@ fn fork(st: &State, id: &str, polls: u32) -> Reply {
         Ok(d) => d,
         Err(e) => return error(500, format!("cannot fork: {e}")),
     };
-    if let Err(e) = copy_dir(src.root.path(), root.path()) {
+    if let Err(e) = crate::files::copy_tree(src.root.path(), root.path()) {
         return error(500, format!("cannot fork: {e}"));
     }
     src.state = "forking".into();
