@@ -364,3 +364,22 @@ async fn a_stopped_sandbox_is_a_caller_error_and_a_bad_key_is_s503() {
     let msg = h2.err(P, Leaf::Create, json!({"image": "daytona-small"}), Code::AuthInvalid).await;
     assert!(msg.contains("Unauthorized"), "{msg}");
 }
+
+/// Issue 16 row D5: Daytona's quota (400), suspended organisation (403) and unreadable
+/// file (403 from the daemon) reach the caller as what they are, not S422 / S503.
+#[tokio::test]
+async fn quota_suspension_and_file_permission_errors_have_their_own_codes() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    let full = r#"{"statusCode":400,"message":"Total CPU limit exceeded. Maximum allowed: 4","error":"Bad Request"}"#;
+    up.0.sim.inject(Fault::new("POST", "/api/sandbox", 400, full));
+    let e = h.err(P, Leaf::Create, json!({"image": DaytonaUpstream::IMAGE}), Code::QuotaExhausted).await;
+    assert!(e.contains("Total CPU limit exceeded"), "{e}");
+    let id = create(&h).await;
+    let suspended = r#"{"statusCode":403,"message":"Organization is suspended: Payment method required","error":"Forbidden"}"#;
+    up.0.sim.inject(Fault::new("GET", &format!("/api/sandbox/{id}"), 403, suspended));
+    h.err(P, Leaf::Get, json!({"sandbox_id": id}), Code::QuotaExhausted).await;
+    let denied = r#"{"statusCode":403,"message":"open /root/secret: permission denied","code":"FORBIDDEN"}"#;
+    up.0.sim.inject(Fault::new("GET", &format!("/toolbox/{id}/files/download"), 403, denied));
+    let e = h.err(P, Leaf::FsRead, json!({"sandbox_id": id, "path": "/root/secret"}), Code::BadInput).await;
+    assert!(e.contains("permission denied"), "{e}");
+}

@@ -19,6 +19,7 @@
 //! Errors are NestJS's `{statusCode, message, error}` (message may be a list for
 //! validation failures); the kit's `error_detail` reads `message`.
 
+use crate::errors::Checked;
 use crate::units::{memory_gib, rfc3339};
 use provider_kit::errors::{bad_input, unavailable};
 use provider_kit::upstream::{encode, Call, Reply};
@@ -144,11 +145,11 @@ pub fn phase(state: &str) -> Phase {
 }
 
 pub async fn create(body: &Value) -> Result<SandboxDto, Error> {
-    Call::post(format!("{}/sandbox", base())).json(body).send().await?.ok()?.json()
+    Call::post(format!("{}/sandbox", base())).json(body).send().await?.checked()?.json()
 }
 
 pub async fn get(id: &str) -> Result<SandboxDto, Error> {
-    Call::get(sandbox_url(id)).send().await?.ok()?.json()
+    Call::get(sandbox_url(id)).send().await?.checked()?.json()
 }
 
 /// Pauses between deletes refused with 409 (about 3.5 s in all).
@@ -165,7 +166,7 @@ pub async fn delete(id: &str) -> Result<(), Error> {
     loop {
         let reply = Call::delete(sandbox_url(id)).send().await?;
         if reply.status != 409 {
-            return reply.ok().map(drop);
+            return reply.checked().map(drop);
         }
         let refusal = reply.error();
         let dto = get(id).await?;
@@ -208,7 +209,7 @@ pub async fn snapshot(id: &str, name: &str) -> Result<SandboxDto, Error> {
             format!("this Daytona server has no sandbox snapshot endpoint ({})", reply.error().message),
         ));
     }
-    reply.ok()?.json()
+    reply.checked()?.json()
 }
 
 /// Express's own 404 for a route this server does not have ("Cannot POST /…"), as
@@ -229,7 +230,7 @@ pub async fn toolbox_proxy_url(id: &str) -> Result<Option<String>, Error> {
         // The sandbox was just found, so a 404 here is the route, not the sandbox.
         return Ok(None);
     }
-    let dto: UrlDto = reply.ok()?.json()?;
+    let dto: UrlDto = reply.checked()?.json()?;
     Ok(Some(dto.url).filter(|u| !u.is_empty()))
 }
 
@@ -246,7 +247,7 @@ struct PreviewDto {
 /// the `x-daytona-preview-token` request header" (SDKs: `sdk-go/pkg/daytona/sandbox.go`,
 /// `sdk-python/.../_sync/sandbox.py`, `get_preview_link`).
 pub async fn preview(id: &str, port: u16) -> Result<(String, Vec<(String, String)>), Error> {
-    let dto: PreviewDto = Call::get(format!("{}/ports/{port}/preview-url", sandbox_url(id))).send().await?.ok()?.json()?;
+    let dto: PreviewDto = Call::get(format!("{}/ports/{port}/preview-url", sandbox_url(id))).send().await?.checked()?.json()?;
     if dto.url.is_empty() {
         return Err(unavailable(format!("Daytona answered an empty preview URL for port {port} of sandbox {id}")));
     }
@@ -263,7 +264,7 @@ pub async fn list_all() -> Result<Vec<SandboxDto>, Error> {
             None => format!("{}/sandbox", base()),
             Some(q) => format!("{}/sandbox?{q}", base()),
         };
-        let reply = Call::get(url).send().await?.ok()?;
+        let reply = Call::get(url).send().await?.checked()?;
         let (items, following) = parse_page(&reply.what, reply.json()?)?;
         out.extend(items);
         match following {

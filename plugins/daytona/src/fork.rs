@@ -12,6 +12,7 @@
 //! the host releases every slot it reserved for the branch, so nothing may be left running.
 
 use crate::api::{self, Phase};
+use crate::errors::Checked;
 use provider_kit::errors::unavailable;
 use provider_kit::upstream::Call;
 use provider_kit::{log, Error};
@@ -50,7 +51,7 @@ async fn wait_for_source(source: &str) -> Result<(), Error> {
 
 async fn fork_one(source: &str) -> Result<String, Error> {
     let url = format!("{}/fork", api::sandbox_url(source));
-    let child: api::SandboxDto = Call::post(url).json(&json!({})).send().await?.ok()?.json()?;
+    let child: api::SandboxDto = Call::post(url).json(&json!({})).send().await?.checked()?.json()?;
     let id = child.id.clone();
     let child = match api::settle(child, |p| matches!(p, Phase::Coming | Phase::Busy), FORK_WAIT_SECS).await {
         Ok(c) => c,

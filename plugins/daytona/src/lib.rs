@@ -25,6 +25,7 @@
 //!   URL with its `x-daytona-preview-token` header.
 
 mod api;
+mod errors;
 mod fork;
 mod lifecycle;
 mod logs;

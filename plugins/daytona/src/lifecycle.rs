@@ -27,6 +27,7 @@
 //!   none) gets the auto-stop interval only, logged.
 
 use crate::api::{self, Phase, SandboxDto, PAUSED_LABEL};
+use crate::errors::Checked;
 use crate::units::whole_minutes;
 use provider_kit::errors::{bad_input, not_found, unavailable};
 use provider_kit::upstream::Call;
@@ -130,7 +131,7 @@ pub async fn resume(id: &str, timeout_secs: Option<u64>) -> Result<(), Error> {
 
 pub async fn set_timeout(id: &str, timeout_secs: u64) -> Result<(), Error> {
     let minutes = whole_minutes(timeout_secs);
-    Call::post(format!("{}/autostop/{minutes}", api::sandbox_url(id))).send().await?.ok()?;
+    Call::post(format!("{}/autostop/{minutes}", api::sandbox_url(id))).send().await?.checked()?;
     let reply = Call::post(format!("{}/ttl/{minutes}", api::sandbox_url(id))).send().await?;
     if api::route_missing(&reply) {
         log::log(log::Level::Warn, &format!("this Daytona server has no TTL route; sandbox {id} only auto-stops after {minutes} idle min"));
@@ -147,7 +148,7 @@ async fn post(id: &str, action: &str) -> Result<Option<SandboxDto>, Error> {
         log::log(log::Level::Info, &format!("POST /sandbox/{id}/{action}: {}", reply.error().message));
         return Ok(None);
     }
-    reply.ok()?.json().map(Some)
+    reply.checked()?.json().map(Some)
 }
 
 /// Sets or clears [`PAUSED_LABEL`], keeping every other label (the route replaces them all).
@@ -159,7 +160,7 @@ async fn mark(mut dto: SandboxDto, paused: bool) -> Result<SandboxDto, Error> {
         labels.remove(PAUSED_LABEL);
     }
     let url = format!("{}/labels", api::sandbox_url(&dto.id));
-    Call::new(Method::PUT, url).json(&json!({ "labels": labels })).send().await?.ok()?;
+    Call::new(Method::PUT, url).json(&json!({ "labels": labels })).send().await?.checked()?;
     dto.labels = Some(labels);
     Ok(dto)
 }

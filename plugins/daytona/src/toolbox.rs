@@ -115,7 +115,7 @@ fn ok_or(reply: Reply, route: &str) -> Result<(), Error> {
 /// The daemon answers `ErrorResponse {statusCode, message, …}` (or plain text); the proxy
 /// answers for a sandbox that is not reachable. Both go through the kit's status mapping.
 pub fn toolbox_error(reply: &Reply, route: &str) -> Error {
-    let mut e = reply.error();
+    let mut e = crate::errors::classify(reply);
     e.message = format!("Daytona toolbox {route}: {}", e.message);
     e
 }
