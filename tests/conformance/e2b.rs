@@ -222,7 +222,7 @@ async fn an_upstream_body_over_the_cap_is_cut_off_and_reported_as_unavailable() 
     up.0.api.inject(Fault::new("GET", &format!("/sandboxes/{id}"), 200, &huge));
     // Not an exec: an exec's own stream is bounded by the output budget instead.
     let e = h.err("e2b", Leaf::Get, json!({"sandbox_id": id}), Code::Unavailable).await;
-    assert!(e.contains("exceeds limit: 1048576 bytes"), "the host cut it off: {e}");
+    assert!(e.contains("exceeds the host's limit of 1048576 bytes"), "the host cut it off: {e}");
     // The next call is unaffected.
     h.ok("e2b", Leaf::Get, json!({"sandbox_id": id})).await;
 }

@@ -570,6 +570,41 @@ mod tests {
         assert_eq!(requests.load(Ordering::SeqCst), 2, "the refused request never reached the upstream");
     }
 
+    /// World 0.2's whole-body `upstream` import goes through this same hook: the
+    /// credential is injected (and masked in the echo), the call's budget counts it, a
+    /// header the host owns or a destination outside the allowlist is refused unsent.
+    #[tokio::test]
+    async fn the_whole_body_import_takes_the_same_egress_path() {
+        use crate::runtime::whole_body::{send, WholeFailure, WholeRequest};
+        let (port, requests) = echoing_upstream().await;
+        let mut p = policy();
+        let entry = format!("127.0.0.1:{port}");
+        p.allow = AllowList::parse(&[entry.as_str()]).unwrap();
+        p.credentials[0].plain_http_hosts = AllowList::parse(&[entry.as_str()]).unwrap();
+        let record = Arc::new(EgressRecord::default());
+        let mut hooks = EgressHooks::new(Arc::new(p), record.clone());
+        let req = |url: String, headers: Vec<(String, String)>| WholeRequest {
+            method: "GET".into(),
+            url,
+            headers,
+            body: Vec::new(),
+            timeout: None,
+        };
+        let echo = format!("http://127.0.0.1:{port}/echo");
+        let answer = send(&mut hooks, req(echo.clone(), vec![])).await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, format!("{{\"x-api-key\":\"{}\"}}", "*".repeat(SECRET.len())).into_bytes(), "injected, then masked");
+        for owned in ["x-api-key", "host"] {
+            let refused = send(&mut hooks, req(echo.clone(), vec![(owned.into(), "guest".into())])).await;
+            assert!(matches!(&refused, Err(WholeFailure::Refused(w)) if w.contains(owned)), "{owned}: {refused:?}");
+        }
+        let outside = send(&mut hooks, req("http://203.0.113.9:9/x".into(), vec![])).await;
+        assert!(matches!(outside, Err(WholeFailure::Refused(_))), "{outside:?}");
+        assert_eq!(record.denials().len(), 1, "the denial is recorded for the call's S703");
+        assert!(matches!(send(&mut hooks, req("ftp://127.0.0.1/x".into(), vec![])).await, Err(WholeFailure::Refused(_))));
+        assert_eq!((record.requests(), requests.load(Ordering::SeqCst)), (1, 1), "only the allowed request was sent");
+    }
+
     #[tokio::test]
     async fn once_refused_a_call_sends_nothing_more_even_when_a_slot_frees() {
         let (port, requests) = echoing_upstream().await;

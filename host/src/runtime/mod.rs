@@ -6,4 +6,5 @@ pub mod invoke;
 pub mod output;
 pub mod store;
 pub mod upstream;
+pub mod whole_body;
 pub mod wit;

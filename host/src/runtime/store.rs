@@ -65,6 +65,11 @@ impl StoreState {
         }
     }
 
+    /// This call's egress state, for the `upstream` import (`runtime/whole_body.rs`).
+    pub fn egress(&mut self) -> &mut EgressHooks {
+        &mut self.hooks
+    }
+
     /// Lets this call read upstream bodies of any size (an exec's output stream).
     pub fn unlimit_upstream_bodies(&mut self) {
         self.hooks.max_body_bytes = u64::MAX;

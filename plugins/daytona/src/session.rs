@@ -98,7 +98,8 @@ async fn drive(
             .header(SDK_HEADER, SPLIT_OUTPUT_SDK_VERSION)
             .json(&json!({ "command": command, "runAsync": false }))
             .timeout((deadline + HTTP_GRACE).into());
-        Ended::Answered(call.send().await)
+        // Concurrently: the log polls below run while this waits for the command's end.
+        Ended::Answered(call.send_concurrent().await)
     };
     let watch = async {
         let id = poll(tb, session, cursor, output, started, deadline).await;

@@ -1,6 +1,14 @@
 //! Upstream HTTP for providers: one request in, one fully-read [`Reply`] out, every
 //! failure already an [`Error`] of the right kind. Credentials are not set here: the
 //! host injects them on the way out.
+//!
+//! Three ways out, one egress policy (the host applies the same rules to each):
+//! - [`Call::send`]: the host's whole-body `upstream` import, one call per request (the
+//!   cheapest). It blocks this plugin's executor until the answer is in, so other tasks
+//!   of the same call wait meanwhile;
+//! - [`Call::send_concurrent`]: plain `wasi:http` through wstd, for a request other tasks
+//!   must run beside (a long exec while its logs are polled, fan-out);
+//! - [`Call::open`]: plain `wasi:http`, the body read as it arrives (streams).
 
 use crate::errors::{self, from_status, unavailable};
 use crate::Error;
@@ -120,8 +128,41 @@ impl Call {
         self
     }
 
-    /// Sends and reads the whole answer. Transport failures and timeouts are `unavailable`.
+    /// Sends through the host's `upstream` import and returns the whole answer. Refusals,
+    /// transport failures and timeouts are `unavailable` (a refusal's S-code is the host's).
     pub async fn send(self) -> Result<Reply, Error> {
+        use crate::bindings::iii::sandbox::upstream;
+        let what = self.what();
+        let req = upstream::Request {
+            method: self.method.as_str().to_string(),
+            url: self.url,
+            headers: self.headers,
+            body: self.body,
+            timeout_ms: self.timeout.map(|t| t.as_millis() as u64),
+        };
+        let answer = upstream::send(&req).map_err(|f| {
+            let why = match f {
+                upstream::Failure::Refused(w) => format!("refused: {w}"),
+                upstream::Failure::TimedOut(w) => format!("timed out: {w}"),
+                upstream::Failure::Transport(w) => w,
+            };
+            unavailable(format!("{what} failed before an answer arrived ({why})"))
+        })?;
+        if answer.body.len() > MAX_BODY_BYTES {
+            return Err(unavailable(format!("{what} answered a body larger than {MAX_BODY_BYTES} bytes")));
+        }
+        let mut headers = HeaderMap::new();
+        for (k, v) in answer.headers {
+            if let (Ok(k), Ok(v)) = (wstd::http::HeaderName::from_bytes(k.as_bytes()), wstd::http::HeaderValue::from_str(&v)) {
+                headers.append(k, v);
+            }
+        }
+        Ok(Reply { status: answer.status, headers, body: answer.body, what })
+    }
+
+    /// As [`Call::send`], through plain `wasi:http`: other tasks of this call keep running
+    /// while it waits.
+    pub async fn send_concurrent(self) -> Result<Reply, Error> {
         let (what, response) = self.respond().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -145,10 +186,15 @@ impl Call {
         Ok(Streamed { status, headers, what, body: response.into_body().into_boxed_body(), read: 0 })
     }
 
-    async fn respond(self) -> Result<(String, wstd::http::Response<Body>), Error> {
+    /// `METHOD /path` for messages (no query: it may carry ids or tokens).
+    fn what(&self) -> String {
         let path = self.url.split_once("://").map(|(_, rest)| rest).and_then(|r| r.find('/').map(|i| &r[i..])).unwrap_or("/");
-        let path = path.split('?').next().unwrap_or(path).to_string();
-        let what = format!("{} {}", self.method, path);
+        let path = path.split('?').next().unwrap_or(path);
+        format!("{} {}", self.method, path)
+    }
+
+    async fn respond(self) -> Result<(String, wstd::http::Response<Body>), Error> {
+        let what = self.what();
         let mut builder = Request::builder().method(self.method).uri(&self.url);
         for (k, v) in &self.headers {
             builder = builder.header(k.as_str(), v.as_str());

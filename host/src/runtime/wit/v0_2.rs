@@ -20,11 +20,12 @@ mod bindings {
         path: "../wit",
         world: "provider-plugin",
         exports: { default: async },
+        imports: { "iii:sandbox/upstream.send": async },
         with: { "iii:sandbox/output.exec-output": super::ExecOutputHandle },
     });
 }
 
-use bindings::iii::sandbox::{config, log, output, types};
+use bindings::iii::sandbox::{config, log, output, types, upstream};
 pub use bindings::{ProviderPlugin, ProviderPluginPre};
 
 /// The world version this module binds.
@@ -204,6 +205,26 @@ impl log::Host for StoreState {
 impl config::Host for StoreState {
     fn get(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
+    }
+}
+
+impl upstream::Host for StoreState {
+    /// Through the same egress hook as wasi:http (`runtime/whole_body.rs`).
+    async fn send(&mut self, req: upstream::Request) -> Result<upstream::Response, upstream::Failure> {
+        use crate::runtime::whole_body::{self, WholeFailure, WholeRequest};
+        let req = WholeRequest {
+            method: req.method,
+            url: req.url,
+            headers: req.headers,
+            body: req.body,
+            timeout: req.timeout_ms.map(std::time::Duration::from_millis),
+        };
+        match whole_body::send(self.egress(), req).await {
+            Ok(r) => Ok(upstream::Response { status: r.status, headers: r.headers, body: r.body }),
+            Err(WholeFailure::Refused(why)) => Err(upstream::Failure::Refused(why)),
+            Err(WholeFailure::TimedOut(why)) => Err(upstream::Failure::TimedOut(why)),
+            Err(WholeFailure::Transport(why)) => Err(upstream::Failure::Transport(why)),
+        }
     }
 }
 
