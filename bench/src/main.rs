@@ -31,7 +31,7 @@ fn plugins_dir(root: &Path, upstream: &str) -> tempfile::TempDir {
 fn plugins_dir_with(root: &Path, upstream: &str, limits: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(root.join("plugins/e2b.wasm"), dir.path().join("e2b.wasm")).expect("plugins/e2b.wasm: run `just build-plugins`");
-    let policy = format!("api_base = \"http://{upstream}\"\nallowed_hosts = [\"{upstream}\"]\n[credentials]\napi-key = \"E2B_API_KEY\"\n[limits]\nmax_calls_in_flight = 256\n{limits}");
+    let policy = format!("api_base = \"http://{upstream}\"\nallowed_hosts = [\"{upstream}\"]\n[credentials]\napi-key = \"E2B_API_KEY\"\n[limits]\nmax_calls_in_flight = 256\n# 64 callers at once: above the default of 16 requests in flight per plugin.\nmax_concurrent_upstream_requests = 256\n{limits}");
     std::fs::write(dir.path().join("e2b.toml"), policy).unwrap();
     dir
 }
