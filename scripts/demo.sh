@@ -40,13 +40,19 @@ echo; echo "\$ sandbox-host check plugins/e2b.wasm"; "$host" check "$work/plugin
 step e2b create '{"image":"base","idle_timeout_secs":600,"env":{"GREETING":"hello from the sandbox"},"metadata":{"demo":"yes"}}' | tee "$work/created.json"
 id=$(sed -n '/^{/,$p' "$work/created.json" | field sandbox_id)
 
+step e2b get "{\"sandbox_id\":\"$id\"}"
 step e2b exec "{\"sandbox_id\":\"$id\",\"cmd\":\"sh\",\"args\":[\"-c\",\"echo \$GREETING; uname -s; exit 7\"]}"
 step e2b exec "{\"sandbox_id\":\"$id\",\"cmd\":\"pwd\",\"cwd\":\"/tmp\"}"
 step e2b exec "{\"sandbox_id\":\"$id\",\"cmd\":\"sleep\",\"args\":[\"10\"],\"timeout_ms\":500}"
 step e2b fs::write "{\"sandbox_id\":\"$id\",\"path\":\"notes/hello.txt\",\"bytes_base64\":\"$(printf 'written through wasm\n' | base64)\",\"mode\":384}"
 step e2b fs::read "{\"sandbox_id\":\"$id\",\"path\":\"notes/hello.txt\"}"
 step e2b exec "{\"sandbox_id\":\"$id\",\"cmd\":\"ls\",\"args\":[\"-l\",\"notes\"]}"
+echo; echo "# streamed: each line is printed as the command produces it, then the answer"
+step e2b exec "{\"sandbox_id\":\"$id\",\"argv\":[\"sh\",\"-c\",\"for i in 1 2 3; do echo line \$i; sleep 0.3; done\"]}" --stream
 step e2b expose_port "{\"sandbox_id\":\"$id\",\"port\":8080}"
+step e2b set_timeout "{\"sandbox_id\":\"$id\",\"timeout_secs\":1200}"
+step e2b pause "{\"sandbox_id\":\"$id\"}"
+step e2b resume "{\"sandbox_id\":\"$id\"}"
 step e2b list
 echo; echo "# a caller error, and an image outside the allowlist (exit status = code class):"
 step e2b exec '{"sandbox_id":"x","cmd":"ls","args":["-l",5]}' || echo "(exit $?)"
@@ -54,4 +60,4 @@ step e2b create '{"image":"ubuntu-latest"}' || echo "(exit $?)"
 step e2b stop "{\"sandbox_id\":\"$id\"}"
 step e2b stop "{\"sandbox_id\":\"$id\"}"
 step e2b list
-echo; echo "demo finished: create, exec (exit code, cwd, timeout), fs write/read, expose_port, list, stop (twice) all went through the wasm plugin."
+echo; echo "demo finished: create, get, exec (exit code, cwd, timeout, streamed), fs write/read, expose_port, set_timeout, pause/resume, list, stop (twice) all went through the wasm plugin."
