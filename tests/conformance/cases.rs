@@ -541,6 +541,20 @@ pub async fn exec_output_over_the_budget_is_cut_and_flagged<U: Upstream>() {
     assert_eq!(out["success"], true, "{}", out["stderr"]);
 }
 
+/// Issue 16 (long commands): the exec's deadline, given or the host's default, governs the
+/// call's upstream waits. A command quiet for longer than the first-byte and between-bytes
+/// limits still finishes within its deadline; a provider's own default never decides.
+pub async fn a_quiet_command_longer_than_the_byte_limits_finishes_within_its_deadline<U: Upstream>() {
+    let limits = "[limits]\nfirst_byte_timeout_ms = 1000\nbetween_bytes_timeout_ms = 1000\ndefault_exec_timeout_ms = 10000";
+    let (_up, h) = fresh::<U>(limits).await;
+    let id = create::<U>(&h).await;
+    let quiet = json!(["sh", "-c", "sleep 2; echo done"]);
+    for payload in [json!({"sandbox_id": id, "argv": quiet, "timeout_ms": 10_000}), json!({"sandbox_id": id, "argv": quiet})] {
+        let out = h.ok(U::PROVIDER, Leaf::Exec, payload.clone()).await;
+        assert_eq!((out["stdout"].as_str(), out["success"].as_bool()), (Some("done\n"), Some(true)), "{payload}: {out}");
+    }
+}
+
 /// Generates one `#[tokio::test]` per case for `$upstream`.
 macro_rules! conformance_suite {
     ($suite:ident, $upstream:ty) => {
@@ -579,6 +593,7 @@ macro_rules! conformance_suite {
             case!(pause_and_resume_are_idempotent_and_keep_the_slot);
             case!(a_payload_in_the_engine_daemons_shapes_runs_unchanged);
             case!(exec_output_over_the_budget_is_cut_and_flagged);
+            case!(a_quiet_command_longer_than_the_byte_limits_finishes_within_its_deadline);
         }
     };
 }

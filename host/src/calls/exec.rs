@@ -10,8 +10,12 @@ use crate::contract::shapes::{reply, Capability, Leaf, PluginReply, Request};
 use crate::runtime::invoke;
 use crate::runtime::output::OutputTap;
 
-pub(super) async fn exec(call: &Call<'_>, req: Request, tap: Option<OutputTap>) -> Answered {
-    let Request::Exec(e) = &req else { unreachable!("exec() is only called with an exec") };
+pub(super) async fn exec(call: &Call<'_>, mut req: Request, tap: Option<OutputTap>) -> Answered {
+    let Request::Exec(e) = &mut req else { unreachable!("exec() is only called with an exec") };
+    // The host always sends a deadline: it, not a provider's own default, decides how long
+    // the command may run, and it stretches the call's upstream waits to match.
+    e.timeout_ms = e.timeout_ms.or(Some(call.plugin.policy.limits.default_exec_timeout_ms));
+    let e = &*e;
     let plugin = call.plugin;
     let name = &*plugin.name;
     let max = plugin.policy.limits.max_exec_timeout_ms;

@@ -71,6 +71,7 @@ pub fn describe_json(p: &LoadedPlugin) -> Value {
                 "max_response_kib": pol.limits.max_response_bytes / 1024,
                 "max_upstream_body_mib": pol.limits.max_upstream_body_bytes >> 20,
                 "max_exec_timeout_ms": pol.limits.max_exec_timeout_ms,
+                "default_exec_timeout_ms": pol.limits.default_exec_timeout_ms,
                 "max_exec_output_kib": pol.limits.max_exec_output_bytes / 1024,
                 "max_timeout_secs": pol.limits.max_timeout_secs,
                 "max_upstream_requests_per_call": pol.egress.fanout.per_call,

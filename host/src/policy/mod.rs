@@ -30,6 +30,7 @@
 //! max_response_kib = 16384                   # a larger answer from the plugin → S700
 //! max_upstream_body_mib = 64                 # a larger upstream body is cut off → S502
 //! max_exec_timeout_ms = 3600000              # an exec asking for longer → S422
+//! default_exec_timeout_ms = 60000            # an exec without timeout_ms gets this deadline
 //! max_exec_output_kib = 1024                 # per stream; more is cut, counted, `truncated: true`
 //! max_timeout_secs = 86400                   # set_timeout/resume asking for longer → S422
 //! max_upstream_requests_per_call = 32        # one call's upstream requests; more → S704
@@ -78,6 +79,8 @@ pub mod defaults {
     pub const MAX_CALLS_IN_FLIGHT: usize = 64;
     /// Longest `timeout_ms` an exec may ask for (one hour).
     pub const MAX_EXEC_TIMEOUT_MS: u64 = 3_600_000;
+    /// A minute: E2B's SDK default; Daytona's own (10 s when omitted) never decides.
+    pub const DEFAULT_EXEC_TIMEOUT_MS: u64 = 60_000;
     /// 1 MiB per stream, as the engine daemon keeps.
     pub const MAX_EXEC_OUTPUT_KIB: u64 = 1_024;
     /// A day: E2B's longest sandbox lifetime on its paid plans.
@@ -140,6 +143,7 @@ pub struct RawLimits {
     pub max_upstream_body_mib: Option<u64>,
     pub max_exec_timeout_ms: Option<u64>,
     pub max_exec_output_kib: Option<u64>,
+    pub default_exec_timeout_ms: Option<u64>,
     pub max_timeout_secs: Option<u64>,
     pub max_upstream_requests_per_call: Option<u64>,
     pub max_concurrent_upstream_requests: Option<usize>,
@@ -191,6 +195,7 @@ impl RawPolicy {
             ("max_upstream_body_mib", l.max_upstream_body_mib),
             ("max_exec_timeout_ms", l.max_exec_timeout_ms),
             ("max_exec_output_kib", l.max_exec_output_kib),
+            ("default_exec_timeout_ms", l.default_exec_timeout_ms),
             ("max_timeout_secs", l.max_timeout_secs),
             ("max_upstream_requests_per_call", l.max_upstream_requests_per_call),
             ("max_concurrent_upstream_requests", l.max_concurrent_upstream_requests.map(|v| v as u64)),
@@ -259,6 +264,9 @@ pub struct Limits {
     pub max_upstream_body_bytes: u64,
     /// Longest `timeout_ms` an exec may ask for (it stretches the call's budgets).
     pub max_exec_timeout_ms: u64,
+    /// The deadline of an exec that names none: the host always sends one, so it (never a
+    /// provider's own default) governs the call's upstream waits. At most `max_exec_timeout_ms`.
+    pub default_exec_timeout_ms: u64,
     /// Output an exec keeps per stream; the rest is cut and counted (`runtime/output.rs`).
     pub max_exec_output_bytes: usize,
     /// Longest lifetime `set_timeout` or `resume` may ask for.
@@ -417,6 +425,10 @@ impl PluginPolicy {
                 max_response_bytes: (l.max_response_kib.unwrap_or(defaults::MAX_RESPONSE_KIB) as usize).saturating_mul(1024),
                 max_upstream_body_bytes: l.max_upstream_body_mib.unwrap_or(defaults::MAX_UPSTREAM_BODY_MIB).saturating_mul(1 << 20),
                 max_exec_timeout_ms: l.max_exec_timeout_ms.unwrap_or(defaults::MAX_EXEC_TIMEOUT_MS),
+                default_exec_timeout_ms: l
+                    .default_exec_timeout_ms
+                    .unwrap_or(defaults::DEFAULT_EXEC_TIMEOUT_MS)
+                    .min(l.max_exec_timeout_ms.unwrap_or(defaults::MAX_EXEC_TIMEOUT_MS)),
                 max_exec_output_bytes: (l.max_exec_output_kib.unwrap_or(defaults::MAX_EXEC_OUTPUT_KIB) as usize).saturating_mul(1024),
                 max_timeout_secs: l.max_timeout_secs.unwrap_or(defaults::MAX_TIMEOUT_SECS),
             },
