@@ -10,6 +10,7 @@ cargo build --quiet --manifest-path tests/fixtures/Cargo.toml --target wasm32-wa
 for dir in tests/fixtures/*/; do
   name=$(basename "$dir")
   [ -f "$dir/Cargo.toml" ] || continue
+  grep -q cdylib "$dir/Cargo.toml" || continue  # a library the fixtures share (the 0.1.0 kit)
   crate=$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -1)
   cp "target/fixtures/wasm32-wasip2/plugin/${crate//-/_}.wasm" "tests/fixtures/$name.wasm"
 done

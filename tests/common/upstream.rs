@@ -21,7 +21,7 @@ pub trait Upstream: Sized + Send + Sync + 'static {
     async fn start() -> Self;
 
     /// The component under test: `plugins/<PROVIDER>.wasm` unless a suite runs an older
-    /// build (e.g. the frozen 0.1.0 one in `tests/compat/`).
+    /// build (e.g. the 0.1.0 e2b built from `tests/fixtures/compat-e2b-v0-1-0`).
     fn wasm() -> std::path::PathBuf {
         crate::plugin_wasm(Self::PROVIDER)
     }

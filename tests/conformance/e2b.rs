@@ -63,8 +63,9 @@ impl Upstream for E2bUpstream {
     }
 }
 
-/// [`E2bUpstream`] driving `tests/compat/v0.1.0/e2b.wasm`, the e2b plugin as built for
-/// world 0.1.0 (kept as a binary: its source moved on with the world).
+/// [`E2bUpstream`] driving the e2b plugin as released for world 0.1.0, built from its
+/// frozen source (`tests/fixtures/compat-e2b-v0-1-0`, on the 0.1.0 kit) by
+/// `scripts/build-fixtures.sh`.
 pub struct E2bV01Upstream(pub E2bUpstream);
 
 impl Upstream for E2bV01Upstream {
@@ -76,7 +77,9 @@ impl Upstream for E2bV01Upstream {
         E2bV01Upstream(E2bUpstream::start().await)
     }
     fn wasm() -> std::path::PathBuf {
-        sandbox_tests::root().join("tests/compat/v0.1.0/e2b.wasm")
+        let wasm = sandbox_tests::root().join("tests/fixtures/compat-e2b-v0-1-0.wasm");
+        assert!(wasm.exists(), "{} is missing: run `bash scripts/build-fixtures.sh`", wasm.display());
+        wasm
     }
     fn sims(&self) -> Vec<&Sim> {
         self.0.sims()

@@ -12,7 +12,7 @@ mod morph;
 
 conformance_suite!(e2b_conformance, crate::e2b::E2bUpstream);
 // The same cases over the frozen build of the e2b plugin for world 0.1.0: old plugins
-// keep loading and keep their contract (tests/compat/README.md).
+// keep loading and keep their contract (tests/fixtures/compat-e2b-v0-1-0).
 conformance_suite!(e2b_v0_1_conformance, crate::e2b::E2bV01Upstream);
 conformance_suite!(morph_conformance, crate::morph::MorphUpstream);
 conformance_suite!(daytona_conformance, crate::daytona::DaytonaUpstream);
