@@ -19,7 +19,7 @@ use super::{router_claims, Bridge};
 use iii_sdk::engine::EngineFunctions;
 use iii_sdk::protocol::TriggerRequest;
 use serde_json::json;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -69,7 +69,7 @@ async fn after_connect(bridge: &Bridge) {
     let mut last_error = None;
     for _ in 0..CHECKS {
         tokio::time::sleep(SETTLE).await;
-        let listed = match list_on_engine(bridge).await {
+        let listed = match engine_functions(bridge).await.map(|f| f.into_keys().collect::<BTreeSet<_>>()) {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::debug!("could not list the engine's functions ({e}); checking again in {SETTLE:?}");
@@ -108,8 +108,9 @@ async fn after_connect(bridge: &Bridge) {
     }
 }
 
-/// The ids the engine lists in this worker's namespace.
-async fn list_on_engine(bridge: &Bridge) -> Result<BTreeSet<String>, String> {
+/// The `sandbox::` ids the engine lists in this worker's namespace → the owning worker's
+/// name (empty when the engine gives none). Used by the reattach check and the router.
+pub(super) async fn engine_functions(bridge: &Bridge) -> Result<BTreeMap<String, String>, String> {
     // Every id the host serves starts with `sandbox::` (provider, router and adapter ids).
     let mut request = TriggerRequest::new(EngineFunctions::LIST_FUNCTIONS, json!({"prefix": "sandbox::"}));
     request.timeout_ms = Some(LIST_TIMEOUT_MS);
@@ -120,6 +121,6 @@ async fn list_on_engine(bridge: &Bridge) -> Result<BTreeSet<String>, String> {
     Ok(functions
         .iter()
         .filter(|f| f["namespace"].as_str().unwrap_or("default") == namespace)
-        .filter_map(|f| f["function_id"].as_str().map(str::to_string))
-        .collect::<BTreeSet<_>>())
+        .filter_map(|f| Some((f["function_id"].as_str()?.to_string(), f["worker_name"].as_str().unwrap_or_default().to_string())))
+        .collect())
 }

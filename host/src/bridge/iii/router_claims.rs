@@ -20,9 +20,6 @@
 use super::Bridge;
 use crate::bridge::iii::router_function_id;
 use crate::Leaf;
-use iii_sdk::engine::EngineFunctions;
-use iii_sdk::protocol::TriggerRequest;
-use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -31,7 +28,6 @@ use std::time::Duration;
 const SETTLE: Duration = Duration::from_secs(1);
 /// Lists before and checks after, per connect.
 const CHECKS: usize = 8;
-const LIST_TIMEOUT_MS: u64 = 5_000;
 
 /// What the last claim found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -156,19 +152,8 @@ async fn list_until_answered(bridge: &Bridge) -> Option<BTreeMap<String, String>
 
 /// Bare `sandbox::<leaf>` ids in this worker's namespace → the owning worker's name.
 async fn list(bridge: &Bridge) -> Result<BTreeMap<String, String>, String> {
-    let mut request = TriggerRequest::new(EngineFunctions::LIST_FUNCTIONS, json!({"prefix": "sandbox::"}));
-    request.timeout_ms = Some(LIST_TIMEOUT_MS);
-    let answer = bridge.client.trigger(request).await.map_err(|e| e.to_string())?;
-    let namespace = bridge.client.namespace().unwrap_or_else(|| "default".into());
-    let functions =
-        answer["functions"].as_array().ok_or_else(|| format!("{} answered without a `functions` list", EngineFunctions::LIST_FUNCTIONS))?;
     let bare: BTreeSet<String> = Leaf::ALL.into_iter().map(router_function_id).collect();
-    Ok(functions
-        .iter()
-        .filter(|f| f["namespace"].as_str().unwrap_or("default") == namespace)
-        .filter_map(|f| Some((f["function_id"].as_str()?.to_string(), f["worker_name"].as_str().unwrap_or_default().to_string())))
-        .filter(|(id, _)| bare.contains(id))
-        .collect())
+    Ok(super::reattach::engine_functions(bridge).await?.into_iter().filter(|(id, _)| bare.contains(id)).collect())
 }
 
 #[cfg(test)]
