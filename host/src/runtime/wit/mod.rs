@@ -4,6 +4,55 @@
 //! and [`PluginPre`] picks the one the component exports, as Zed adapts old extension
 //! worlds. A leaf an old world lacks is simply not offered.
 
+/// What every world version has in common, implemented once over that version's generated
+/// modules (`types`, `log`, `config` in scope where it is invoked): the error record's
+/// conversion (its message bounded where it first becomes a host value, so a huge one is
+/// cut and freed before anything formats, logs or forwards it), and the `log` and
+/// `config` imports.
+macro_rules! shared_imports {
+    ($types:ident, $log:ident, $config:ident) => {
+        impl From<$types::Error> for crate::runtime::wit::PluginFailure {
+            fn from(e: $types::Error) -> Self {
+                use crate::runtime::wit::ErrorKind;
+                let kind = match e.kind {
+                    $types::ErrorKind::BadInput => ErrorKind::BadInput,
+                    $types::ErrorKind::NotFound => ErrorKind::NotFound,
+                    $types::ErrorKind::RateLimited => ErrorKind::RateLimited,
+                    $types::ErrorKind::QuotaExhausted => ErrorKind::QuotaExhausted,
+                    $types::ErrorKind::Unavailable => ErrorKind::Unavailable,
+                    $types::ErrorKind::AuthInvalid => ErrorKind::AuthInvalid,
+                    $types::ErrorKind::Unsupported => ErrorKind::Unsupported,
+                };
+                let message = crate::policy::plugin_text::bounded_owned(e.message, crate::policy::plugin_text::MAX_ERROR_MESSAGE_BYTES);
+                crate::runtime::wit::PluginFailure { kind, message, upstream_status: e.upstream_status, retry_after_ms: e.retry_after_ms }
+            }
+        }
+
+        impl $types::Host for crate::runtime::store::StoreState {}
+
+        impl $log::Host for crate::runtime::store::StoreState {
+            /// Through the call's log meter (`policy/log_budget.rs`).
+            fn log(&mut self, level: $log::Level, message: String) {
+                use crate::policy::log_budget::LogLevel;
+                let level = match level {
+                    $log::Level::Trace => LogLevel::Trace,
+                    $log::Level::Debug => LogLevel::Debug,
+                    $log::Level::Info => LogLevel::Info,
+                    $log::Level::Warn => LogLevel::Warn,
+                    $log::Level::Error => LogLevel::Error,
+                };
+                self.logs.write(level, message);
+            }
+        }
+
+        impl $config::Host for crate::runtime::store::StoreState {
+            fn get(&mut self, key: String) -> Option<String> {
+                self.config.get(&key).cloned()
+            }
+        }
+    };
+}
+
 pub mod v0_1;
 pub mod v0_2;
 

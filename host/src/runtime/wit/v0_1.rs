@@ -5,8 +5,6 @@
 
 use super::{tidy, Descriptor, ErrorKind, PluginFailure};
 use crate::contract::shapes::{Capability, ExecOutput, ExposedPort, PluginReply, Request, SandboxInfo};
-use crate::policy::log_budget::LogLevel;
-use crate::policy::plugin_text::{bounded_owned, MAX_ERROR_MESSAGE_BYTES};
 use crate::policy::CredentialSpec;
 use crate::runtime::output::OutputStream;
 use crate::runtime::store::StoreState;
@@ -53,24 +51,6 @@ impl From<types::Descriptor> for Descriptor {
                 .map(|c| CredentialSpec { name: c.name, header: c.header, value_prefix: c.value_prefix, hosts: c.hosts })
                 .collect(),
         }
-    }
-}
-
-impl From<types::Error> for PluginFailure {
-    /// Bounds the message here, where it first becomes a host value: a huge one is cut
-    /// (and its allocation freed) before anything formats, logs or forwards it.
-    fn from(e: types::Error) -> Self {
-        let kind = match e.kind {
-            types::ErrorKind::BadInput => ErrorKind::BadInput,
-            types::ErrorKind::NotFound => ErrorKind::NotFound,
-            types::ErrorKind::RateLimited => ErrorKind::RateLimited,
-            types::ErrorKind::QuotaExhausted => ErrorKind::QuotaExhausted,
-            types::ErrorKind::Unavailable => ErrorKind::Unavailable,
-            types::ErrorKind::AuthInvalid => ErrorKind::AuthInvalid,
-            types::ErrorKind::Unsupported => ErrorKind::Unsupported,
-        };
-        let message = bounded_owned(e.message, MAX_ERROR_MESSAGE_BYTES);
-        PluginFailure { kind, message, upstream_status: e.upstream_status, retry_after_ms: e.retry_after_ms }
     }
 }
 
@@ -167,24 +147,4 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<StoreState>) -> wa
     ProviderPlugin::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(linker, |s| s)
 }
 
-impl types::Host for StoreState {}
-
-impl log::Host for StoreState {
-    /// Through the call's log meter (`policy/log_budget.rs`).
-    fn log(&mut self, level: log::Level, message: String) {
-        let level = match level {
-            log::Level::Trace => LogLevel::Trace,
-            log::Level::Debug => LogLevel::Debug,
-            log::Level::Info => LogLevel::Info,
-            log::Level::Warn => LogLevel::Warn,
-            log::Level::Error => LogLevel::Error,
-        };
-        self.logs.write(level, message);
-    }
-}
-
-impl config::Host for StoreState {
-    fn get(&mut self, key: String) -> Option<String> {
-        self.config.get(&key).cloned()
-    }
-}
+shared_imports!(types, log, config);
