@@ -17,6 +17,8 @@ pub struct RawHostConfig {
     pub router: Option<RawRouter>,
     #[serde(default)]
     pub http_triggers: Vec<HttpTrigger>,
+    /// The E2B-compatible API (`e2b-api`, `serve --e2b-api`).
+    pub e2b_api: Option<crate::e2b_api::config::RawE2bApi>,
 }
 
 /// `router = <bool>`, or a `[router]` table.
@@ -103,6 +105,8 @@ pub struct HostConfig {
     pub http_triggers: Vec<HttpTrigger>,
     /// Record per-plugin metrics (on by default; benches measure the cost).
     pub metrics: bool,
+    /// `[e2b_api]` as written; resolved (key variables read) when the API starts.
+    pub e2b_api: crate::e2b_api::config::RawE2bApi,
 }
 
 impl HostConfig {
@@ -111,7 +115,15 @@ impl HostConfig {
     /// drop a plugin must not be able to plant native code.
     pub fn new(plugins_dir: PathBuf) -> Self {
         let cache_dir = crate::runtime::cache::default_dir(|name| std::env::var_os(name));
-        HostConfig { cache_dir, plugins_dir, default_provider: None, router: false, http_triggers: Vec::new(), metrics: true }
+        HostConfig {
+            cache_dir,
+            plugins_dir,
+            default_provider: None,
+            router: false,
+            http_triggers: Vec::new(),
+            metrics: true,
+            e2b_api: Default::default(),
+        }
     }
 
     pub fn from_raw(raw: RawHostConfig) -> Self {
@@ -122,6 +134,7 @@ impl HostConfig {
         c.default_provider = raw.default_provider;
         c.router = raw.router.is_some_and(|r| r.enabled());
         c.http_triggers = raw.http_triggers;
+        c.e2b_api = raw.e2b_api.unwrap_or_default();
         c
     }
 

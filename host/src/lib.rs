@@ -11,6 +11,7 @@
 //! - [`dispatch`]: [`dispatch::Host::call`], the entry point every front end uses.
 //! - [`router`]: `sandbox::<leaf>` → the named (or default) provider, in-process.
 //! - [`bridge`]: the host as an iii worker (registration, HTTP triggers, drain).
+//! - [`e2b_api`]: the E2B-compatible API (control plane and envd) for the E2B SDKs.
 //! - [`metrics`]: per-plugin counters and histograms (Prometheus text, JSON).
 //! - [`cli`]: the `sandbox-host` subcommands.
 //!
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod dispatch;
+pub mod e2b_api;
 pub mod in_flight;
 pub mod metrics;
 pub mod plugin;

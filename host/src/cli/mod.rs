@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod check;
+pub mod e2b_api;
 pub mod plugins;
 pub mod serve;
 pub mod stats;
@@ -83,6 +84,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Per-plugin metrics of a running `serve --metrics-addr`.
     Stats(stats::StatsArgs),
+    /// Serve the E2B-compatible API (control plane and envd) for every plugin; no engine needed.
+    E2bApi(e2b_api::E2bApiArgs),
 }
 
 /// Runs the parsed command; returns the process exit status.
@@ -93,5 +96,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Call(a) => call::run(&cli.global, a).await,
         Command::Serve(a) => serve::run(&cli.global, a).await,
         Command::Stats(a) => stats::run(&cli.global, a).await,
+        Command::E2bApi(a) => e2b_api::run(&cli.global, a).await,
     }
 }

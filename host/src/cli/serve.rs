@@ -40,10 +40,19 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics (GET /metrics) and JSON stats (GET /stats) on this address.
     #[arg(long, env = "SANDBOX_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Also serve the E2B-compatible API (see `e2b-api`), in this process.
+    #[arg(long)]
+    pub e2b_api: bool,
+    /// Its address (default: `[e2b_api] listen`, else 127.0.0.1:3000).
+    #[arg(long, requires = "e2b_api")]
+    pub e2b_api_listen: Option<std::net::SocketAddr>,
+    /// Serve it without API keys; refused unless the address is loopback.
+    #[arg(long, requires = "e2b_api")]
+    pub e2b_api_insecure_no_auth: bool,
 }
 
 /// How long each provider's start-up list may take.
-const RECONCILE_AT_START: Duration = Duration::from_secs(15);
+pub(crate) const RECONCILE_AT_START: Duration = Duration::from_secs(15);
 
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     let mut config = global.host_config()?;
@@ -83,6 +92,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
         let listener: Arc<dyn ReloadListener> = bridge.clone();
         tokio::spawn(watch(host.clone(), Duration::from_millis(args.watch_interval_ms.max(10)), Some(listener), stop_rx.clone()));
     }
+    if args.e2b_api {
+        let bound = crate::cli::e2b_api::start(host.clone(), args.e2b_api_listen, args.e2b_api_insecure_no_auth, stop_rx.clone()).await?;
+        eprintln!("e2b api on http://{bound}");
+    }
     if let Some(addr) = args.metrics_addr {
         let bound = crate::cli::stats::serve_metrics(host.clone(), addr, stop_rx).await?;
         eprintln!("metrics on http://{bound}/metrics");
@@ -117,7 +130,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
     tokio::select! {

@@ -396,7 +396,7 @@ pub mod reply {
             "state": s.state.as_str(),
             "started_at": s.started_at,
             "ends_at": s.ends_at,
-            "metadata": s.metadata.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<String, Value>>(),
+            "metadata": string_map(&s.metadata),
         })
     }
 
@@ -425,6 +425,8 @@ pub mod reply {
                     "state": s.state.as_str(),
                     "name": s.name(),
                     "age_secs": s.age_secs(now),
+                    "ends_at": s.ends_at,
+                    "metadata": string_map(&s.metadata),
                 })
             })
             .collect();
@@ -446,8 +448,12 @@ pub mod reply {
     }
 
     pub fn exposed(port: &ExposedPort) -> Value {
-        let headers: serde_json::Map<String, Value> = port.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        json!({ "url": port.url, "headers": headers })
+        json!({ "url": port.url, "headers": string_map(&port.headers) })
+    }
+
+    /// A string map as a JSON object (a later duplicate key wins, as in the caller's JSON).
+    fn string_map(pairs: &StringMap) -> Value {
+        Value::Object(pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
     }
 
     /// Inline UTF-8 `body` only under this size, as the engine daemon's `fs::read`.
