@@ -2,6 +2,7 @@
 //! loopback floor and the iii bridge, all in one run, printed as ratios. Never a test:
 //! numbers depend on the machine; the ratios are what `BENCHMARKS.md` tracks.
 
+mod e2b_api;
 mod measure;
 mod native;
 mod streaming;
@@ -19,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const KEY: &str = "e2b_bench_key";
+pub(crate) const KEY: &str = "e2b_bench_key";
 const N: usize = 2000;
 const WINDOW: Duration = Duration::from_secs(2);
 
@@ -62,6 +63,7 @@ async fn main() {
         Some("profile") => return profile().await,
         Some("profile-native") => return profile_native().await,
         Some("streaming") => return streaming::run(&sandbox_tests::root()).await,
+        Some("e2b-api") => return e2b_api::run(&sandbox_tests::root()).await,
         _ => {}
     }
     let root = sandbox_tests::root();
@@ -190,6 +192,7 @@ async fn main() {
     startup(&root, &addr.to_string()).await;
     memory(&root, &host_on).await;
     streaming::run(&root).await;
+    e2b_api::run(&root).await;
     bridge.shutdown().await;
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const KEY: &str = "e2b_bench_key";
 
-async fn e2b_host(root: &Path, sim: &E2bSim, cache: &Path) -> (Arc<Host>, tempfile::TempDir) {
+pub(crate) async fn e2b_host(root: &Path, sim: &E2bSim, cache: &Path) -> (Arc<Host>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(root.join("plugins/e2b.wasm"), dir.path().join("e2b.wasm")).expect("plugins/e2b.wasm: run `just build-plugins`");
     std::fs::write(dir.path().join("e2b.toml"), sim.policy_toml()).unwrap();
