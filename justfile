@@ -27,8 +27,32 @@ build: build-plugins
 demo: build
     bash scripts/demo.sh
 
+# The official E2B SDK, unmodified, driving Morph, Daytona and E2B (simulators) through `sandbox-host e2b-api`.
+e2b-demo: build python-deps
+    bash scripts/e2b-demo.sh
+
+# The tests' Python packages (the official E2B SDK, tests/e2b_sdk/requirements.txt) in .venv/.
+# Fast when they are already there: only a missing or different version runs pip.
+python-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=.venv
+    if [ ! -x "$venv/bin/python" ]; then
+      rm -rf "$venv"
+      python=${PYTHON:-python3}
+      if ! "$python" -m venv "$venv"; then
+        echo "error: '$python -m venv' failed (Debian/Ubuntu: apt install python3-venv)" >&2
+        exit 1
+      fi
+    fi
+    check='import e2b, importlib.metadata as m; assert m.version("e2b") == "2.63.0", m.version("e2b")'
+    if ! "$venv/bin/python" -c "$check" >/dev/null 2>&1; then
+      "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/e2b_sdk/requirements.txt
+      "$venv/bin/python" -c "$check"
+    fi
+
 # Everything CI runs: formatting and lints, plugins and fixtures built, then every test in the workspace.
-test: fmt-check build-plugins build-fixtures lint
+test: fmt-check python-deps build-plugins build-fixtures lint
     cargo build -p sandbox-host
     cargo test --workspace --exclude e2b --exclude morph --exclude daytona
     # Guest crates: their logic tests, natively (their cdylib only links for wasm32-wasip2).

@@ -5,7 +5,7 @@ use super::errors::ApiError;
 use super::http::{self, Reply};
 use super::ids::{resolve_template, SandboxRef};
 use super::{quota, views, E2bApi, Owned};
-use crate::contract::shapes::{Leaf, SandboxState};
+use crate::contract::shapes::{Capability, Leaf, SandboxState};
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 use serde_json::{json, Map, Value};
@@ -175,11 +175,28 @@ async fn create(api: &E2bApi, caller: super::auth::Caller, body: Map<String, Val
         }
         None => None,
     };
+    let lifetime = payload["idle_timeout_secs"].as_u64().unwrap_or(DEFAULT_TIMEOUT_SECS);
     let created = api.call(&template.provider, Leaf::Create, payload).await?;
     let upstream_id = created["sandbox_id"].as_str().unwrap_or_default();
     let sandbox = SandboxRef::new(&template.provider, upstream_id);
+    ensure_lifetime(api, &sandbox, &created, lifetime).await?;
     let token = api.keys.envd_token(caller, &sandbox.id());
     Ok(http::json(201, &views::sandbox(template_id, &sandbox, &token)))
+}
+
+/// E2B's `timeout` is a lifetime. A provider whose create took it as an idle interval
+/// (Daytona's auto-stop) reports no end: the lifetime is set with `set_timeout` too. If
+/// that fails the sandbox is stopped, so the caller neither gets nor leaks a sandbox
+/// that would outlive what they asked for.
+async fn ensure_lifetime(api: &E2bApi, sandbox: &SandboxRef, created: &Value, secs: u64) -> Result<(), ApiError> {
+    if !created["ends_at"].is_null() || !api.offers(&sandbox.provider, Capability::SetTimeout) {
+        return Ok(());
+    }
+    let payload = json!({ "sandbox_id": sandbox.upstream_id, "timeout_secs": secs });
+    let Err(e) = api.call(&sandbox.provider, Leaf::SetTimeout, payload).await else { return Ok(()) };
+    let stop = api.call(&sandbox.provider, Leaf::Stop, json!({ "sandbox_id": sandbox.upstream_id })).await;
+    let undone = if stop.is_ok() { "it was stopped" } else { "stopping it failed too; kill it" };
+    Err(ApiError { message: format!("setting sandbox {}'s lifetime failed ({undone}): {}", sandbox.id(), e.message), ..e })
 }
 
 async fn set_timeout(api: &E2bApi, owned: &Owned, secs: u64) -> Result<(), ApiError> {

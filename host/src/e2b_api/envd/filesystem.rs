@@ -1,9 +1,9 @@
 //! `filesystem.Filesystem/{Stat,ListDir,MakeDir,Remove,Move}` for every provider, as
 //! one POSIX shell script run through the exec leaf: the contract has no directory
-//! leaves, and every sandbox has `sh` and GNU `find`. Entries come back as `find
-//! -printf` records (NUL-terminated, so newlines in names survive) and become envd's
-//! `EntryInfo`; the script's exit status says not found / already exists / not a
-//! directory.
+//! leaves, and every sandbox has `sh`, `od` and GNU `find`. Entries are `find -printf`
+//! records, NUL-terminated so newlines in names survive, sent as hex through `od`
+//! (Daytona's exec drops NUL bytes from output), and become envd's `EntryInfo`; the
+//! script's exit status says not found / already exists / not a directory.
 
 use super::super::errors::ConnectError;
 use super::super::E2bApi;
@@ -20,13 +20,14 @@ const FAILED: i64 = 47;
 /// the command's working directory, the sandbox user's home, as envd does.
 const SCRIPT: &str = r#"
 abs() { case "$1" in /*) printf '%s' "$1";; *) printf '%s/%s' "$PWD" "$1";; esac; }
-entry() { find "$1" -maxdepth 0 -printf '%y\t%s\t%m\t%M\t%u\t%g\t%T@\t%l\t%p\0'; }
+fmt='%y\t%s\t%m\t%M\t%u\t%g\t%T@\t%l\t%p\0'
+entry() { find "$1" -maxdepth 0 -printf "$fmt" | od -An -v -tx1; }
 exists() { [ -e "$1" ] || [ -L "$1" ]; }
 p=$(abs "$2")
 case "$1" in
   stat) exists "$p" || exit 44; entry "$p" ;;
   list) exists "$p" || exit 44; [ -d "$p" ] || exit 46
-        find "$p" -mindepth 1 -maxdepth "$3" -printf '%y\t%s\t%m\t%M\t%u\t%g\t%T@\t%l\t%p\0' ;;
+        find "$p" -mindepth 1 -maxdepth "$3" -printf "$fmt" | od -An -v -tx1 ;;
   mkdir) exists "$p" && exit 45; mkdir -p -- "$p" || exit 47; entry "$p" ;;
   remove) rm -rf -- "$p" || exit 47 ;;
   move) exists "$p" || exit 44; d=$(abs "$3"); mkdir -p -- "$(dirname -- "$d")" || exit 47
@@ -82,7 +83,7 @@ pub async fn call(api: &E2bApi, t: &Target, method: &str, message: &Value) -> Re
             ))
         }
     }
-    let entries: Vec<Value> = stdout.split('\0').filter(|r| !r.is_empty()).filter_map(entry_info).collect();
+    let entries: Vec<Value> = records(stdout)?.iter().filter_map(|r| entry_info(r)).collect();
     Ok(match method {
         "ListDir" => json!({ "entries": entries }),
         "Remove" => json!({}),
@@ -90,6 +91,13 @@ pub async fn call(api: &E2bApi, t: &Target, method: &str, message: &Value) -> Re
             json!({ "entry": entries.into_iter().next().ok_or_else(|| ConnectError::new("internal", format!("{method} printed no entry")))? })
         }
     })
+}
+
+/// The NUL-terminated records in `od`'s hex dump.
+fn records(dump: &str) -> Result<Vec<String>, ConnectError> {
+    let hex: String = dump.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let bytes = hex::decode(&hex).map_err(|_| ConnectError::new("internal", "the sandbox's od printed something other than hex"))?;
+    Ok(bytes.split(|b| *b == 0).filter(|r| !r.is_empty()).map(|r| String::from_utf8_lossy(r).into_owned()).collect())
 }
 
 /// One `find -printf` record as envd's `EntryInfo`.
@@ -153,17 +161,19 @@ mod tests {
         assert_eq!(run("stat", "nope", "").0, NOT_FOUND as i32);
         let (code, out) = run("mkdir", "d/e", "");
         assert_eq!(code, 0);
-        let made = entry_info(out.trim_end_matches('\0')).unwrap();
+        let made = entry_info(&records(&out).unwrap()[0]).unwrap();
         assert_eq!(made["type"], "FILE_TYPE_DIRECTORY");
         assert!(made["path"].as_str().unwrap().ends_with("/d/e") && made["path"].as_str().unwrap().starts_with('/'));
         assert_eq!(run("mkdir", "d/e", "").0, EXISTS as i32);
         std::fs::write(dir.path().join("d/f.txt"), "hi").unwrap();
+        std::fs::write(dir.path().join("d/two\nlines"), "").unwrap();
         let (code, out) = run("list", "d", "1");
         assert_eq!(code, 0);
+        assert!(!out.contains('\0'), "no NUL byte in the output: Daytona's exec drops them");
         let mut names: Vec<String> =
-            out.split('\0').filter(|r| !r.is_empty()).map(|r| entry_info(r).unwrap()["name"].as_str().unwrap().to_string()).collect();
+            records(&out).unwrap().iter().map(|r| entry_info(r).unwrap()["name"].as_str().unwrap().into()).collect();
         names.sort();
-        assert_eq!(names, ["e", "f.txt"]);
+        assert_eq!(names, ["e", "f.txt", "two\nlines"]);
         assert_eq!(run("list", "d/f.txt", "1").0, NOT_A_DIR as i32);
         assert_eq!(run("move", "d/f.txt", "g/h.txt").0, 0);
         assert!(dir.path().join("g/h.txt").exists());
