@@ -8,6 +8,7 @@
 mod cli;
 mod raw;
 mod restart;
+mod stream;
 
 use provider_sims::daytona::DaytonaSim;
 use provider_sims::e2b::E2bSim;

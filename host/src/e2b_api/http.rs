@@ -133,6 +133,8 @@ async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 
 type Handler = Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
 
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves connections from `listener` with `handler` until `stop` turns true. Open
 /// connections finish the request they are on.
 pub async fn serve(listener: tokio::net::TcpListener, mut stop: tokio::sync::watch::Receiver<bool>, handler: Handler) {
@@ -156,8 +158,13 @@ pub async fn serve(listener: tokio::net::TcpListener, mut stop: tokio::sync::wat
                 let answer = handler(req);
                 async move { Ok::<_, Infallible>(answer.await) }
             });
-            let conn =
-                hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            // A client that never finishes its request head would hold a connection at
+            // no cost to itself: it gets HEADER_READ_TIMEOUT, then the connection closes.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             if let Err(e) = conn.await {
                 tracing::debug!("e2b api: connection ended: {e}");
             }
