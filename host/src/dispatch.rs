@@ -30,6 +30,8 @@ pub struct Host {
     pub settling: Arc<Settlements>,
     /// Lifecycle events (created, paused, resumed, stopped, reaped) for front ends.
     pub events: Events,
+    /// Moves absolute upstream lifetimes while sandboxes are used (idle semantics).
+    pub keepalive: Arc<crate::calls::keepalive::KeepAlive>,
 }
 
 impl Host {
@@ -56,7 +58,8 @@ impl Host {
         }
         let metrics = crate::metrics::Metrics::new(config.metrics);
         let events = Events::default();
-        Ok((Arc::new(Host { config, loader, registry, metrics, settling: Arc::default(), events }), diags))
+        let keepalive = Arc::default();
+        Ok((Arc::new(Host { config, loader, registry, metrics, settling: Arc::default(), events, keepalive }), diags))
     }
 
     /// Runs `leaf` on `provider` with the caller's JSON `payload`.
@@ -102,7 +105,7 @@ impl Host {
             Err(e) => return (Err(e), None),
         };
         let book = self.registry.book(provider);
-        let call = Call { plugin, book: &book, settling: &self.settling, events: &self.events };
+        let call = Call { plugin, book: &book, settling: &self.settling, events: &self.events, keepalive: &self.keepalive };
         let run = std::panic::AssertUnwindSafe(calls::execute(&call, req, tap)).catch_unwind();
         match run.await {
             Ok(done) => done,

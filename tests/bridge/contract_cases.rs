@@ -83,7 +83,7 @@ pub async fn the_router_dispatches_in_process_and_passes_codes_through(engine: &
     // The plugin's own code passes through unchanged, never wrapped in S502.
     let e = engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "ubuntu"})).await.unwrap_err();
     assert_eq!(e.code, "S100");
-    sim.api.inject(Fault::new("POST", "/sandboxes", 429, r#"{"code":429,"message":"slow down"}"#));
+    sim.api.inject(Fault::new("POST", "/v2/sandboxes", 429, r#"{"code":429,"message":"slow down"}"#));
     let e = engine.invoke("sandbox::create", json!({"provider": "e2b", "image": "base"})).await.unwrap_err();
     assert_eq!(e.code, "S500");
     let e = engine.invoke("sandbox::create", json!({"provider": 7, "image": "base"})).await.unwrap_err();

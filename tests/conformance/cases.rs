@@ -60,7 +60,13 @@ pub async fn create_returns_the_contract_shape<U: Upstream>() {
     assert!(!v["sandbox_id"].as_str().unwrap().is_empty());
     assert!(is_rfc3339(v["started_at"].as_str().unwrap()), "{v}");
     assert_eq!(v["state"], "running", "{v}");
-    assert_eq!(v.as_object().unwrap().len(), 5, "exactly the contract's fields: {v}");
+    let fields: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    let optional = ["ends_at", "name", "ignored"];
+    assert!(
+        fields.iter().all(|f| ["sandbox_id", "image", "capabilities", "started_at", "state"].contains(f) || optional.contains(f)),
+        "only the contract's fields: {v}"
+    );
+    assert!(v["ends_at"].is_null() || is_rfc3339(v["ends_at"].as_str().unwrap()), "{v}");
     assert_eq!(up.live(), 1);
     let (method, path) = U::route(Leaf::Create, "");
     let sent: Vec<_> = up.api().requests().into_iter().filter(|r| r.method == method && r.path.starts_with(&path)).collect();
@@ -179,7 +185,8 @@ pub async fn list_reconciles_with_upstream<U: Upstream>() {
         assert!(is_rfc3339(r["started_at"].as_str().unwrap()), "{r}");
         assert_eq!(r["state"], "running", "{r}");
         assert!(r["age_secs"].is_u64() && r.get("name").is_some(), "{r}");
-        assert_eq!(r.as_object().unwrap().len(), 6, "{r}");
+        assert!(r["metadata"].is_object() && (r["ends_at"].is_null() || is_rfc3339(r["ends_at"].as_str().unwrap())), "{r}");
+        assert_eq!(r.as_object().unwrap().len(), 8, "{r}");
     }
     // The out-of-band sandbox now holds a slot, and stopping it releases it once.
     h.ok(U::PROVIDER, Leaf::Stop, json!({"sandbox_id": theirs})).await;
@@ -555,6 +562,48 @@ pub async fn a_quiet_command_longer_than_the_byte_limits_finishes_within_its_dea
     }
 }
 
+/// `idle_timeout_secs` is idle everywhere: where the upstream's end is absolute (the
+/// create reports an end time), use moves it — at most once per quarter of the window —
+/// until a caller's own `set_timeout` fixes it; an idle upstream gets no such calls.
+pub async fn an_idle_lifetime_moves_while_the_sandbox_is_used_until_a_caller_fixes_it<U: Upstream>() {
+    let (up, h) = fresh::<U>("").await;
+    let created = h.ok(U::PROVIDER, Leaf::Create, json!({"image": U::IMAGE, "idle_timeout_secs": 4})).await;
+    let id = created["sandbox_id"].as_str().unwrap().to_string();
+    let (method, path) = U::route(Leaf::SetTimeout, &id);
+    let refreshes = || up.requests().iter().filter(|r| r.method == method && r.path.starts_with(&path)).count();
+    let exec = json!({"sandbox_id": id, "cmd": "true"});
+    h.ok(U::PROVIDER, Leaf::Exec, exec.clone()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(refreshes(), 0, "within the first quarter of the window nothing is refreshed");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    h.ok(U::PROVIDER, Leaf::Exec, exec.clone()).await;
+    // An absolute end is one the upstream reports (create, else get); Daytona's is idle.
+    let reported_end = created["ends_at"].is_string()
+        || (offers::<U>(&h, Leaf::Get) && h.ok(U::PROVIDER, Leaf::Get, json!({"sandbox_id": id})).await["ends_at"].is_string());
+    let absolute = reported_end && offers::<U>(&h, Leaf::SetTimeout);
+    if !absolute {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(refreshes(), 0, "an upstream without an end time is idle by itself: {created}");
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while refreshes() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(refreshes(), 1, "one refresh for the exec a quarter-window later");
+    if offers::<U>(&h, Leaf::Get) {
+        let got = h.ok(U::PROVIDER, Leaf::Get, json!({"sandbox_id": id})).await;
+        let end = |v: &Value| chrono::DateTime::parse_from_rfc3339(v["ends_at"].as_str().unwrap()).unwrap();
+        assert!(end(&got) > end(&created), "the upstream end moved: {created} → {got}");
+    }
+    h.ok(U::PROVIDER, Leaf::SetTimeout, json!({"sandbox_id": id, "timeout_secs": 600})).await;
+    let fixed = refreshes();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    h.ok(U::PROVIDER, Leaf::Exec, exec).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(refreshes(), fixed, "after the caller's set_timeout the host no longer moves the end");
+}
+
 /// Generates one `#[tokio::test]` per case for `$upstream`.
 macro_rules! conformance_suite {
     ($suite:ident, $upstream:ty) => {
@@ -594,6 +643,7 @@ macro_rules! conformance_suite {
             case!(a_payload_in_the_engine_daemons_shapes_runs_unchanged);
             case!(exec_output_over_the_budget_is_cut_and_flagged);
             case!(a_quiet_command_longer_than_the_byte_limits_finishes_within_its_deadline);
+            case!(an_idle_lifetime_moves_while_the_sandbox_is_used_until_a_caller_fixes_it);
         }
     };
 }

@@ -42,7 +42,7 @@ impl Upstream for E2bUpstream {
 
     fn route(leaf: Leaf, id: &str) -> (&'static str, String) {
         match leaf {
-            Leaf::Create => ("POST", "/sandboxes".into()),
+            Leaf::Create => ("POST", "/v2/sandboxes".into()),
             Leaf::Stop => ("DELETE", format!("/sandboxes/{id}")),
             Leaf::List => ("GET", "/v2/sandboxes".into()),
             Leaf::Snapshot | Leaf::Pause => ("POST", format!("/sandboxes/{id}/pause")),
@@ -93,8 +93,12 @@ impl Upstream for E2bV01Upstream {
     fn needs_credential(req: &Recorded) -> bool {
         E2bUpstream::needs_credential(req)
     }
+    /// As released for 0.1.0, the plugin created through the deprecated `POST /sandboxes`.
     fn route(leaf: Leaf, id: &str) -> (&'static str, String) {
-        E2bUpstream::route(leaf, id)
+        match leaf {
+            Leaf::Create => ("POST", "/sandboxes".into()),
+            _ => E2bUpstream::route(leaf, id),
+        }
     }
     fn live(&self) -> usize {
         self.0.live()
@@ -132,7 +136,7 @@ async fn create_sends_the_documented_body_and_a_secure_sandbox_gets_its_token_on
     let created = h.ok("e2b", Leaf::Create, json!({"image":"base","idle_timeout_secs":120,"env":{"A":"1"},"metadata":{"team":"x"}})).await;
     let id = created["sandbox_id"].as_str().unwrap().to_string();
     let reqs = up.0.api.requests();
-    let create = reqs.iter().find(|r| r.route() == "POST /sandboxes").unwrap();
+    let create = reqs.iter().find(|r| r.route() == "POST /v2/sandboxes").unwrap();
     assert_eq!(
         create.json(),
         json!({"templateID":"base","timeout":120,"autoPause":false,"secure":true,"envVars":{"A":"1"},"metadata":{"team":"x"}})

@@ -115,7 +115,7 @@ async fn call_validates_before_it_reconciles_and_its_reconcile_is_free() {
 async fn call_stops_the_sandbox_of_a_create_it_abandoned_before_exiting() {
     let up = E2bUpstream::start().await;
     // Answered after the 1.5 s wall, within the overtime that follows it.
-    up.api().inject(Fault::late_answer("POST", "/sandboxes", Duration::from_millis(2500)));
+    up.api().inject(Fault::late_answer("POST", "/v2/sandboxes", Duration::from_millis(2500)));
     let (status, stderr) = cli_call(&up, "[limits]\ncall_timeout_ms = 1500", "create", r#"{"image": "base"}"#).await;
     assert_eq!(status, 5, "{stderr}");
     assert!(stderr.contains("[S701]"), "{stderr}");

@@ -79,6 +79,11 @@ pub(super) async fn create(call: &Call<'_>, req: Request) -> Answered {
                 metadata,
             };
             let live = LiveSandbox { image: image.clone(), started_at: Some(started_at), name: row.name().map(str::to_string) };
+            // An upstream end time is absolute (E2B, Morph): kept moving while in use.
+            if let Some(ends) = row.ends_at.as_deref().and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok()) {
+                let left = (ends.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds().max(1) as u64;
+                call.keepalive.track(plugin, &info.sandbox_id, c.idle_timeout_secs.unwrap_or(left));
+            }
             reservation.commit(info.sandbox_id, live);
             call.events.emit(EventKind::Created, name, &row.sandbox_id, &image);
             Ok(reply::created(&row, plugin.capabilities(), &ignored))

@@ -28,7 +28,11 @@ pub(super) async fn exec(call: &Call<'_>, mut req: Request, tap: Option<OutputTa
     if e.stdin.is_some() && !plugin.capabilities().contains(&Capability::ExecStdin) {
         return (Err(unsupported_field(name, Leaf::Exec, "stdin", "exec_stdin")), None);
     }
+    let busy_secs = e.timeout_ms.unwrap_or(0).div_ceil(1000);
+    call.keepalive.touch(plugin, &e.sandbox_id, busy_secs);
+    let sandbox_id = e.sandbox_id.clone();
     let (outcome, stats) = invoke::run_tapped(plugin, &req, wall_budget(plugin, &req), tap).await;
+    call.keepalive.touch(plugin, &sandbox_id, 0);
     if stats.output_cut_bytes > 0 {
         tracing::info!(plugin = name, cut_bytes = stats.output_cut_bytes, "exec output beyond limits.max_exec_output_kib was cut");
     }

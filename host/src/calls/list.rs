@@ -39,6 +39,7 @@ pub(super) async fn list(call: &Call<'_>) -> Answered {
 pub(super) async fn get(call: &Call<'_>, req: Request) -> Answered {
     let plugin = call.plugin;
     let name = &*plugin.name;
+    call.keepalive.touch(plugin, req.sandbox_id().unwrap_or_default(), 0);
     let (outcome, stats) = invoke::run(plugin, &req, wall_budget(plugin, &req)).await;
     let result = answer(plugin, Leaf::Get, outcome).and_then(|r| match r {
         PluginReply::Got(info) => {

@@ -10,6 +10,7 @@ pub mod create;
 pub mod events;
 pub mod exec;
 pub mod files;
+pub mod keepalive;
 pub mod list;
 pub mod stop;
 
@@ -21,16 +22,18 @@ use crate::runtime::invoke::CallStats;
 use crate::runtime::output::OutputTap;
 use abandoned::Settlements;
 use events::Events;
+use keepalive::KeepAlive;
 use serde_json::Value;
 use std::sync::Arc;
 
 /// What one call runs against: the plugin, its slot book, and the host's settlement
-/// tasks and event channel.
+/// tasks, event channel and idle-lifetime keeper.
 pub struct Call<'a> {
     pub plugin: &'a Arc<LoadedPlugin>,
     pub book: &'a Arc<SlotBook>,
     pub settling: &'a Arc<Settlements>,
     pub events: &'a Events,
+    pub keepalive: &'a Arc<KeepAlive>,
 }
 
 /// What a call answered, and what the host learnt running it (`None`: it never ran).
@@ -52,6 +55,9 @@ pub async fn execute(call: &Call<'_>, req: Request, tap: Option<OutputTap>) -> A
         Request::Get { .. } => list::get(call, req).await,
         Request::SetTimeout { .. } => stop::set_timeout(call, req).await,
         Request::Exec(_) => exec::exec(call, req, tap).await,
-        Request::Snapshot { .. } | Request::ExposePort { .. } | Request::FsRead { .. } | Request::FsWrite(_) => files::run(call, req).await,
+        Request::Snapshot { .. } | Request::ExposePort { .. } | Request::FsRead { .. } | Request::FsWrite(_) => {
+            call.keepalive.touch(call.plugin, req.sandbox_id().unwrap_or_default(), 0);
+            files::run(call, req).await
+        }
     }
 }

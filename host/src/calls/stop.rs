@@ -19,6 +19,7 @@ pub(super) async fn stop(call: &Call<'_>, sandbox_id: &str) -> Answered {
     let image = call.book.get(sandbox_id).map(|s| s.image).unwrap_or_default();
     let (result, stats) = stop_sandbox(call.plugin, call.book, sandbox_id, wall).await;
     if result.is_ok() {
+        call.keepalive.forget(&call.plugin.name, sandbox_id);
         call.events.emit(EventKind::Stopped, &call.plugin.name, sandbox_id, &image);
     }
     (result.map(|()| reply::stopped(sandbox_id)), Some(stats))
@@ -67,6 +68,9 @@ pub(super) async fn pause_or_resume(call: &Call<'_>, req: Request) -> Answered {
             Ok(reply::state(&sandbox_id, SandboxState::Paused))
         }
         (Leaf::Resume, PluginReply::Resumed) => {
+            if matches!(req, Request::Resume { timeout_secs: Some(_), .. }) {
+                call.keepalive.forget(&plugin.name, &sandbox_id);
+            }
             if image.is_none() {
                 call.book.adopt(sandbox_id.clone(), LiveSandbox { image: String::new(), started_at: None, name: None });
             }
@@ -87,6 +91,8 @@ pub(super) async fn set_timeout(call: &Call<'_>, req: Request) -> Answered {
     let (outcome, stats) = invoke::run(plugin, &req, wall_budget(plugin, &req)).await;
     let result = answer(plugin, Leaf::SetTimeout, outcome).and_then(|r| match r {
         PluginReply::TimeoutSet => {
+            // The caller chose the end: the host no longer moves it.
+            call.keepalive.forget(&plugin.name, sandbox_id);
             Ok(json!({ "sandbox_id": sandbox_id, "timeout_secs": timeout_secs, "ends_at": rfc3339_in(*timeout_secs) }))
         }
         other => Err(mismatch(&plugin.name, Leaf::SetTimeout, &other)),

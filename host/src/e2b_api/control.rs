@@ -179,17 +179,18 @@ async fn create(api: &E2bApi, caller: super::auth::Caller, body: Map<String, Val
     let created = api.call(&template.provider, Leaf::Create, payload).await?;
     let upstream_id = created["sandbox_id"].as_str().unwrap_or_default();
     let sandbox = SandboxRef::new(&template.provider, upstream_id);
-    ensure_lifetime(api, &sandbox, &created, lifetime).await?;
+    ensure_lifetime(api, &sandbox, lifetime).await?;
     let token = api.keys.envd_token(caller, &sandbox.id());
     Ok(http::json(201, &views::sandbox(template_id, &sandbox, &token)))
 }
 
-/// E2B's `timeout` is a lifetime. A provider whose create took it as an idle interval
-/// (Daytona's auto-stop) reports no end: the lifetime is set with `set_timeout` too. If
-/// that fails the sandbox is stopped, so the caller neither gets nor leaks a sandbox
-/// that would outlive what they asked for.
-async fn ensure_lifetime(api: &E2bApi, sandbox: &SandboxRef, created: &Value, secs: u64) -> Result<(), ApiError> {
-    if !created["ends_at"].is_null() || !api.offers(&sandbox.provider, Capability::SetTimeout) {
+/// E2B's `timeout` is a fixed lifetime; the contract's `idle_timeout_secs` is idle
+/// (Daytona's auto-stop; the host keeps E2B's and Morph's end moving while in use). An
+/// explicit `set_timeout` right after create fixes the end, as E2B's callers expect. If
+/// that fails the sandbox is stopped, so the caller neither gets nor leaks a sandbox that
+/// would outlive what they asked for.
+async fn ensure_lifetime(api: &E2bApi, sandbox: &SandboxRef, secs: u64) -> Result<(), ApiError> {
+    if !api.offers(&sandbox.provider, Capability::SetTimeout) {
         return Ok(());
     }
     let payload = json!({ "sandbox_id": sandbox.upstream_id, "timeout_secs": secs });

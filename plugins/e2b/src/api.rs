@@ -74,8 +74,9 @@ impl Detail {
     }
 }
 
-/// `POST /sandboxes` → 201 `Sandbox`. `timeout` is the sandbox's time to live; network
-/// off is `allow_internet_access: false` ("the same as denyOut 0.0.0.0/0").
+/// `POST /v2/sandboxes` → 201 `Sandbox` (SDK 2.63's route; `POST /sandboxes` is
+/// deprecated). `timeout` is the sandbox's time to live, absolute; network off is
+/// `allow_internet_access: false` ("the same as denyOut 0.0.0.0/0").
 pub async fn create(req: &CreateRequest) -> Result<Created, Error> {
     let timeout = i32::try_from(req.idle_timeout_secs)
         .map_err(|_| bad_input(format!("idle_timeout_secs {} is too large for E2B (an int32)", req.idle_timeout_secs)))?;
@@ -99,7 +100,7 @@ pub async fn create(req: &CreateRequest) -> Result<Created, Error> {
     if !req.network {
         body["allow_internet_access"] = json!(false);
     }
-    let reply = Call::post(format!("{}/sandboxes", base())).json(&body).send().await?;
+    let reply = Call::post(format!("{}/v2/sandboxes", base())).json(&body).send().await?;
     if reply.status == 404 {
         // On create, 404 means the template does not exist: the caller's input.
         let mut e = reply.error();

@@ -59,7 +59,12 @@ impl Provider for E2b {
             return Err(bad_input("E2B needs a template id or alias in `image` (e.g. \"base\")"));
         }
         let created = api::create(&req).await?;
-        Ok(provider_kit::running(created.sandbox_id, req.image, None))
+        // E2B's create answer has no times; its detail has the start and the absolute
+        // end the host needs to keep an idle lifetime moving.
+        match api::detail(&created.sandbox_id).await {
+            Ok(detail) => Ok(Sandbox { image: req.image, ..detail.into_sandbox() }),
+            Err(_) => Ok(provider_kit::running(created.sandbox_id, req.image, None)),
+        }
     }
 
     async fn exec(req: ExecRequest, output: Output<'_>) -> Result<ExecResult, Error> {

@@ -71,7 +71,8 @@ impl Provider for Morph {
             }
         }
         let image = instance.snapshot_id().unwrap_or_else(|| req.image.clone());
-        Ok(provider_kit::running(instance.id.clone(), image, instance.started_at()))
+        // With its TTL's absolute end, which the host keeps moving while the VM is used.
+        Ok(Sandbox { image, ..instance.to_sandbox() })
     }
 
     async fn exec(req: ExecRequest, output: Output<'_>) -> Result<ExecResult, Error> {
