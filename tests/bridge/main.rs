@@ -8,9 +8,10 @@
 //!
 //! Beside it: streaming exec over a channel (`stream.rs`), the opt-in router's claims
 //! next to another worker (`router_claims.rs`), lifecycle events published on
-//! `sandbox.lifecycle` (`lifecycle.rs`), and `sandbox-host call exec --stream`
-//! (`cli_stream.rs`).
+//! `sandbox.lifecycle` (`lifecycle.rs`), `sandbox-host call exec --stream`
+//! (`cli_stream.rs`), and the CLI with its stdout closed by the reader (`cli_pipe.rs`).
 
+mod cli_pipe;
 mod cli_stream;
 mod contract_cases;
 mod lifecycle;

@@ -5,6 +5,7 @@
 //! from any directory, and a cache entry for it would only serve a later `check` of the
 //! same bytes. So `--cache-dir` and `--no-cache` do not apply here.
 
+use super::out::{errln, outln};
 use super::GlobalArgs;
 use crate::plugin::loader::Loader;
 use crate::runtime::engine::Runtime;
@@ -25,22 +26,22 @@ pub async fn run(_global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<u8> {
     match loader.load_file(&args.file).await {
         Ok(p) => {
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&super::plugins::describe_json(&p))?);
+                outln!("{}", serde_json::to_string_pretty(&super::plugins::describe_json(&p))?)?;
             } else {
                 let d = &p.descriptor;
-                println!("ok: {} satisfies {}", args.file.display(), p.pre.world());
-                println!("name: {}\nversion: {}", d.name, d.version);
-                println!("capabilities: {}", d.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "));
-                println!("leaves: {}", p.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", "));
-                println!("default egress hosts: {}", d.default_egress_hosts.join(", "));
+                outln!("ok: {} satisfies {}", args.file.display(), p.pre.world())?;
+                outln!("name: {}\nversion: {}", d.name, d.version)?;
+                outln!("capabilities: {}", d.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))?;
+                outln!("leaves: {}", p.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", "))?;
+                outln!("default egress hosts: {}", d.default_egress_hosts.join(", "))?;
                 for c in &d.credentials {
-                    println!("credential: {} -> header {} (prefix {:?}) for {}", c.name, c.header, c.value_prefix, c.hosts.join(", "));
+                    outln!("credential: {} -> header {} (prefix {:?}) for {}", c.name, c.header, c.value_prefix, c.hosts.join(", "))?;
                 }
             }
             Ok(0)
         }
         Err(d) => {
-            eprintln!("error: {d}");
+            errln!("error: {d}");
             Ok(1)
         }
     }

@@ -3,11 +3,13 @@
 //!
 //! Exit statuses: 0 success; 1 usage or start-up failure; for `call`, the S-code's
 //! class (see [`crate::Code::exit_status`]): 2 caller error, 3 policy refusal,
-//! 4 upstream error, 5 plugin fault.
+//! 4 upstream error, 5 plugin fault. A standard output closed by its reader
+//! (`… | head -1`) ends any command quietly with status 0, as ripgrep does (`out.rs`).
 
 pub mod call;
 pub mod check;
 pub mod e2b_api;
+pub mod out;
 pub mod plugins;
 pub mod serve;
 pub mod stats;

@@ -1,5 +1,6 @@
 //! `sandbox-host plugins`: what is loaded, what each plugin offers, and the policy in force.
 
+use super::out::{out, outln};
 use super::GlobalArgs;
 use crate::plugin::LoadedPlugin;
 use crate::Host;
@@ -21,16 +22,16 @@ pub async fn run(global: &GlobalArgs, args: PluginsArgs) -> anyhow::Result<u8> {
             "plugins": plugins.iter().map(|p| describe_json(p)).collect::<Vec<_>>(),
             "failed": diags.iter().map(|d| json!({"file": d.file, "reason": d.reason})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         if plugins.is_empty() {
-            println!("no plugins loaded from {}", host.config.plugins_dir.display());
+            outln!("no plugins loaded from {}", host.config.plugins_dir.display())?;
         }
         for p in &plugins {
-            print!("{}", describe_text(p));
+            out!("{}", describe_text(p))?;
         }
         for d in &diags {
-            println!("FAILED {d}");
+            outln!("FAILED {d}")?;
         }
     }
     Ok(if diags.is_empty() { 0 } else { 1 })

@@ -2,6 +2,7 @@
 //! (and, with `--router`, the bare `sandbox::<leaf>` ids no other worker owns), serves
 //! until SIGINT/SIGTERM, then drains in-flight calls within the grace period and exits 0.
 
+use super::out::errln;
 use super::GlobalArgs;
 use crate::bridge::iii::{Bridge, BridgeOptions};
 use crate::plugin::watch::{watch, ReloadListener};
@@ -67,19 +68,19 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     }
     let (host, diags) = Host::start(config).await?;
     for d in &diags {
-        eprintln!("warning: plugin not loaded: {d}");
+        errln!("warning: plugin not loaded: {d}");
     }
     // Before taking calls: the concurrency cap also counts sandboxes created before this
     // start. Every provider at once, each bounded, so a slow or unreachable one holds
     // neither the worker nor the others back; the ones that failed are retried later.
     let unknown = host.reconcile_all(RECONCILE_AT_START).await;
     if !unknown.is_empty() {
-        eprintln!("warning: could not learn the running sandboxes of {}; retrying in the background", unknown.join(", "));
+        errln!("warning: could not learn the running sandboxes of {}; retrying in the background", unknown.join(", "));
     }
     let bridge = Bridge::connect(host.clone(), &BridgeOptions { url: args.iii_url.clone(), otel: args.otel });
     // The router's ids are claimed once connected (router_claims.rs logs the outcome).
     let router = if host.config.router { ", plus the router ids no other worker owns" } else { "" };
-    eprintln!("serving {} functions{router} on {} (Ctrl-C to stop)", bridge.function_ids().len(), args.iii_url);
+    errln!("serving {} functions{router} on {} (Ctrl-C to stop)", bridge.function_ids().len(), args.iii_url);
     for id in bridge.function_ids() {
         tracing::info!("registered {id}");
     }
@@ -94,19 +95,15 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     }
     if args.e2b_api {
         let bound = crate::cli::e2b_api::start(host.clone(), args.e2b_api_listen, args.e2b_api_insecure_no_auth, stop_rx.clone()).await?;
-        eprintln!("e2b api on http://{bound}");
+        errln!("e2b api on http://{bound}");
     }
     if let Some(addr) = args.metrics_addr {
         let bound = crate::cli::stats::serve_metrics(host.clone(), addr, stop_rx).await?;
-        eprintln!("metrics on http://{bound}/metrics");
+        errln!("metrics on http://{bound}/metrics");
     }
     wait_for_signal().await;
     let _ = stop_tx.send(true);
-    eprintln!(
-        "shutting down: draining {} in-flight call(s), grace {} s (a second signal stops at once)",
-        bridge.in_flight(),
-        args.grace_secs
-    );
+    errln!("shutting down: draining {} in-flight call(s), grace {} s (a second signal stops at once)", bridge.in_flight(), args.grace_secs);
     let grace = Duration::from_secs(args.grace_secs);
     let deadline = tokio::time::Instant::now() + grace;
     // In-flight calls first, then the abandoned creates being stopped upstream.
@@ -118,13 +115,13 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     tokio::select! {
         (drained, settled) = drain => {
             if !drained {
-                eprintln!("warning: {} call(s) still running after the grace period; they are abandoned", bridge.in_flight());
+                errln!("warning: {} call(s) still running after the grace period; they are abandoned", bridge.in_flight());
             }
             if !settled {
-                eprintln!("warning: {} abandoned create(s) not yet settled; check the providers for sandboxes started by them", host.settling.running());
+                errln!("warning: {} abandoned create(s) not yet settled; check the providers for sandboxes started by them", host.settling.running());
             }
         }
-        _ = wait_for_signal() => eprintln!("second signal: stopping now; {} call(s) abandoned", bridge.in_flight()),
+        _ = wait_for_signal() => errln!("second signal: stopping now; {} call(s) abandoned", bridge.in_flight()),
     }
     bridge.shutdown().await;
     Ok(0)

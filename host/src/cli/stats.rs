@@ -1,6 +1,7 @@
 //! `sandbox-host stats`: per-plugin metrics of a running `serve`, read from its
 //! `--metrics-addr` (`GET /stats`). Also the tiny HTTP server that exposes them.
 
+use super::out::{errln, outln};
 use super::GlobalArgs;
 use crate::Host;
 use clap::Args;
@@ -23,9 +24,10 @@ pub async fn run(_global: &GlobalArgs, args: StatsArgs) -> anyhow::Result<u8> {
     let mut conn = match tokio::net::TcpStream::connect(args.metrics_addr).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!(
+            errln!(
                 "error: no sandbox-host is serving metrics on {} ({e}); start it with `serve --metrics-addr {}`",
-                args.metrics_addr, args.metrics_addr
+                args.metrics_addr,
+                args.metrics_addr
             );
             return Ok(1);
         }
@@ -37,17 +39,24 @@ pub async fn run(_global: &GlobalArgs, args: StatsArgs) -> anyhow::Result<u8> {
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
     let stats: Value = serde_json::from_str(body)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        outln!("{}", serde_json::to_string_pretty(&stats)?)?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<12} {:>8} {:>8} {:>10} {:>10} {:>10} {:>12} {:>9}  errors",
-        "plugin", "calls", "errors", "p50<=ms", "p99<=ms", "cpu ms", "peak mem", "denials"
-    );
+        "plugin",
+        "calls",
+        "errors",
+        "p50<=ms",
+        "p99<=ms",
+        "cpu ms",
+        "peak mem",
+        "denials"
+    )?;
     for (name, p) in stats["plugins"].as_object().into_iter().flatten() {
         let errors: u64 = p["errors_by_code"].as_object().map(|m| m.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
         let ms = |v: &Value| v.as_f64().map(|s| format!("{:.1}", s * 1000.0)).unwrap_or_else(|| "-".into());
-        println!(
+        outln!(
             "{:<12} {:>8} {:>8} {:>10} {:>10} {:>10.1} {:>12} {:>9}  {}",
             name,
             p["calls"],
@@ -58,9 +67,9 @@ pub async fn run(_global: &GlobalArgs, args: StatsArgs) -> anyhow::Result<u8> {
             p["peak_memory_bytes"],
             p["egress_denials"],
             p["errors_by_code"]
-        );
+        )?;
         for (host, e) in p["egress"].as_object().into_iter().flatten() {
-            println!("{:<12}   egress {host}: {} requests, {} bytes", "", e["requests"], e["bytes"]);
+            outln!("{:<12}   egress {host}: {} requests, {} bytes", "", e["requests"], e["bytes"])?;
         }
     }
     Ok(0)
