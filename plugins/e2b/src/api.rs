@@ -47,6 +47,8 @@ pub struct Detail {
     #[serde(rename = "envdAccessToken")]
     pub envd_access_token: Option<String>,
     domain: Option<String>,
+    #[serde(rename = "envdVersion")]
+    pub envd_version: Option<String>,
 }
 
 impl Detail {

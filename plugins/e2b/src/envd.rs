@@ -14,6 +14,19 @@ pub struct Target {
     pub sandbox_id: String,
     pub base: String,
     token: Option<String>,
+    /// envd before 0.4.0 has no default user: name E2B's `user`, as the SDK does.
+    legacy_user: bool,
+}
+
+/// The user the SDK names for envd older than 0.4.0 (`envd/versions.py` `ENVD_DEFAULT_USER`).
+const LEGACY_USER: &str = "user";
+
+/// True for an envd version (`0.3.9`, `v0.3.9`) older than 0.4.0; an unreadable one is
+/// taken as current.
+fn needs_named_user(version: Option<&str>) -> bool {
+    let Some(v) = version else { return false };
+    let parts: Vec<u64> = v.trim_start_matches('v').split(['.', '-', '+']).take(3).map_while(|p| p.parse().ok()).collect();
+    parts.len() >= 2 && (parts[0], parts[1]) < (0, 4)
 }
 
 impl Target {
@@ -29,21 +42,32 @@ impl Target {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => format!("https://{ENVD_PORT}-{sandbox_id}.{}", detail.domain()),
         };
-        Ok(Target { sandbox_id: sandbox_id.to_string(), base, token: detail.envd_access_token.filter(|t| !t.is_empty()) })
+        let legacy_user = needs_named_user(detail.envd_version.as_deref());
+        Ok(Target { sandbox_id: sandbox_id.to_string(), base, token: detail.envd_access_token.filter(|t| !t.is_empty()), legacy_user })
     }
 
     /// `call` with the routing headers and the sandbox's access token.
     pub fn call(&self, call: Call) -> Call {
-        let call = call.header("e2b-sandbox-id", self.sandbox_id.clone()).header("e2b-sandbox-port", ENVD_PORT.to_string());
+        let mut call = call.header("e2b-sandbox-id", self.sandbox_id.clone()).header("e2b-sandbox-port", ENVD_PORT.to_string());
+        if self.legacy_user {
+            // `Authorization: Basic base64("user:")`, as the SDK sends for RPCs.
+            call = call.header("authorization", "Basic dXNlcjo=".to_string());
+        }
         match &self.token {
             Some(t) => call.header("x-access-token", t.clone()),
             None => call,
         }
     }
+
+    /// `/files?path=…`, with `&username=` where envd needs a named user.
+    fn files_url(&self, path: &str) -> String {
+        let user = if self.legacy_user { format!("&username={LEGACY_USER}") } else { String::new() };
+        format!("{}/files?path={}{user}", self.base, encode(path))
+    }
 }
 
 pub async fn read_file(target: &Target, path: &str) -> Result<Vec<u8>, Error> {
-    let reply = target.call(Call::get(format!("{}/files?path={}", target.base, encode(path)))).send().await?;
+    let reply = target.call(Call::get(target.files_url(path))).send().await?;
     if !reply.is_success() {
         return Err(envd_error(&reply, "GET /files"));
     }
@@ -53,12 +77,7 @@ pub async fn read_file(target: &Target, path: &str) -> Result<Vec<u8>, Error> {
 pub async fn write_file(target: &Target, path: &str, bytes: &[u8]) -> Result<(), Error> {
     let name = path.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("file");
     let (content_type, body) = multipart_file("file", name, bytes);
-    let reply = target
-        .call(Call::post(format!("{}/files?path={}", target.base, encode(path))))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await?;
+    let reply = target.call(Call::post(target.files_url(path))).header("content-type", content_type).body(body).send().await?;
     if !reply.is_success() {
         return Err(envd_error(&reply, "POST /files"));
     }
@@ -71,4 +90,15 @@ pub fn envd_error(reply: &Reply, what: &str) -> Error {
     let mut e = reply.error();
     e.message = format!("envd {what}: {}", e.message);
     e
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn envd_before_0_4_0_needs_the_user_named() {
+        for (v, named) in [("0.3.9", true), ("v0.1.1", true), ("0.4.0", false), ("0.5.7", false), ("1.0", false), ("x", false)] {
+            assert_eq!(super::needs_named_user(Some(v)), named, "{v}");
+        }
+        assert!(!super::needs_named_user(None));
+    }
 }

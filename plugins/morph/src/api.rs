@@ -371,9 +371,14 @@ pub async fn expose(id: &str, port: u16) -> Result<String, Error> {
         }
         _ => reply.ok()?.json()?,
     };
-    instance
+    if let Some(url) = instance.service_url(&name, port) {
+        return Ok(url);
+    }
+    // The POST's answer may not list the service yet; the SDK reads it back with a GET.
+    get(id)
+        .await?
         .service_url(&name, port)
-        .ok_or_else(|| unavailable(format!("POST /instance/{{id}}/http answered without an HTTP service for port {port}")))
+        .ok_or_else(|| unavailable(format!("instance {id} lists no HTTP service for port {port} after POST /instance/{{id}}/http")))
 }
 
 /// The deterministic service name for `port`: repeated calls name the same service.
