@@ -1,7 +1,10 @@
 //! Hot reload under load: a plugin dropped into the directory goes live, a replaced one
 //! swaps atomically while calls keep flowing (zero failed calls), a deleted one is
 //! unregistered (also from iii), a broken file is rejected while the previous version
-//! keeps serving, and concurrency slots survive every swap.
+//! keeps serving, and concurrency slots survive every swap. `bad_files.rs`: entries that
+//! cannot be plugins (empty, a directory, link loops, a second copy, an orphan policy).
+
+mod bad_files;
 
 use provider_sims::e2b::E2bSim;
 use sandbox_host::bridge::iii::{provider_function_id, Bridge, BridgeOptions};

@@ -5,6 +5,12 @@
 //! all provided by the host (our `log`/`config` + WASI 0.2); it exports the provider
 //! interface of a known world version; `describe()` returns a sane descriptor whose
 //! name equals the file stem; the policy file parses and resolves.
+//!
+//! A directory is listed first ([`Loader::list_dir`]): entries that cannot be plugins (a
+//! directory named `x.wasm`, a dangling or looping link, a `.toml` with no `.wasm`) get one
+//! diagnostic each and never stop the others. The provider name is the file stem, so two
+//! files cannot register one name: a second copy of a plugin is refused by the name check,
+//! naming the file that holds the name.
 
 use super::LoadedPlugin;
 use crate::policy::{PluginPolicy, RawPolicy};
@@ -54,31 +60,61 @@ impl Loader {
         Ok(Loader { runtime, linker, env })
     }
 
-    /// Every `*.wasm` directly in `dir`, sorted by name. Any error reading the directory
-    /// (or one of its entries) is returned, never taken for "no such plugin".
-    pub fn plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-        let mut files = Vec::new();
+    /// What `dir` holds: every `*.wasm` directly in it that is a file (or a link to one),
+    /// sorted, and one diagnostic for each entry that looks like a plugin but cannot be one —
+    /// a `.wasm` that is a directory, a special file or a link that cannot be followed
+    /// (dangling, a loop), and a `.toml` with no `.wasm` of its name (a policy that applies
+    /// to nothing). Those are properties of the entry, not of the directory: the rest of
+    /// the directory still loads. Any error reading the directory itself (or statting an
+    /// ordinary entry) is returned, never taken for "no such plugin".
+    pub fn list_dir(dir: &Path) -> std::io::Result<Listing> {
+        let mut listing = Listing::default();
+        let (mut wasm_stems, mut policies) = (std::collections::BTreeSet::new(), Vec::new());
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
-            if path.extension().is_none_or(|x| x != "wasm") {
+            let (Some(ext), Some(stem)) = (path.extension(), path.file_stem()) else { continue };
+            if ext == "toml" {
+                // Hidden files are an editor's or a deploy tool's, mid-write.
+                if !stem.to_string_lossy().starts_with('.') {
+                    policies.push(path);
+                }
                 continue;
             }
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_file() => files.push(path),
-                Ok(_) => {}
-                // Gone since the listing, or a dangling link: not a plugin.
+            if ext != "wasm" {
+                continue;
+            }
+            wasm_stems.insert(stem.to_os_string());
+            match entry_problem(&path) {
+                Ok(None) => listing.files.push(path),
+                Ok(Some(reason)) => listing.bad.push(Diagnostic { file: path, reason }),
+                // Gone since the listing: not a plugin.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
-        files.sort();
-        Ok(files)
+        for policy in policies {
+            let stem = policy.file_stem().unwrap_or_default().to_os_string();
+            if !wasm_stems.contains(&stem) {
+                let name = stem.to_string_lossy();
+                listing.bad.push(Diagnostic {
+                    file: policy,
+                    reason: format!(
+                        "a policy with no plugin: there is no {name}.wasm beside it, so it applies to nothing; \
+                         add {name}.wasm, rename the policy to <plugin>.toml of the plugin it is for, or remove it"
+                    ),
+                });
+            }
+        }
+        listing.files.sort();
+        listing.bad.sort_by(|a, b| a.file.cmp(&b.file));
+        Ok(listing)
     }
 
-    /// Loads every plugin in `dir`.
+    /// Loads every plugin in `dir`; the diagnostics cover the files that failed to load
+    /// and the entries [`Loader::list_dir`] found unusable, one each.
     pub async fn load_dir(&self, dir: &Path) -> (Vec<LoadedPlugin>, Vec<Diagnostic>) {
-        let files = match Self::plugin_files(dir) {
-            Ok(f) => f,
+        let listing = match Self::list_dir(dir) {
+            Ok(l) => l,
             Err(e) => {
                 return (
                     Vec::new(),
@@ -86,13 +122,14 @@ impl Loader {
                 )
             }
         };
-        let (mut ok, mut bad) = (Vec::new(), Vec::new());
-        for file in files {
+        let (mut ok, mut bad) = (Vec::new(), listing.bad);
+        for file in listing.files {
             match self.load_file(&file).await {
                 Ok(p) => ok.push(p),
                 Err(d) => bad.push(d),
             }
         }
+        bad.sort_by(|a, b| a.file.cmp(&b.file));
         (ok, bad)
     }
 
@@ -105,7 +142,19 @@ impl Loader {
             .filter(|s| valid_name(s))
             .ok_or_else(|| fail("the file name must be <name>.wasm with <name> of a-z, 0-9 and -".into()))?
             .to_string();
+        match entry_problem(file) {
+            Ok(None) => {}
+            Ok(Some(reason)) => return Err(fail(reason)),
+            Err(e) => return Err(fail(format!("cannot read it: {e}"))),
+        }
         let bytes = std::fs::read(file).map_err(|e| fail(format!("cannot read it: {e}")))?;
+        if bytes.is_empty() {
+            return Err(fail(
+                "it is empty (0 bytes): a copy not yet written or a failed build; copy the component again \
+                 (to a temporary name, then rename it into place)"
+                    .into(),
+            ));
+        }
         let policy_file = file.with_extension("toml");
         let (raw, policy_sha256) = match std::fs::read_to_string(&policy_file) {
             Ok(text) => (
@@ -138,10 +187,19 @@ impl Loader {
                 .map_err(fail)?;
         let descriptor = invoke::describe(&stem, &pre, &load_policy).await.map_err(|e| fail(one_line(&e)))?;
         if descriptor.name != stem {
-            return Err(fail(format!(
-                "describe() says its name is {:?}, but the file is {stem}.wasm; rename one to match",
-                descriptor.name
-            )));
+            // The provider name is the file stem, so two files can never register one name;
+            // a second copy of a plugin under another file name is refused here, by name.
+            let holder = file.with_file_name(format!("{}.wasm", descriptor.name));
+            let advice = if valid_name(&descriptor.name) && holder.exists() {
+                format!(
+                    "{} beside it declares that name too: two files for one provider; remove this copy \
+                     (or, if it is a different plugin, give it its own name in describe() and the file)",
+                    holder.display()
+                )
+            } else {
+                "rename one to match".to_string()
+            };
+            return Err(fail(format!("describe() says its name is {:?}, but the file is {stem}.wasm; {advice}", descriptor.name)));
         }
         if let Some(cap) = descriptor.capabilities.iter().find(|c| !pre.knows(**c)) {
             return Err(fail(format!("describe() declares `{cap}`, which {} does not have", pre.world())));
@@ -166,6 +224,40 @@ impl Loader {
             pre,
             cache,
         })
+    }
+}
+
+/// What `dir` holds (see [`Loader::list_dir`]).
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// `<name>.wasm` files (or links to one), sorted.
+    pub files: Vec<PathBuf>,
+    /// Entries that look like plugins but cannot be, one diagnostic each, sorted by file.
+    pub bad: Vec<Diagnostic>,
+}
+
+/// Why the entry at `path` cannot be a plugin file without reading it (a FIFO would block
+/// a read), or `None` for a regular file or a link to one. `NotFound` means it is gone.
+fn entry_problem(path: &Path) -> std::io::Result<Option<String>> {
+    let remedy = "plugins are component files: move it out of the plugins directory or rename it";
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(None),
+        Ok(m) if m.is_dir() => Ok(Some(format!("it is a directory, not a component file; {remedy}"))),
+        Ok(_) => Ok(Some(format!("it is not a regular file (a socket, FIFO or device); {remedy}"))),
+        Err(e) => {
+            // A link that cannot be followed is the entry's own fault, not the directory's.
+            let Ok(link) = std::fs::symlink_metadata(path) else { return Err(e) };
+            if !link.file_type().is_symlink() {
+                return Err(e);
+            }
+            let target = std::fs::read_link(path).map(|t| t.display().to_string()).unwrap_or_else(|_| "?".into());
+            let why = match e.raw_os_error() {
+                Some(libc::ELOOP) => "a loop of links".to_string(),
+                _ if e.kind() == std::io::ErrorKind::NotFound => "nothing (a dangling link)".to_string(),
+                _ => format!("something that cannot be read ({e})"),
+            };
+            Ok(Some(format!("it is a symbolic link to {target:?}, which leads to {why}; point it at a component file or remove it")))
+        }
     }
 }
 

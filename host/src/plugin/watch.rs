@@ -7,11 +7,14 @@
 //!   calls get the new one; slot books are keyed by name and survive;
 //! - a deleted `.wasm` is unregistered;
 //! - a broken or non-conforming file is rejected with a diagnostic and the previous
-//!   version keeps serving.
+//!   version keeps serving — so is an entry that cannot be a plugin file (a directory
+//!   named `x.wasm`, a dangling or looping link); a `.toml` with no `.wasm` is reported.
+//!   Each is logged once while it stays as it is, not on every poll.
 //!
 //! Polling (not inotify) keeps it dependency-free and works on every filesystem; the
 //! cost is one `readdir` + `stat`s per interval.
 
+use super::loader::Diagnostic;
 use super::LoadedPlugin;
 use crate::Host;
 use std::collections::BTreeMap;
@@ -51,20 +54,38 @@ fn stat_optional(path: &Path) -> std::io::Result<Option<(u64, Option<SystemTime>
     }
 }
 
+/// One scan of the plugins directory.
+struct Scan {
+    /// Every plugin file and its fingerprint, by name.
+    files: BTreeMap<String, (PathBuf, Fingerprint)>,
+    /// Entries that cannot be plugins (`Loader::list_dir`), one diagnostic each.
+    bad: Vec<Diagnostic>,
+}
+
+impl Scan {
+    /// Names still present: a file, or a `.wasm` entry that is broken (a directory, a bad
+    /// link). A broken one is rejected like a broken file: the previous version keeps serving.
+    fn present(&self, name: &str) -> bool {
+        self.files.contains_key(name)
+            || self.bad.iter().any(|d| d.file.extension().is_some_and(|x| x == "wasm") && d.file.file_stem().is_some_and(|s| s == name))
+    }
+}
+
 /// Every plugin in `dir` and its fingerprint. Any I/O error fails the whole scan: a
 /// directory that cannot be read says nothing about which plugins were deleted.
-fn scan(dir: &Path) -> std::io::Result<BTreeMap<String, (PathBuf, Fingerprint)>> {
-    let mut found = BTreeMap::new();
-    for wasm in crate::plugin::loader::Loader::plugin_files(dir)? {
+fn scan(dir: &Path) -> std::io::Result<Scan> {
+    let listing = crate::plugin::loader::Loader::list_dir(dir)?;
+    let mut files = BTreeMap::new();
+    for wasm in listing.files {
         let Some(name) = wasm.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
         let fp = Fingerprint { wasm: stat(&wasm)?, toml: stat_optional(&wasm.with_extension("toml"))? };
-        found.insert(name, (wasm, fp));
+        files.insert(name, (wasm, fp));
     }
-    Ok(found)
+    Ok(Scan { files, bad: listing.bad })
 }
 
 /// [`scan`], logging a failure once per run of failures.
-fn scan_logged(dir: &Path, failing: &mut bool) -> Option<BTreeMap<String, (PathBuf, Fingerprint)>> {
+fn scan_logged(dir: &Path, failing: &mut bool) -> Option<Scan> {
     match scan(dir) {
         Ok(found) => {
             if std::mem::take(failing) {
@@ -79,6 +100,24 @@ fn scan_logged(dir: &Path, failing: &mut bool) -> Option<BTreeMap<String, (PathB
             None
         }
     }
+}
+
+/// Logs each unusable entry once, while it stays as it is (not on every poll).
+fn report_bad(host: &Host, bad: &[Diagnostic], reported: &mut BTreeMap<PathBuf, String>) {
+    let mut now = BTreeMap::new();
+    for d in bad {
+        if reported.get(&d.file) != Some(&d.reason) {
+            let name = d.file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let keeps = if d.file.extension().is_some_and(|x| x == "wasm") && host.registry.get(name).is_some() {
+                "; the previous version keeps serving"
+            } else {
+                ""
+            };
+            tracing::error!("plugin not (re)loaded: {d}{keeps}");
+        }
+        now.insert(d.file.clone(), d.reason.clone());
+    }
+    *reported = now;
 }
 
 /// Watches `host.config.plugins_dir` every `interval` until `stop` fires.
@@ -102,7 +141,10 @@ pub async fn watch(
             _ = stop.changed() => return,
         }
     };
+    // The host's start reported these already (`Host::start` logs every diagnostic).
+    let mut reported: BTreeMap<PathBuf, String> = first.bad.iter().map(|d| (d.file.clone(), d.reason.clone())).collect();
     let mut applied: BTreeMap<String, Fingerprint> = first
+        .files
         .iter()
         .filter(|(name, (path, _))| {
             host.registry.get(name).is_some_and(|p| {
@@ -112,14 +154,15 @@ pub async fn watch(
         })
         .map(|(n, (_, fp))| (n.clone(), fp.clone()))
         .collect();
-    let mut previous: BTreeMap<String, Fingerprint> = first.into_iter().map(|(n, (_, fp))| (n, fp)).collect();
+    let mut previous: BTreeMap<String, Fingerprint> = first.files.into_iter().map(|(n, (_, fp))| (n, fp)).collect();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
         let Some(now) = scan_logged(&dir, &mut failing) else { continue };
-        for (name, (path, fp)) in &now {
+        report_bad(&host, &now.bad, &mut reported);
+        for (name, (path, fp)) in &now.files {
             let stable = previous.get(name) == Some(fp);
             if applied.get(name) == Some(fp) || !stable {
                 continue;
@@ -141,7 +184,7 @@ pub async fn watch(
                 }
             }
         }
-        let gone: Vec<String> = applied.keys().filter(|n| !now.contains_key(*n)).cloned().collect();
+        let gone: Vec<String> = applied.keys().filter(|n| !now.present(n)).cloned().collect();
         for name in gone {
             applied.remove(&name);
             if host.registry.remove(&name).is_some() {
@@ -151,6 +194,6 @@ pub async fn watch(
                 }
             }
         }
-        previous = now.into_iter().map(|(n, (_, fp))| (n, fp)).collect();
+        previous = now.files.into_iter().map(|(n, (_, fp))| (n, fp)).collect();
     }
 }
