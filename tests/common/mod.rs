@@ -120,3 +120,11 @@ pub fn exec_result(v: &serde_json::Value) -> serde_json::Value {
     v.as_object_mut().expect("an exec answer is an object").remove("duration_ms");
     v
 }
+
+/// `metadata` as the host reports it for a sandbox it created: the caller's entries
+/// plus the host's creation tag (`calls::create::CREATED_BY` = this machine).
+pub fn with_host_tag(metadata: serde_json::Value) -> serde_json::Value {
+    let mut m = metadata;
+    m[sandbox_host::calls::create::CREATED_BY] = serde_json::json!(sandbox_host::calls::events::machine_name());
+    m
+}

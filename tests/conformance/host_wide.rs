@@ -122,3 +122,46 @@ async fn call_stops_the_sandbox_of_a_create_it_abandoned_before_exiting() {
     assert!(up.api().requests().iter().any(|r| r.method == "POST"), "the create reached the upstream");
     assert_eq!(up.live(), 0, "the orphan was stopped before the process exited: {stderr}");
 }
+
+/// Issue 12, crash and restart: a host killed (`kill -9`) while its create waits on the
+/// upstream loses track of nothing. The sandbox the upstream made carries the host's
+/// creation tag, and the next host start finds it by reconciliation and counts it
+/// against the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_during_a_create_finds_and_counts_the_sandbox_after_restart() {
+    let up = E2bUpstream::start().await;
+    // The upstream does the work at once and answers only much later.
+    up.api().inject(Fault::late_answer("POST", "/v2/sandboxes", Duration::from_secs(60)));
+    let bin = sandbox_tests::root().join("target/debug/sandbox-host");
+    assert!(bin.exists(), "{} is missing: `just test` builds it (cargo build -p sandbox-host)", bin.display());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(sandbox_tests::plugin_wasm("e2b"), dir.path().join("e2b.wasm")).unwrap();
+    std::fs::write(dir.path().join("e2b.toml"), policy_with(&up, "")).unwrap();
+    let mut child = tokio::process::Command::new(&bin)
+        .args(["--no-cache", "--plugins-dir"])
+        .arg(dir.path())
+        .args(["call", "e2b", "create", r#"{"image": "base", "metadata": {"team": "x"}}"#])
+        .env("E2B_API_KEY", SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while up.live() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(up.live(), 1, "the create reached the upstream");
+    child.kill().await.unwrap(); // SIGKILL: no settlement, no cleanup.
+
+    let restarted =
+        TestHost::start(vec![PluginSetup::new("e2b", policy_with(&up, "max_concurrent_sandboxes = 1"))], &[("E2B_API_KEY", SECRET)]).await;
+    restarted.host.reconcile("e2b").await.unwrap();
+    let listed = restarted.ok("e2b", Leaf::List, json!({})).await;
+    assert_eq!(listed["in_flight"], 1, "{listed}");
+    let row = &listed["sandboxes"][0];
+    let tag = row["metadata"][sandbox_host::calls::create::CREATED_BY].as_str();
+    assert_eq!(tag, Some(sandbox_host::calls::events::machine_name()), "tagged as this host's own: {row}");
+    assert_eq!(row["metadata"]["team"], "x", "{row}");
+    restarted.err("e2b", Leaf::Create, json!({"image": "base"}), Code::CapReached).await;
+}

@@ -110,7 +110,8 @@ async fn create_sends_the_documented_query_and_body_and_waits_for_ready() {
 
     let start = &sent(&up, "POST", "/api/instance")[0];
     assert_eq!(start.query_param("snapshot_id").as_deref(), Some("snapshot_base"));
-    assert_eq!(start.json(), json!({"metadata": {"team": "x"}, "ttl_seconds": 120, "ttl_action": "stop"}));
+    let metadata = sandbox_tests::with_host_tag(json!({"team": "x"}));
+    assert_eq!(start.json(), json!({"metadata": metadata, "ttl_seconds": 120, "ttl_action": "stop"}));
     // The answer said `pending`: the plugin polled until `ready` before returning.
     let polls = sent(&up, "GET", &format!("/api/instance/{id}"));
     assert!(!polls.is_empty());
@@ -333,7 +334,7 @@ async fn get_reports_state_times_and_metadata_from_the_instance() {
     up.clear();
     let got = h.ok(P, Leaf::Get, json!({"sandbox_id": id})).await;
     assert_eq!((got["state"].as_str(), got["image"].as_str()), (Some("running"), Some("snapshot_base")), "{got}");
-    assert_eq!(got["metadata"], json!({"team": "x"}), "{got}");
+    assert_eq!(got["metadata"], sandbox_tests::with_host_tag(json!({"team": "x"})), "{got}");
     let view = upstream_view(&up, id);
     assert_eq!(epoch(&got["started_at"]), view["created"].as_i64().unwrap(), "started_at is `created`: {got}");
     assert_eq!(Some(epoch(&got["ends_at"])), expire_at(&up, id), "ends_at is `ttl.ttl_expire_at`: {got}");

@@ -16,10 +16,23 @@ use crate::runtime::invoke::{self, CallStats, Finished};
 use crate::runtime::wit::ErrorKind;
 use std::time::Duration;
 
-pub(super) async fn create(call: &Call<'_>, req: Request) -> Answered {
-    let Request::Create(c) = &req else { unreachable!("create() is only called with a create") };
+/// Metadata on every sandbox the host creates: the machine that created it, so a host
+/// restarted after a crash (or an operator) can tell its own sandboxes from others'.
+pub const CREATED_BY: &str = "iii.dev/sandbox-host";
+
+pub(super) async fn create(call: &Call<'_>, mut req: Request) -> Answered {
     let plugin = call.plugin;
     let name = &*plugin.name;
+    if let Request::Create(c) = &mut req {
+        if c.metadata.iter().any(|(k, _)| k == CREATED_BY) {
+            let msg = format!(
+                "create: metadata key `{CREATED_BY}` is the host's own (it names the machine that created the sandbox); use another key."
+            );
+            return (Err(CallError::bad_input(msg)), None);
+        }
+        c.metadata.push((CREATED_BY.to_string(), super::events::machine_name().to_string()));
+    }
+    let Request::Create(c) = &req else { unreachable!("create() is only called with a create") };
     if let Err(e) = plugin.policy.images.check(name, &c.image) {
         return (Err(e), None);
     }

@@ -98,13 +98,24 @@ impl Events {
 
 /// `hostname:pid`, as iii-sdk names a worker by default.
 pub fn default_host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(0);
-    let name = if ok { String::from_utf8_lossy(&buf[..end]).into_owned() } else { String::new() };
-    let name = if name.is_empty() { "localhost".to_string() } else { name };
-    format!("{name}:{}", std::process::id())
+    format!("{}:{}", machine_name(), std::process::id())
+}
+
+/// This machine's host name (`localhost` when it has none): stable across restarts.
+pub fn machine_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(0);
+        let name = if ok { String::from_utf8_lossy(&buf[..end]).into_owned() } else { String::new() };
+        if name.is_empty() {
+            "localhost".to_string()
+        } else {
+            name
+        }
+    })
 }
 
 #[cfg(test)]

@@ -27,10 +27,10 @@ pub fn owner(row: &Value) -> Option<&str> {
     row["metadata"][OWNER_KEY].as_str()
 }
 
-/// The caller's own metadata, without the API's entries.
+/// The caller's own metadata, without the API's and the host's entries.
 pub fn caller_metadata(row: &Value) -> Map<String, Value> {
     let mut m = row["metadata"].as_object().cloned().unwrap_or_default();
-    m.retain(|k, _| !k.starts_with(RESERVED_PREFIX));
+    m.retain(|k, _| !k.starts_with(RESERVED_PREFIX) && k != crate::calls::create::CREATED_BY);
     m
 }
 
@@ -89,7 +89,7 @@ mod tests {
         let row = json!({
             "sandbox_id": "vm1", "image": "snapshot_base", "state": "paused",
             "started_at": "2026-12-01T00:00:00Z", "ends_at": null,
-            "metadata": {"team": "x", OWNER_KEY: "alice", TEMPLATE_KEY: "base"},
+            "metadata": {"team": "x", OWNER_KEY: "alice", TEMPLATE_KEY: "base", crate::calls::create::CREATED_BY: "m1"},
         });
         let s = SandboxRef::new("morph", "vm1");
         assert_eq!(owner(&row), Some("alice"));

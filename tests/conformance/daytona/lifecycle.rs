@@ -27,7 +27,7 @@ async fn get_reports_state_labels_and_the_ttl_and_an_unknown_id_is_s410() {
         .to_string();
     let got = h.ok(P, Leaf::Get, json!({"sandbox_id": id})).await;
     assert_eq!((got["state"].as_str(), got["image"].as_str()), (Some("running"), Some("daytona-small")), "{got}");
-    assert_eq!(got["metadata"], json!({"team": "x"}), "labels are the metadata: {got}");
+    assert_eq!(got["metadata"], sandbox_tests::with_host_tag(json!({"team": "x"})), "labels are the metadata: {got}");
     assert!(got["ends_at"].is_null(), "no TTL yet, and an idle interval gives no end time: {got}");
     assert_eq!(sent(&up, "GET", &format!("/api/sandbox/{id}")).len(), 1);
     // A sandbox Daytona stopped is reported paused: resume brings it back.
@@ -99,7 +99,11 @@ async fn pause_stops_a_container_with_the_paused_label_and_resume_starts_it() {
     assert_eq!(h.ok(P, Leaf::Pause, json!({"sandbox_id": id})).await, paused);
     assert_eq!(sent(&up, "POST", &format!("/api/sandbox/{id}/stop")).len(), 1);
     let got = h.ok(P, Leaf::Get, json!({"sandbox_id": id})).await;
-    assert_eq!((got["state"].as_str(), got["metadata"].clone()), (Some("paused"), json!({"team": "x"})), "{got}");
+    assert_eq!(
+        (got["state"].as_str(), got["metadata"].clone()),
+        (Some("paused"), sandbox_tests::with_host_tag(json!({"team": "x"}))),
+        "{got}"
+    );
     // The slot stays counted: the list reports it, paused.
     let listed = h.ok(P, Leaf::List, json!({})).await;
     assert_eq!((listed["in_flight"].as_u64(), listed["reconciled"].as_bool()), (Some(1), Some(true)), "{listed}");
