@@ -78,7 +78,18 @@ impl Host {
         let Some(plugin) = self.registry.get(provider) else {
             return Err(self.unknown_provider(provider));
         };
+        // A quarantined plugin's calls fail fast: no validation, no instance (policy/quarantine.rs).
+        let ticket = match plugin.quarantine.admit() {
+            Ok(t) => t,
+            Err(e) => {
+                self.metrics.quarantine_refused(provider, leaf, started.elapsed());
+                return Err(e);
+            }
+        };
         let (result, stats) = self.call_plugin(&plugin, leaf, payload, tap).await;
+        if let Some(change) = ticket.finish(crate::policy::quarantine::Outcome::of(&result, stats.is_some())) {
+            self.metrics.quarantine_changed(provider, &change);
+        }
         self.metrics.record(provider, leaf, result.as_ref().err().map(|e| e.code), started.elapsed(), stats.as_ref());
         result
     }

@@ -1,7 +1,8 @@
 //! Per-plugin metrics: calls by leaf, errors by S-code, a latency histogram, guest CPU
 //! time, peak memory, egress requests and bytes per upstream host, denials, upstream
 //! requests refused by the fan-out bounds, credential redactions, log lines and bytes
-//! written and dropped. Exposed as
+//! written and dropped, quarantines (how many, calls refused by one, whether one is on).
+//! Exposed as
 //! Prometheus text (`serve --metrics-addr`) and as JSON for `sandbox-host stats`. Labels
 //! come from `Leaf::as_str` and `Code::as_str`, so they are stable.
 //!
@@ -33,6 +34,19 @@ struct PluginMetrics {
     upstream_refused: u64,
     redactions: u64,
     log: LogCounts,
+    quarantine: QuarantineCounts,
+}
+
+#[derive(Debug, Default, Clone)]
+struct QuarantineCounts {
+    /// Times the plugin was quarantined (again after a failed retry included).
+    opened: u64,
+    /// Calls refused at once because it was.
+    refused: u64,
+    /// Quarantined now (open or awaiting its retry call); a new version clears it.
+    on: bool,
+    /// Why, when it last was.
+    reason: Option<String>,
 }
 
 /// Reads one per-plugin counter (for the families that are one number per plugin).
@@ -103,6 +117,45 @@ impl Metrics {
         }
     }
 
+    fn with_plugin(&self, plugin: &str, f: impl FnOnce(&mut PluginMetrics)) {
+        if !self.enabled {
+            return;
+        }
+        let mut all = self.plugins.lock().unwrap_or_else(|p| p.into_inner());
+        match all.get_mut(plugin) {
+            Some(m) => f(m),
+            None => f(all.entry(plugin.to_string()).or_default()),
+        }
+    }
+
+    /// A call refused at once because the plugin is quarantined (S502): counted as a call
+    /// and an error, and as a refusal.
+    pub fn quarantine_refused(&self, plugin: &str, leaf: Leaf, elapsed: Duration) {
+        self.record(plugin, leaf, Some(Code::Unavailable), elapsed, None);
+        self.with_plugin(plugin, |m| m.quarantine.refused += 1);
+    }
+
+    /// The plugin was quarantined, or its quarantine ended.
+    pub fn quarantine_changed(&self, plugin: &str, change: &crate::policy::quarantine::Change) {
+        use crate::policy::quarantine::Change;
+        self.with_plugin(plugin, |m| match change {
+            Change::Opened(reason) => {
+                m.quarantine.opened += 1;
+                m.quarantine.on = true;
+                m.quarantine.reason = Some(reason.clone());
+            }
+            Change::Closed => m.quarantine.on = false,
+        });
+    }
+
+    /// A new version (or none) of `plugin` is loaded: it is not quarantined.
+    pub fn quarantine_reset(&self, plugin: &str) {
+        let mut all = self.plugins.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = all.get_mut(plugin) {
+            m.quarantine.on = false;
+        }
+    }
+
     /// Prometheus text exposition format.
     pub fn prometheus(&self) -> String {
         let all = self.plugins.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -166,13 +219,22 @@ impl Metrics {
                 let _ = writeln!(o, "sandbox_plugin_egress_denials_total{{plugin=\"{p}\"}} {}", m.denials);
             }
         });
-        let per_plugin: [(&str, &str, PluginCounter); 6] = [
+        family("sandbox_plugin_quarantined", "gauge", "1 while the plugin is quarantined (its calls fail fast with S502).", &mut |o| {
+            for (p, m) in &all {
+                let _ = writeln!(o, "sandbox_plugin_quarantined{{plugin=\"{p}\"}} {}", u8::from(m.quarantine.on));
+            }
+        });
+        let per_plugin: [(&str, &str, PluginCounter); 8] = [
             ("sandbox_plugin_upstream_refusals_total", "Upstream requests refused by the fan-out bounds (S704).", |m| m.upstream_refused),
             ("sandbox_plugin_credential_redactions_total", "Credential occurrences removed from upstream responses.", |m| m.redactions),
             ("sandbox_plugin_log_lines_total", "Plugin log lines written to the host's log.", |m| m.log.lines),
             ("sandbox_plugin_log_bytes_total", "Plugin log bytes written to the host's log.", |m| m.log.bytes),
             ("sandbox_plugin_log_dropped_lines_total", "Plugin log lines dropped by the log bounds.", |m| m.log.dropped_lines),
             ("sandbox_plugin_log_dropped_bytes_total", "Plugin log bytes dropped by the log bounds.", |m| m.log.dropped_bytes),
+            ("sandbox_plugin_quarantines_total", "Times the plugin was quarantined after repeated traps (S700).", |m| m.quarantine.opened),
+            ("sandbox_plugin_quarantine_refusals_total", "Calls refused at once (S502) while the plugin was quarantined.", |m| {
+                m.quarantine.refused
+            }),
         ];
         for (name, help, value) in per_plugin {
             family(name, "counter", help, &mut |o| {
@@ -211,6 +273,10 @@ impl Metrics {
                         "egress_denials": m.denials,
                         "upstream_refused": m.upstream_refused,
                         "credential_redactions": m.redactions,
+                        "quarantined": m.quarantine.on,
+                        "quarantines": m.quarantine.opened,
+                        "quarantine_refusals": m.quarantine.refused,
+                        "quarantine_reason": m.quarantine.reason,
                         "log": {
                             "lines": m.log.lines,
                             "bytes": m.log.bytes,
@@ -286,6 +352,32 @@ mod tests {
         let j = m.json();
         assert_eq!(j["plugins"]["flood"]["log"]["dropped_bytes"], 2 * 1744 * 16384);
         assert_eq!(j["plugins"]["flood"]["credential_redactions"], 6);
+    }
+
+    #[test]
+    fn quarantines_refusals_and_the_flag_show_up() {
+        use crate::policy::quarantine::Change;
+        let m = Metrics::new(true);
+        m.quarantine_changed("panic", &Change::Opened("it trapped 3 times within 60 s (last: boom)".into()));
+        m.quarantine_refused("panic", Leaf::Exec, Duration::from_micros(20));
+        m.quarantine_refused("panic", Leaf::List, Duration::from_micros(20));
+        let text = m.prometheus();
+        assert!(text.contains("# TYPE sandbox_plugin_quarantined gauge\nsandbox_plugin_quarantined{plugin=\"panic\"} 1"), "{text}");
+        assert!(text.contains("sandbox_plugin_quarantines_total{plugin=\"panic\"} 1"), "{text}");
+        assert!(text.contains("sandbox_plugin_quarantine_refusals_total{plugin=\"panic\"} 2"), "{text}");
+        assert!(text.contains("sandbox_plugin_errors_total{plugin=\"panic\",leaf=\"exec\",code=\"S502\"} 1"), "{text}");
+        let j = &m.json()["plugins"]["panic"];
+        assert_eq!(
+            (j["quarantined"].clone(), j["quarantines"].clone(), j["quarantine_refusals"].clone()),
+            (json!(true), json!(1), json!(2))
+        );
+        assert_eq!(j["quarantine_reason"], "it trapped 3 times within 60 s (last: boom)");
+        m.quarantine_changed("panic", &Change::Closed);
+        assert!(m.prometheus().contains("sandbox_plugin_quarantined{plugin=\"panic\"} 0"));
+        m.quarantine_changed("panic", &Change::Opened("again".into()));
+        m.quarantine_reset("panic");
+        assert_eq!(m.json()["plugins"]["panic"]["quarantined"], false, "a new version is not quarantined");
+        assert_eq!(m.json()["plugins"]["panic"]["quarantines"], 2);
     }
 
     #[test]

@@ -29,6 +29,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Repeated traps quarantine a plugin (issue 12).
+mod quarantine;
+
 /// How far above the baseline the process RSS may stay after a fixture ran.
 ///
 /// Why not ~0: wasmtime's pooling allocator reserves instance/memory slots up front and

@@ -50,6 +50,7 @@ pub fn describe_json(p: &LoadedPlugin) -> Value {
             crate::runtime::engine::CacheOutcome::Compiled => "compiled",
         },
         "capabilities": p.capabilities().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "quarantine": quarantine_json(p),
         "leaves": p.leaves().iter().map(|l| l.as_str()).collect::<Vec<_>>(),
         "policy": {
             "api_base": pol.api_base,
@@ -80,9 +81,40 @@ pub fn describe_json(p: &LoadedPlugin) -> Value {
                 "max_log_lines_per_call": pol.logs.lines_per_call,
                 "max_log_kib_per_call": pol.logs.bytes_per_call / 1024,
                 "log_lines_per_sec": pol.logs.lines_per_sec,
+                "quarantine_after_traps": pol.limits.quarantine.after_traps,
+                "quarantine_window_secs": pol.limits.quarantine.window.as_secs(),
+                "quarantine_secs": pol.limits.quarantine.cool_down.as_secs(),
             },
         },
     })
+}
+
+/// The plugin's quarantine now (this process's view: a one-shot `plugins` starts closed).
+fn quarantine_json(p: &LoadedPlugin) -> Value {
+    let v = p.quarantine.view();
+    json!({
+        "state": v.state,
+        "policy": p.quarantine.policy().describe(),
+        "traps_in_window": v.traps_in_window,
+        "quarantines": v.quarantines,
+        "retry_in_ms": v.retry_in.map(|d| d.as_millis() as u64),
+        "last_trap": v.last_trap,
+    })
+}
+
+/// "after 5 traps in 60 s, for 30 s; closed" (plus the retry time and last trap when on).
+fn quarantine_text(p: &LoadedPlugin) -> String {
+    let v = p.quarantine.view();
+    let mut text = format!("{}; {}", p.quarantine.policy().describe(), v.state);
+    if let Some(d) = v.retry_in {
+        text.push_str(&format!(", retried in {:.1} s", d.as_secs_f64()));
+    }
+    if v.state == "open" || v.state == "half-open" {
+        if let Some(last) = &v.last_trap {
+            text.push_str(&format!(" (last trap: {last})"));
+        }
+    }
+    text
 }
 
 fn describe_text(p: &LoadedPlugin) -> String {
@@ -98,7 +130,7 @@ fn describe_text(p: &LoadedPlugin) -> String {
         })
         .collect();
     format!(
-        "{} {}  ({}, {})\n  capabilities: {}\n  leaves: {}\n  allowed_hosts: {}\n  credentials: {}\n  max_concurrent_sandboxes: {}  image_allowlist: {}  default_idle_timeout_secs: {}\n  limits: memory {} MiB, cpu {} ms, call {} ms\n",
+        "{} {}  ({}, {})\n  capabilities: {}\n  leaves: {}\n  allowed_hosts: {}\n  credentials: {}\n  max_concurrent_sandboxes: {}  image_allowlist: {}  default_idle_timeout_secs: {}\n  limits: memory {} MiB, cpu {} ms, call {} ms\n  quarantine: {}\n",
         p.name,
         p.descriptor.version,
         p.file.display(),
@@ -113,5 +145,6 @@ fn describe_text(p: &LoadedPlugin) -> String {
         pol.limits.memory_bytes >> 20,
         pol.limits.cpu.as_millis(),
         pol.limits.call_timeout.as_millis(),
+        quarantine_text(p),
     )
 }

@@ -68,6 +68,9 @@ pub async fn run(_global: &GlobalArgs, args: StatsArgs) -> anyhow::Result<u8> {
             p["egress_denials"],
             p["errors_by_code"]
         )?;
+        if p["quarantined"] == true {
+            outln!("{:<12}   quarantined ({} times so far): {}", "", p["quarantines"], p["quarantine_reason"].as_str().unwrap_or("?"))?;
+        }
         for (host, e) in p["egress"].as_object().into_iter().flatten() {
             outln!("{:<12}   egress {host}: {} requests, {} bytes", "", e["requests"], e["bytes"])?;
         }

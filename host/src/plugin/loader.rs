@@ -213,6 +213,7 @@ impl Loader {
         let l = policy.limits;
         Ok(LoadedPlugin {
             admission: Arc::new(crate::policy::rate::Admission::new(l.max_calls_in_flight, l.rate_per_sec, l.burst)),
+            quarantine: crate::policy::quarantine::Quarantine::new(&stem, l.quarantine),
             name: stem.into(),
             file: file.to_path_buf(),
             sha256: hex::encode(Sha256::digest(&bytes)),

@@ -31,6 +31,9 @@ pub struct LoadedPlugin {
     /// Calls in flight and request rate; shared with the version this one replaced when
     /// their limits are the same, so a swap neither refills the bucket nor doubles the cap.
     pub admission: Arc<crate::policy::rate::Admission>,
+    /// Repeated traps → calls fail fast for a while (`policy/quarantine.rs`). Never shared
+    /// with the version it replaced: a new version starts afresh.
+    pub quarantine: crate::policy::quarantine::Quarantine,
 }
 
 impl LoadedPlugin {

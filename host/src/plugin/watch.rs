@@ -172,6 +172,8 @@ pub async fn watch(
                 Ok(plugin) => {
                     let version = plugin.descriptor.version.clone();
                     host.registry.insert(plugin);
+                    // A new version starts out of quarantine.
+                    host.metrics.quarantine_reset(name);
                     let installed = host.registry.get(name).expect("just inserted");
                     tracing::info!(plugin = %name, %version, sha256 = %installed.sha256, "plugin (re)loaded");
                     if let Some(l) = &listener {
@@ -188,6 +190,7 @@ pub async fn watch(
         for name in gone {
             applied.remove(&name);
             if host.registry.remove(&name).is_some() {
+                host.metrics.quarantine_reset(&name);
                 tracing::info!(plugin = %name, "plugin removed");
                 if let Some(l) = &listener {
                     l.removed(&name);

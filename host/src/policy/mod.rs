@@ -4,7 +4,7 @@
 //!
 //! One module per quota: `allowed_hosts` + `egress` (where requests may go),
 //! `credentials` (what the host injects), `image` (S100), `concurrency` (S400),
-//! `memory` (S702), `cpu` (S701).
+//! `memory` (S702), `cpu` (S701), `quarantine` (a plugin that keeps trapping → S502 at once).
 //!
 //! ```toml
 //! api_base = "https://api.e2b.app"          # passed to the plugin as config `api-base`
@@ -39,6 +39,9 @@
 //! max_log_kib_per_call = 1024
 //! log_lines_per_sec = 100.0                  # the plugin's log rate (token bucket), across calls
 //! log_burst = 1000
+//! quarantine_after_traps = 5                 # S700 traps within the window that quarantine it (0 = never)
+//! quarantine_window_secs = 60
+//! quarantine_secs = 30                       # calls fail fast (S502) this long, then one is retried
 //! ```
 
 pub mod allowed_hosts;
@@ -51,6 +54,7 @@ pub mod image;
 pub mod log_budget;
 pub mod memory;
 pub mod plugin_text;
+pub mod quarantine;
 pub mod rate;
 pub mod redact;
 
@@ -99,6 +103,12 @@ pub mod defaults {
     /// A plugin's log rate across its calls, and what it may bank.
     pub const LOG_LINES_PER_SEC: f64 = 100.0;
     pub const LOG_BURST: u32 = 1_000;
+    /// Quarantine after 5 traps (S700) in 60 s, for 30 s (`quarantine.rs`).
+    pub const QUARANTINE_AFTER_TRAPS: u32 = 5;
+    pub const QUARANTINE_WINDOW_SECS: u64 = 60;
+    pub const QUARANTINE_SECS: u64 = 30;
+    /// The longest window and cool-down accepted (a day).
+    pub const QUARANTINE_MAX_SECS: u64 = 86_400;
 }
 
 /// `plugins/<name>.toml` as written.
@@ -152,6 +162,11 @@ pub struct RawLimits {
     pub max_log_kib_per_call: Option<u64>,
     pub log_lines_per_sec: Option<f64>,
     pub log_burst: Option<u32>,
+    /// 0 turns quarantine off.
+    pub quarantine_after_traps: Option<u32>,
+    pub quarantine_window_secs: Option<u64>,
+    /// 0 turns quarantine off too.
+    pub quarantine_secs: Option<u64>,
 }
 
 impl RawPolicy {
@@ -200,9 +215,15 @@ impl RawPolicy {
             ("max_upstream_requests_per_call", l.max_upstream_requests_per_call),
             ("max_concurrent_upstream_requests", l.max_concurrent_upstream_requests.map(|v| v as u64)),
             ("log_burst", l.log_burst.map(u64::from)),
+            ("quarantine_window_secs", l.quarantine_window_secs),
         ] {
             if v == Some(0) {
                 return Err(format!("limits.{key} must be at least 1"));
+            }
+        }
+        for (key, v) in [("quarantine_window_secs", l.quarantine_window_secs), ("quarantine_secs", l.quarantine_secs)] {
+            if v.is_some_and(|v| v > defaults::QUARANTINE_MAX_SECS) {
+                return Err(format!("limits.{key} must be at most {} (a day)", defaults::QUARANTINE_MAX_SECS));
             }
         }
         let max_mib = (crate::runtime::engine::MAX_MEMORY_BYTES >> 20) as u64;
@@ -271,6 +292,8 @@ pub struct Limits {
     pub max_exec_output_bytes: usize,
     /// Longest lifetime `set_timeout` or `resume` may ask for.
     pub max_timeout_secs: u64,
+    /// When repeated traps quarantine the plugin (`quarantine.rs`).
+    pub quarantine: quarantine::QuarantinePolicy,
 }
 
 /// A plugin's policy, ready to enforce.
@@ -431,6 +454,11 @@ impl PluginPolicy {
                     .min(l.max_exec_timeout_ms.unwrap_or(defaults::MAX_EXEC_TIMEOUT_MS)),
                 max_exec_output_bytes: (l.max_exec_output_kib.unwrap_or(defaults::MAX_EXEC_OUTPUT_KIB) as usize).saturating_mul(1024),
                 max_timeout_secs: l.max_timeout_secs.unwrap_or(defaults::MAX_TIMEOUT_SECS),
+                quarantine: quarantine::QuarantinePolicy {
+                    after_traps: l.quarantine_after_traps.unwrap_or(defaults::QUARANTINE_AFTER_TRAPS),
+                    window: Duration::from_secs(l.quarantine_window_secs.unwrap_or(defaults::QUARANTINE_WINDOW_SECS)),
+                    cool_down: Duration::from_secs(l.quarantine_secs.unwrap_or(defaults::QUARANTINE_SECS)),
+                },
             },
             logs: Arc::new(LogPolicy::new(
                 l.max_log_lines_per_call.unwrap_or(defaults::MAX_LOG_LINES_PER_CALL),
@@ -489,6 +517,21 @@ mod tests {
         assert!(!c.hosts.allows("x.e2b.app", 443));
         assert!(c.header_value().is_some());
         assert_eq!(p.limits.memory_bytes, 64 << 20);
+        assert_eq!(p.limits.quarantine.describe(), "after 5 traps in 60 s, for 30 s");
+    }
+
+    #[test]
+    fn quarantine_keys_resolve_and_are_checked() {
+        let l = |toml: &str| PluginPolicy::resolve("p", &RawPolicy::from_toml(toml).unwrap(), &[], &[], &|_| None).unwrap().limits;
+        let q = l("[limits]\nquarantine_after_traps = 2\nquarantine_window_secs = 5\nquarantine_secs = 1").quarantine;
+        assert_eq!((q.after_traps, q.window, q.cool_down), (2, Duration::from_secs(5), Duration::from_secs(1)));
+        assert!(!l("[limits]\nquarantine_after_traps = 0").quarantine.enabled());
+        assert!(!l("[limits]\nquarantine_secs = 0").quarantine.enabled());
+        assert!(RawPolicy::from_toml("[limits]\nquarantine_window_secs = 0")
+            .unwrap_err()
+            .contains("quarantine_window_secs must be at least 1"));
+        assert!(RawPolicy::from_toml("[limits]\nquarantine_secs = 100000").unwrap_err().contains("quarantine_secs must be at most 86400"));
+        assert!(RawPolicy::from_toml("[limits]\nquarantine_after = 3").unwrap_err().contains("quarantine_after"));
     }
 
     #[test]
