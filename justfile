@@ -62,6 +62,10 @@ test: fmt-check python-deps build-plugins build-fixtures lint
 bench: build-plugins
     cargo run --release -p sandbox-bench
 
+# Bounded soak (a few minutes, not part of `test`): 200 000 mixed calls with faults; fails on RSS/fd/task growth.
+soak: build-plugins
+    cargo run --release -p sandbox-bench -- soak
+
 # Lints as CI would see them.
 lint:
     cargo clippy --workspace --all-targets -- -D warnings

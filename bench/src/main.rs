@@ -5,6 +5,7 @@
 mod e2b_api;
 mod measure;
 mod native;
+mod soak;
 mod streaming;
 mod upstream;
 
@@ -64,6 +65,13 @@ async fn main() {
         Some("profile-native") => return profile_native().await,
         Some("streaming") => return streaming::run(&sandbox_tests::root()).await,
         Some("e2b-api") => return e2b_api::run(&sandbox_tests::root()).await,
+        Some("soak") => {
+            let calls = std::env::args().nth(2).map(|n| n.parse().expect("soak [CALLS]")).unwrap_or(200_000);
+            if !soak::run(&sandbox_tests::root(), calls).await {
+                std::process::exit(1);
+            }
+            return;
+        }
         _ => {}
     }
     let root = sandbox_tests::root();
