@@ -53,15 +53,96 @@ impl Reply {
         from_status(&self.what, self.status, &error_detail(&self.body), self.retry_after_ms())
     }
 
-    /// `Retry-After` in milliseconds (delta-seconds form).
+    /// `Retry-After` in milliseconds: delta-seconds, or an HTTP date (see [`fn@retry_after_ms`]).
     pub fn retry_after_ms(&self) -> Option<u64> {
-        let v = self.headers.get("retry-after")?.to_str().ok()?.trim();
-        v.parse::<u64>().ok().map(|s| s.saturating_mul(1000))
+        let v = self.headers.get("retry-after")?.to_str().ok()?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+        retry_after_ms(v, now.as_millis() as u64)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3) in milliseconds from `now_unix_ms`: either
+/// delta-seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`, also the
+/// obsolete RFC 850 and asctime forms every recipient must accept), as the time left
+/// until then (0 once it has passed). Anything else is no hint.
+pub fn retry_after_ms(value: &str, now_unix_ms: u64) -> Option<u64> {
+    let v = value.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits: a huge value saturates rather than being dropped.
+        return Some(v.parse::<u64>().unwrap_or(u64::MAX).saturating_mul(1000));
+    }
+    let at = http_date_unix_secs(v)?;
+    Some(at.saturating_mul(1000).saturating_sub(now_unix_ms))
+}
+
+/// Seconds since the Unix epoch of an HTTP date (RFC 9110 §5.6.7): IMF-fixdate
+/// `Sun, 06 Nov 1994 08:49:37 GMT`, RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT`, asctime
+/// `Sun Nov  6 08:49:37 1994`.
+pub fn http_date_unix_secs(s: &str) -> Option<u64> {
+    const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let weekday = |w: &str| w.get(..3).is_some_and(|w| WEEKDAYS.iter().any(|d| w.eq_ignore_ascii_case(d)));
+    let (day, month, year, time) = match s.trim().split_once(',') {
+        Some((wd, rest)) => {
+            if !weekday(wd) {
+                return None;
+            }
+            match rest.split_whitespace().collect::<Vec<_>>()[..] {
+                [d, m, y, t, "GMT"] => (d, m, year_of(y)?, t),
+                [dmy, t, "GMT"] => match dmy.split('-').collect::<Vec<_>>()[..] {
+                    [d, m, y] => (d, m, year_of(y)?, t),
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+        None => match s.split_whitespace().collect::<Vec<_>>()[..] {
+            [wd, m, d, t, y] if weekday(wd) => (d, m, year_of(y)?, t),
+            _ => return None,
+        },
+    };
+    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    let month = MONTHS.iter().position(|m| month.eq_ignore_ascii_case(m))? as u64 + 1;
+    let day: u64 = digits(day, 1, 2)?;
+    let [h, m, sec] = match time.split(':').collect::<Vec<_>>()[..] {
+        [h, m, s] => [digits(h, 2, 2)?, digits(m, 2, 2)?, digits(s, 2, 2)?],
+        _ => return None,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month as usize - 1];
+    if year < 1970 || day == 0 || day > month_days || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3_600 + m * 60 + sec)
+}
+
+/// A year of 4 digits, or of 2 (RFC 850): 70–99 are 19xx, the rest 20xx.
+fn year_of(y: &str) -> Option<u64> {
+    match y.len() {
+        4 => digits(y, 4, 4),
+        2 => digits(y, 2, 2).map(|y| if y >= 70 { 1900 + y } else { 2000 + y }),
+        _ => None,
+    }
+}
+
+/// `s` as a number of `min..=max` ASCII digits.
+fn digits(s: &str, min: usize, max: usize) -> Option<u64> {
+    ((min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (year ≥ 1970).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    // Howard Hinnant's `days_from_civil`, shifted so March is the first month.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// The human message inside a provider's error body: `message`, `detail` (FastAPI,
@@ -350,6 +431,35 @@ mod tests {
         assert_eq!(error_detail(br#"{"code":401,"message":"bad key"}"#), "bad key");
         assert_eq!(error_detail(br#"{"detail":"Not found"}"#), "Not found");
         assert_eq!(error_detail(b"plain"), "plain");
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        // 1994-11-06T08:49:37Z, RFC 9110's example, in its three forms.
+        let at = 784_111_777;
+        for form in ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            assert_eq!(http_date_unix_secs(form), Some(at), "{form}");
+        }
+        assert_eq!(http_date_unix_secs("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(http_date_unix_secs("Tue, 29 Feb 2028 23:59:59 GMT"), Some(1_835_481_599));
+        let now = (at - 3) * 1000 + 250;
+        assert_eq!(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", now), Some(2_750), "the time left until the date");
+        assert_eq!(retry_after_ms("Sun, 06 Nov 1994 08:49:30 GMT", now), Some(0), "a date that has passed: retry now");
+        assert_eq!(retry_after_ms(" 2 ", now), Some(2_000));
+        assert_eq!(retry_after_ms("99999999999999999999999", now), Some(u64::MAX));
+        for bad in [
+            "",
+            "-1",
+            "1.5",
+            "soon",
+            "Sun, 31 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:00:00 GMT",
+            "06 Nov 1994 08:49:37 GMT",
+            "Sü, 06 Nov 1994 08:49:37 GMT",
+            "Sü Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(retry_after_ms(bad, now), None, "{bad:?}");
+        }
     }
 
     #[test]
