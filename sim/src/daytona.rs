@@ -2,8 +2,9 @@
 //! `/toolbox`, on one loopback port, both requiring `Authorization: Bearer <key>`.
 //!
 //! Shapes follow Daytona's maintained specs, `daytona/clients` `openapi-specs/api.json`
-//! and `openapi-specs/toolbox.json`, and the behaviour of the last public server and
-//! daemon, daytonaio/daytona v0.190.0 (`apps/api/src/sandbox`, `apps/daemon`): NestJS
+//! and `openapi-specs/toolbox.json` (vendored in `sim/specs/daytona/`; every request and
+//! answer is checked against them, [`crate::spec`]), and the behaviour of the last public
+//! server and daemon, daytonaio/daytona v0.190.0 (`apps/api/src/sandbox`, `apps/daemon`): NestJS
 //! errors `{statusCode, message, error}`, `Sandbox with ID or name X not found`, `Snapshot X
 //! not found. Did you add it through the Daytona Dashboard?`, 409 "Sandbox state change in
 //! progress" during any transition. The lifecycle routes are in [`lifecycle`], the daemon
@@ -34,6 +35,7 @@ mod toolbox;
 pub use session::{Labeller, Sessions, Stream};
 
 use crate::server::{json, Handler, Recorded, Reply, Sim};
+use crate::spec::{self, contract::Contract, exempt};
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -141,7 +143,7 @@ impl DaytonaSim {
             let (st, key) = (st.clone(), key.clone());
             Box::pin(async move { route(&st, &key, rec).await })
         });
-        let sim = Sim::serve(port, handler).await?;
+        let sim = Sim::serve_checked(port, handler, Some(&CONTRACT)).await?;
         *state.base.lock().unwrap() = sim.base_url();
         Ok(DaytonaSim { sim, state, api_key: api_key.to_string() })
     }
@@ -198,6 +200,30 @@ impl DaytonaSim {
     }
 }
 
+/// The API is checked against `api.json` under the API's global prefix `/api` (the
+/// spec's server is the bare `localhost:3000` it was generated on), the toolbox against
+/// `toolbox.json` under the proxy's `/toolbox/{sandboxId}`.
+static CONTRACT: Contract = Contract { locate, reject };
+
+fn locate(rec: &Recorded) -> Result<(&'static spec::Spec, String), String> {
+    if let Some(rest) = rec.path.strip_prefix("/api/").map(|r| format!("/{r}")) {
+        return Ok((spec::daytona_api(), rest));
+    }
+    let segs: Vec<&str> = rec.path.trim_start_matches('/').splitn(3, '/').collect();
+    match segs.as_slice() {
+        ["toolbox", _id, rest] => Ok((spec::daytona_toolbox(), format!("/{rest}"))),
+        _ => Err("neither under the API's /api nor the toolbox proxy's /toolbox/{sandboxId}".into()),
+    }
+}
+
+fn reject(rec: &Recorded, status: u16, message: &str) -> Reply {
+    if rec.path.starts_with("/toolbox/") {
+        toolbox::daemon_error(status, message, rec)
+    } else {
+        error(status, message)
+    }
+}
+
 fn is_live(state: &str) -> bool {
     !matches!(state, "destroyed" | "destroying" | "stopped" | "paused" | "archived" | "error" | "build_failed")
 }
@@ -230,6 +256,15 @@ fn iso(t: DateTime<Utc>) -> String {
 }
 
 async fn route(st: &State, key: &str, rec: Recorded) -> Reply {
+    let reply = serve(st, key, rec).await;
+    // Sandbox objects without `toolboxProxyUrl` (required by api.json) model older servers.
+    if st.omit_toolbox_proxy_url.load(Ordering::Relaxed) {
+        return exempt::mark(reply, "daytona:no-toolbox-proxy-url");
+    }
+    reply
+}
+
+async fn serve(st: &State, key: &str, rec: Recorded) -> Reply {
     if rec.header("authorization") != Some(format!("Bearer {key}").as_str()) {
         return error(401, "Unauthorized");
     }
@@ -354,20 +389,20 @@ fn sandbox_json(st: &State, s: &SimSandbox, full: bool) -> Value {
     let mut v = json!({
         "id": s.id, "organizationId": "b4bd7b3b-7d3c-4c4e-9a36-5a2f0c9a6d1e", "name": s.id,
         "snapshot": s.snapshot, "user": "daytona", "labels": s.labels, "public": false,
-        "networkBlockAll": s.network_block_all, "networkAllowList": null, "target": "us",
+        "networkBlockAll": s.network_block_all, "target": "us",
         "cpu": s.cpu, "gpu": 0, "memory": s.memory, "disk": s.disk, "sandboxClass": s.class,
-        "state": s.state, "desiredState": desired,
-        "errorReason": null, "backupState": "None", "backupCreatedAt": null,
+        "state": s.state, "desiredState": desired, "backupState": "None",
         "autoStopInterval": s.auto_stop_interval, "autoPauseInterval": 0, "autoArchiveInterval": 10080, "autoDeleteInterval": -1,
         "createdAt": iso(s.created_at), "updatedAt": iso(Utc::now()), "daemonVersion": "0.4.3",
     });
     if let Some(t) = s.auto_destroy_at {
         v["autoDestroyAt"] = json!(iso(t));
     }
+    // api.json declares no field nullable: what a sandbox does not have (errorReason,
+    // networkAllowList, backupCreatedAt, buildInfo) is left out rather than null.
     if full {
         v["env"] = json!(s.env);
         v["volumes"] = json!([]);
-        v["buildInfo"] = Value::Null;
     }
     if !st.omit_toolbox_proxy_url.load(Ordering::Relaxed) {
         v["toolboxProxyUrl"] = json!(format!("{}/toolbox", st.base.lock().unwrap()));
@@ -448,7 +483,7 @@ fn list(st: &State, rec: &Recorded) -> Reply {
     let limit = st.page_size.lock().unwrap().map_or(limit, |p| p.min(limit));
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     match *st.list_shape.lock().unwrap() {
-        ListShape::Array => json(200, &Value::Array(items)),
+        ListShape::Array => exempt::mark(json(200, &Value::Array(items)), "daytona:list-shape"),
         ListShape::Cursor => {
             let start = match rec.query_param("cursor") {
                 None => 0,
@@ -468,7 +503,10 @@ fn list(st: &State, rec: &Recorded) -> Reply {
             let page = rec.query_param("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
             let total_pages = items.len().div_ceil(limit).max(1);
             let rows: Vec<Value> = items.iter().skip((page - 1) * limit).take(limit).cloned().collect();
-            json(200, &json!({ "items": rows, "total": items.len(), "page": page, "totalPages": total_pages }))
+            exempt::mark(
+                json(200, &json!({ "items": rows, "total": items.len(), "page": page, "totalPages": total_pages })),
+                "daytona:list-shape",
+            )
         }
     }
 }

@@ -5,6 +5,8 @@
 //! statuses follow e2b-dev/E2B `spec/openapi.yml` and `spec/envd` (errors `{code,
 //! message}`, proto3 JSON that omits zero values) and the API handlers of e2b-dev/infra
 //! (`sandbox_connect.go`, `sandbox_timeout.go`, `sandbox_fork.go`, `sandbox_pause.go`).
+//! Both servers check every request and answer against the vendored copies of those
+//! documents (`sim/specs/e2b/`, [`crate::spec`]).
 //!
 //! Sandboxes are real: each gets a temporary directory as its home and default working
 //! directory, commands run as local processes (via the plugin's `/bin/bash`), relative
@@ -19,6 +21,7 @@ mod process;
 pub mod snapshots;
 
 use crate::server::{empty, json, Handler, Recorded, Reply, Sim};
+use crate::spec::{self, contract::Contract};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
@@ -89,8 +92,8 @@ impl E2bSim {
             let st = st.clone();
             Box::pin(async move { envd::serve(&st, rec).await })
         });
-        let api = Sim::serve(port, api).await?;
-        let envd = Sim::serve(if port == 0 { 0 } else { port + 1 }, envd_handler).await?;
+        let api = Sim::serve_checked(port, api, Some(&API_CONTRACT)).await?;
+        let envd = Sim::serve_checked(if port == 0 { 0 } else { port + 1 }, envd_handler, Some(&envd::CONTRACT)).await?;
         Ok(E2bSim { api, envd, state, api_key: api_key.to_string() })
     }
 
@@ -129,6 +132,10 @@ impl E2bSim {
     }
 }
 
+/// The control plane is checked against `spec/openapi.yml` (paths from the server root).
+static API_CONTRACT: Contract =
+    Contract { locate: |rec| Ok((spec::e2b_api(), rec.path.clone())), reject: |_, status, message| error(status, message) };
+
 fn error(status: u16, message: &str) -> Reply {
     json(status, &json!({ "code": status, "message": message }))
 }
@@ -151,7 +158,8 @@ fn route(st: &State, key: &str, rec: Recorded) -> Reply {
     }
     let segs: Vec<&str> = rec.path.trim_matches('/').split('/').collect();
     match (rec.method.as_str(), segs.as_slice()) {
-        ("POST", ["sandboxes"]) => create(st, &rec),
+        // `/v2/sandboxes` is what SDK 2.63 calls (`NewSandboxV2`); `/sandboxes` is deprecated.
+        ("POST", ["sandboxes"] | ["v2", "sandboxes"]) => create(st, &rec),
         ("GET", ["sandboxes"]) => list(st, &rec, false),
         ("GET", ["v2", "sandboxes"]) => list(st, &rec, true),
         ("GET", ["sandboxes", id]) => match st.sandboxes.lock().unwrap().get(*id) {
@@ -220,7 +228,9 @@ fn create(st: &State, rec: &Recorded) -> Reply {
         }
     }
     let id = new_id(st);
-    let secure = body.get("secure").and_then(Value::as_bool).unwrap_or(false);
+    // v2 has no `secure`: "All system communication with the sandbox is always secured"
+    // (SDK 2.63 `NewSandboxV2`); v1 defaults it to false.
+    let secure = rec.path == "/v2/sandboxes" || body.get("secure").and_then(Value::as_bool).unwrap_or(false);
     let now = Utc::now();
     let sbx = SimSandbox {
         id: id.clone(),
@@ -240,12 +250,17 @@ fn create(st: &State, rec: &Recorded) -> Reply {
     json(201, &answer)
 }
 
-/// The spec's `Sandbox` (create, connect and fork answers).
+/// The spec's `Sandbox` (create, connect and fork answers). `envdAccessToken` is not
+/// nullable: a sandbox without one (not secure) leaves it out.
 fn created(s: &SimSandbox) -> Value {
-    json!({
+    let mut v = json!({
         "sandboxID": s.id, "templateID": s.template_id, "alias": s.alias, "clientID": "6532622b",
-        "envdVersion": "0.2.0", "envdAccessToken": s.token, "domain": null,
-    })
+        "envdVersion": "0.2.0", "domain": null,
+    });
+    if let Some(t) = &s.token {
+        v["envdAccessToken"] = json!(t);
+    }
+    v
 }
 
 /// The spec's `ListedSandbox`.
@@ -261,7 +276,9 @@ fn listed(s: &SimSandbox) -> Value {
 /// The spec's `SandboxDetail`.
 fn detail(s: &SimSandbox) -> Value {
     let mut v = listed(s);
-    v["envdAccessToken"] = json!(s.token);
+    if let Some(t) = &s.token {
+        v["envdAccessToken"] = json!(t);
+    }
     v["domain"] = Value::Null;
     v["allowInternetAccess"] = json!(s.allow_internet_access);
     v

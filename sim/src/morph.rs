@@ -23,15 +23,20 @@
 //! request (`stop` deletes, `pause` pauses) and do not run while paused. It binds
 //! 127.0.0.1 only; a local development and test double, not an isolation boundary.
 //!
-//! Assumptions where Morph documents nothing: an unknown snapshot on start is 404; a
-//! second HTTP service with an existing name is 409; a bad key is 401; exec on a paused
-//! instance, pausing a paused one and resuming a running one are 409 (the SDK's CLI
-//! reads 409 on pause/resume as "cannot be paused/resumed").
+//! Every request and answer is checked against that document (vendored as
+//! `sim/specs/morph/morph-3.1.0.json`, [`crate::spec`]). It documents only 200 and
+//! FastAPI's 422 for each operation, so Morph's error codes are assumptions (listed in
+//! `spec::exempt`): an unknown instance or snapshot is 404; a second HTTP service with an
+//! existing name is 409; a bad key is 401; exec on a paused instance, pausing a paused
+//! one and resuming a running one are 409 (the SDK's CLI reads 409 on pause/resume as
+//! "cannot be paused/resumed"); an exec that cannot start is 500, one that outlives
+//! [`EXEC_CAP`] 504. `exec/sse` is not in the document (exempted there).
 
 // Helpers return `Err(Reply)`: the error IS the answer to send, built once where it arises.
 #![allow(clippy::result_large_err)]
 
 use crate::server::{empty, json, streamed, Handler, Recorded, Reply, Sim};
+use crate::spec::{self, contract::Contract};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -123,7 +128,7 @@ impl MorphSim {
             let (st, key) = (st.clone(), key.clone());
             Box::pin(async move { route(&st, &key, rec).await })
         });
-        let api = Sim::serve(port, handler).await?;
+        let api = Sim::serve_checked(port, handler, Some(&CONTRACT)).await?;
         Ok(MorphSim { api, state, api_key: api_key.to_string() })
     }
 
@@ -171,13 +176,33 @@ impl MorphSim {
     }
 }
 
+/// Checked against `morph-3.1.0.json`, whose server is `/api`.
+static CONTRACT: Contract = Contract { locate, reject };
+
+fn locate(rec: &Recorded) -> Result<(&'static spec::Spec, String), String> {
+    match rec.path.strip_prefix("/api") {
+        Some(rest) if rest.starts_with('/') => Ok((spec::morph_api(), rest.to_string())),
+        _ => Err("not under the spec's server /api".into()),
+    }
+}
+
+/// A refusal as FastAPI words it: 422 `HTTPValidationError` for a request that does not
+/// validate, `{detail}` otherwise.
+fn reject(_: &Recorded, status: u16, message: &str) -> Reply {
+    match status {
+        400 => json(422, &json!({ "detail": [{ "type": "spec_violation", "loc": ["request"], "msg": message }] })),
+        _ => detail(status, message),
+    }
+}
+
 fn detail(status: u16, message: &str) -> Reply {
     json(status, &json!({ "detail": message }))
 }
 
-/// FastAPI's request-validation answer.
-fn invalid(loc: &[&str], msg: &str, input: Value) -> Reply {
-    json(422, &json!({ "detail": [{ "type": "value_error", "loc": loc, "msg": msg, "input": input }] }))
+/// FastAPI's request-validation answer, `HTTPValidationError`. (Pydantic 2 also sends the
+/// offending `input`; the vendored `ValidationError` declares only loc, msg and type.)
+fn invalid(loc: &[&str], msg: &str) -> Reply {
+    json(422, &json!({ "detail": [{ "type": "value_error", "loc": loc, "msg": msg }] }))
 }
 
 fn not_found(id: &str) -> Reply {
@@ -197,9 +222,10 @@ async fn route(st: &Arc<State>, key: &str, rec: Recorded) -> Reply {
     match (rec.method.as_str(), segs.as_slice()) {
         ("POST", ["api", "instance"]) => {
             let Some(snapshot) = rec.query_param("snapshot_id") else {
-                return invalid(&["query", "snapshot_id"], "Field required", Value::Null);
+                return invalid(&["query", "snapshot_id"], "Field required");
             };
-            let body = if rec.body.is_empty() { json!({}) } else { rec.json() };
+            // The body is optional and may be JSON null (`anyOf: [StartInstanceRequest, null]`).
+            let body = if rec.body.is_empty() || rec.json().is_null() { json!({}) } else { rec.json() };
             match start_instance(st, &snapshot, &body) {
                 Ok(v) => json(200, &v),
                 Err(r) => r,
@@ -274,10 +300,10 @@ fn string_map(v: &Value, loc: &str) -> Result<BTreeMap<String, String>, Reply> {
             .iter()
             .map(|(k, v)| match v.as_str() {
                 Some(s) => Ok((k.clone(), s.to_string())),
-                None => Err(invalid(&["body", loc, k], "Input should be a valid string", v.clone())),
+                None => Err(invalid(&["body", loc, k], "Input should be a valid string")),
             })
             .collect(),
-        other => Err(invalid(&["body", loc], "Input should be a valid dictionary", other.clone())),
+        _ => Err(invalid(&["body", loc], "Input should be a valid dictionary")),
     }
 }
 
@@ -299,17 +325,17 @@ fn new_id(prefix: &str, st: &State, taken: impl Fn(&str) -> bool) -> String {
 /// `POST /instance?snapshot_id=` with an optional `StartInstanceRequest` body.
 fn start_instance(st: &State, snapshot: &str, body: &Value) -> Result<Value, Reply> {
     if !body.is_object() {
-        return Err(invalid(&["body"], "Input should be a valid dictionary or object", body.clone()));
+        return Err(invalid(&["body"], "Input should be a valid dictionary or object"));
     }
     let metadata = string_map(&body["metadata"], "metadata")?;
     let ttl_seconds = match &body["ttl_seconds"] {
         Value::Null => None,
-        v => Some(v.as_u64().ok_or_else(|| invalid(&["body", "ttl_seconds"], "Input should be a valid integer", v.clone()))?),
+        v => Some(v.as_u64().ok_or_else(|| invalid(&["body", "ttl_seconds"], "Input should be a valid integer"))?),
     };
     let ttl_action = match &body["ttl_action"] {
         Value::Null => "stop".to_string(),
         Value::String(s) if s == "stop" || s == "pause" => s.clone(),
-        v => return Err(invalid(&["body", "ttl_action"], "Input should be 'stop' or 'pause'", v.clone())),
+        _ => return Err(invalid(&["body", "ttl_action"], "Input should be 'stop' or 'pause'")),
     };
     let (image_id, files) = {
         let snaps = st.snapshots.lock().unwrap();
@@ -419,7 +445,7 @@ fn branch(st: &State, id: &str, rec: &Recorded) -> Reply {
         None => 1,
         Some(c) => match c.parse::<u64>() {
             Ok(n) if n >= 1 => n,
-            _ => return invalid(&["query", "count"], "Input should be greater than or equal to 1", json!(c)),
+            _ => return invalid(&["query", "count"], "Input should be greater than or equal to 1"),
         },
     };
     let body = if rec.body.is_empty() { json!({}) } else { rec.json() };
@@ -451,19 +477,24 @@ fn branch(st: &State, id: &str, rec: &Recorded) -> Reply {
 /// `POST /instance/{id}/http` `{name, port, auth_mode?}` → the instance.
 fn expose(st: &State, id: &str, rec: &Recorded) -> Reply {
     let body = rec.json();
-    let Some(name) = body["name"].as_str() else { return invalid(&["body", "name"], "Field required", Value::Null) };
-    let valid_name =
-        !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let Some(name) = body["name"].as_str() else { return invalid(&["body", "name"], "Field required") };
+    // ExposeHttpServiceRequest.name: 1-40 characters, `^[a-z0-9]([a-z0-9-_]*[a-z0-9])?$`.
+    let inner = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = name.as_bytes();
+    let valid_name = (1..=40).contains(&bytes.len())
+        && bytes.first().copied().is_some_and(inner)
+        && bytes.last().copied().is_some_and(inner)
+        && bytes.iter().all(|b| inner(*b) || *b == b'-' || *b == b'_');
     if !valid_name {
-        return invalid(&["body", "name"], "name must be 1-63 characters of a-z, 0-9 and '-'", json!(name));
+        return invalid(&["body", "name"], "String should match pattern '^[a-z0-9]([a-z0-9-_]*[a-z0-9])?$'");
     }
     let Some(port) = body["port"].as_u64().and_then(|p| u16::try_from(p).ok()).filter(|p| *p >= 1) else {
-        return invalid(&["body", "port"], "Input should be a valid port number", body["port"].clone());
+        return invalid(&["body", "port"], "Input should be a valid port number");
     };
     let auth_mode = match &body["auth_mode"] {
         Value::Null => "none".to_string(),
         Value::String(s) if s == "none" || s == "api_key" => s.clone(),
-        v => return invalid(&["body", "auth_mode"], "Input should be 'none' or 'api_key'", v.clone()),
+        _ => return invalid(&["body", "auth_mode"], "Input should be 'none' or 'api_key'"),
     };
     let mut instances = st.instances.lock().unwrap();
     let Some(i) = instances.get_mut(id) else { return not_found(id) };
@@ -480,20 +511,20 @@ fn expose(st: &State, id: &str, rec: &Recorded) -> Reply {
 fn set_ttl(st: &State, id: &str, rec: &Recorded) -> Reply {
     let body = rec.json();
     if !body.is_object() {
-        return invalid(&["body"], "Input should be a valid dictionary or object", body);
+        return invalid(&["body"], "Input should be a valid dictionary or object");
     }
     let ttl_seconds = match &body["ttl_seconds"] {
         Value::Null if body.get("ttl_seconds").is_some() => None,
-        Value::Null => return invalid(&["body", "ttl_seconds"], "Field required", Value::Null),
+        Value::Null => return invalid(&["body", "ttl_seconds"], "Field required"),
         v => match v.as_u64() {
             Some(t) => Some(t),
-            None => return invalid(&["body", "ttl_seconds"], "Input should be a valid integer", v.clone()),
+            None => return invalid(&["body", "ttl_seconds"], "Input should be a valid integer"),
         },
     };
     let action = match &body["ttl_action"] {
         Value::Null => None,
         Value::String(a) if a == "stop" || a == "pause" => Some(a.clone()),
-        v => return invalid(&["body", "ttl_action"], "Input should be 'stop' or 'pause'", v.clone()),
+        _ => return invalid(&["body", "ttl_action"], "Input should be 'stop' or 'pause'"),
     };
     let mut instances = st.instances.lock().unwrap();
     let Some(i) = instances.get_mut(id) else { return not_found(id) };
@@ -535,8 +566,10 @@ fn spawn(st: &State, id: &str, rec: &Recorded) -> Result<tokio::process::Child, 
     let body = rec.json();
     let command: Option<Vec<String>> =
         body["command"].as_array().and_then(|a| a.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<Vec<_>>>());
+    // Assumption: ExecRequest allows `[]` (no minItems), but an empty command has nothing to
+    // run; answered 422 as FastAPI would a failed validator.
     let Some(command) = command.filter(|c| !c.is_empty()) else {
-        return Err(invalid(&["body", "command"], "Input should be a non-empty list of strings", body["command"].clone()));
+        return Err(invalid(&["body", "command"], "Input should be a non-empty list of strings"));
     };
     let root = match st.instances.lock().unwrap().get(id) {
         Some(i) if i.paused => return Err(detail(409, &format!("Instance '{id}' is paused"))),

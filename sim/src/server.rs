@@ -1,6 +1,9 @@
 //! The part every simulator shares: a hyper server on `127.0.0.1:0`, the request log,
-//! fault injection, and the auth check on the provider's credential header.
+//! fault injection, and the check of every request and answer against the provider's
+//! vendored spec ([`crate::spec`]).
 
+use crate::spec::contract::{Admitted, Contract};
+use crate::spec::exempt::OffSpec;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -117,55 +120,143 @@ pub struct Sim {
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Recorded>>>,
     faults: Arc<Mutex<VecDeque<Fault>>>,
+    violations: Arc<Mutex<Vec<String>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// What the server shares with each connection.
+#[derive(Clone)]
+struct Shared {
+    log: Arc<Mutex<Vec<Recorded>>>,
+    faults: Arc<Mutex<VecDeque<Fault>>>,
+    violations: Arc<Mutex<Vec<String>>>,
+    handler: Handler,
+    contract: Option<&'static Contract>,
+}
+
+/// Environment variable naming a file every spec violation is appended to (one a line),
+/// to collect them over a whole test run.
+pub const VIOLATIONS_LOG_ENV: &str = "PROVIDER_SIMS_VIOLATIONS";
+
+/// Environment variable naming a file each checked exchange is appended to (`<spec>
+/// <operation> → <status>`, or `exempt …`): what a test run covered of each spec.
+pub const CHECKED_LOG_ENV: &str = "PROVIDER_SIMS_CHECKED";
+
+/// A note on a request (an undeclared body property), kept in the [`CHECKED_LOG_ENV`] file.
+pub(crate) fn note(line: &str) {
+    append(CHECKED_LOG_ENV, &format!("note {line}"));
+}
+
+fn append(env: &str, line: &str) {
+    if let Some(file) = std::env::var_os(env) {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+impl Shared {
+    fn violation(&self, message: String) {
+        eprintln!("provider-sims: SPEC VIOLATION: {message}");
+        append(VIOLATIONS_LOG_ENV, &message);
+        self.violations.lock().unwrap().push(message);
+    }
+
+    async fn answer(&self, rec: Recorded) -> Reply {
+        self.log.lock().unwrap().push(rec.clone());
+        let admitted = match self.contract.map(|c| c.admit(&rec)) {
+            None => Admitted::Exempt,
+            Some(Ok(a)) => a,
+            Some(Err(v)) => {
+                let message = format!("request does not match the vendored spec: {}", v.message);
+                self.violation(message.clone());
+                return (self.contract.unwrap().reject)(&rec, v.status, &message);
+            }
+        };
+        let fault = {
+            let mut f = self.faults.lock().unwrap();
+            let pos = f.iter().position(|x| x.method == rec.method && rec.path.starts_with(&x.path_prefix));
+            pos.and_then(|i| f.remove(i))
+        };
+        let handler = &self.handler;
+        let request = rec.clone();
+        let reply = match fault {
+            Some(f) if f.after_work && f.status == 0 => {
+                let reply = handler(rec).await;
+                tokio::time::sleep(f.delay).await;
+                reply
+            }
+            // An injected answer is the test's, not the simulator's: it is not checked.
+            Some(f) => {
+                if f.after_work {
+                    drop(handler(rec).await);
+                }
+                tokio::time::sleep(f.delay).await;
+                let mut b = Response::builder().status(f.status).header("content-type", "application/json");
+                for (k, v) in &f.headers {
+                    b = b.header(k, v);
+                }
+                return b.body(Full::new(Bytes::from(f.body))).unwrap();
+            }
+            None => handler(rec).await,
+        };
+        self.checked(&admitted, &request, reply).await
+    }
+
+    /// The simulator's `reply`, or a 500 naming the simulator bug when it violates the spec.
+    async fn checked(&self, admitted: &Admitted, rec: &Recorded, reply: Reply) -> Reply {
+        if std::env::var_os(CHECKED_LOG_ENV).is_some() {
+            let line = match admitted {
+                Admitted::Exempt => format!("exempt {} {}", rec.method, rec.path),
+                Admitted::Op { spec, label, .. } => format!("{} {label} → {}", spec.file, reply.status().as_u16()),
+            };
+            append(CHECKED_LOG_ENV, &line);
+        }
+        if matches!(admitted, Admitted::Exempt) || reply.extensions().get::<Streamed>().is_some() {
+            return reply;
+        }
+        let (parts, body) = reply.into_parts();
+        let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let ct = parts.headers.get("content-type").and_then(|v| v.to_str().ok());
+        let knob = parts.extensions.get::<OffSpec>().map(|k| k.0);
+        match Contract::answer(admitted, parts.status.as_u16(), ct, &bytes, knob) {
+            Ok(()) => Response::from_parts(parts, Full::new(bytes)),
+            Err(why) => {
+                let message = format!("simulator bug: response violates spec: {why}");
+                self.violation(message.clone());
+                (self.contract.unwrap().reject)(rec, 500, &message)
+            }
+        }
+    }
+}
+
 impl Sim {
-    /// Serves `handler` on 127.0.0.1 (`port` 0 = any free port).
+    /// Serves `handler` on 127.0.0.1 (`port` 0 = any free port), unchecked.
     pub async fn serve(port: u16, handler: Handler) -> std::io::Result<Sim> {
+        Self::serve_checked(port, handler, None).await
+    }
+
+    /// Serves `handler`, checking every request and answer against `contract`'s specs.
+    pub async fn serve_checked(port: u16, handler: Handler, contract: Option<&'static Contract>) -> std::io::Result<Sim> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
-        let log: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-        let faults: Arc<Mutex<VecDeque<Fault>>> = Arc::default();
+        let shared = Shared { log: Arc::default(), faults: Arc::default(), violations: Arc::default(), handler, contract };
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (log2, faults2) = (log.clone(), faults.clone());
+        let (log, faults, violations) = (shared.log.clone(), shared.faults.clone(), shared.violations.clone());
         tokio::spawn(async move {
             loop {
                 let stream = tokio::select! {
                     _ = &mut stopped => return,
                     accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
                 };
-                let (log, faults, handler) = (log2.clone(), faults2.clone(), handler.clone());
+                let shared = shared.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
-                        let (log, faults, handler) = (log.clone(), faults.clone(), handler.clone());
+                        let shared = shared.clone();
                         async move {
                             let rec = record(req).await;
-                            log.lock().unwrap().push(rec.clone());
-                            let fault = {
-                                let mut f = faults.lock().unwrap();
-                                let pos = f.iter().position(|x| x.method == rec.method && rec.path.starts_with(&x.path_prefix));
-                                pos.and_then(|i| f.remove(i))
-                            };
-                            let reply = match fault {
-                                Some(f) if f.after_work && f.status == 0 => {
-                                    let reply = handler(rec).await;
-                                    tokio::time::sleep(f.delay).await;
-                                    reply
-                                }
-                                Some(f) => {
-                                    if f.after_work {
-                                        drop(handler(rec).await);
-                                    }
-                                    tokio::time::sleep(f.delay).await;
-                                    let mut b = Response::builder().status(f.status).header("content-type", "application/json");
-                                    for (k, v) in &f.headers {
-                                        b = b.header(k, v);
-                                    }
-                                    b.body(Full::new(Bytes::from(f.body))).unwrap()
-                                }
-                                None => handler(rec).await,
-                            };
+                            let reply = shared.answer(rec).await;
                             Ok::<_, std::convert::Infallible>(on_the_wire(reply))
                         }
                     });
@@ -173,7 +264,7 @@ impl Sim {
                 });
             }
         });
-        Ok(Sim { addr, log, faults, stop: Some(stop) })
+        Ok(Sim { addr, log, faults, violations, stop: Some(stop) })
     }
 
     pub fn base_url(&self) -> String {
@@ -191,6 +282,17 @@ impl Sim {
 
     pub fn clear_requests(&self) {
         self.log.lock().unwrap().clear();
+    }
+
+    /// Every spec violation so far: requests refused as the real API would refuse them,
+    /// and answers of the simulator's own that the spec does not allow (answered 500).
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
+    }
+
+    /// The violations so far, forgotten (for a test that provoked them on purpose).
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut *self.violations.lock().unwrap())
     }
 
     /// Makes the next request matching `fault` get its answer instead of the simulator's.

@@ -1,7 +1,9 @@
 //! Lifecycle routes of the API: start, stop, pause, fork, the auto-stop interval, the TTL
 //! and labels, with v0.190.0 `sandbox.service.ts`'s rules (`start`, `stop`, `pause`,
-//! `forkSandbox`, `setAutostopInterval`, `replaceLabels`) and api.json's shapes. Routes
-//! without `@HttpCode(200)` (autostop, ttl) answer NestJS's default 201 for a POST.
+//! `forkSandbox`, `setAutostopInterval`, `replaceLabels`) and api.json's shapes and
+//! statuses: autostop and ttl answer 200 as api.json documents (v0.190.0's controller had
+//! no `@HttpCode(200)` there, so it answered NestJS's default 201; a plugin should take
+//! either).
 
 use super::{conflict, error, new_id, not_found, sandbox_json, session, Settle, SimSandbox, State};
 use crate::server::{json, Recorded, Reply};
@@ -23,12 +25,12 @@ pub(super) fn route(st: &State, method: &str, id: &str, action: &[&str], rec: &R
                 ("pause", []) => pause(s, polls),
                 ("autostop", [minutes]) => minutes_param(minutes).map(|m| {
                     s.auto_stop_interval = m;
-                    201
+                    200
                 }),
                 ("ttl", [minutes]) => minutes_param(minutes).map(|m| {
                     // "re-anchored from the current time (0 to disable)".
                     s.auto_destroy_at = (m > 0).then(|| Utc::now() + chrono::Duration::minutes(m as i64));
-                    201
+                    200
                 }),
                 _ => Err(error(404, format!("Cannot {method} {}", rec.path))),
             };

@@ -8,6 +8,7 @@
 
 use super::{error, not_found, session, State};
 use crate::server::{empty, json, raw, Recorded, Reply};
+use crate::spec::exempt;
 use chrono::Utc;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -57,7 +58,8 @@ pub(super) async fn route(st: &State, id: &str, rest: &[&str], rec: &Recorded) -
         ("POST", ["files", "upload"]) => upload(&target, rec, false),
         ("POST", ["files", "folder"]) => folder(&target, rec),
         ("POST", ["files", "permissions"]) => permissions(&target, rec),
-        // gin's answer for a route the daemon does not have.
+        // gin's answer for a route the daemon does not have (upload-v2: one that predates it).
+        (_, ["files", "upload-v2"]) => exempt::mark(raw(404, "text/plain", b"404 page not found".to_vec()), "daytona:old-daemon"),
         _ => raw(404, "text/plain", b"404 page not found".to_vec()),
     }
 }

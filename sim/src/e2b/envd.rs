@@ -4,10 +4,15 @@
 
 use super::{process, State};
 use crate::server::{json, raw, Recorded, Reply};
+use crate::spec::{self, contract::Contract, exempt};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// envd is checked against `spec/envd/envd.yaml` (paths from the server root).
+pub(super) static CONTRACT: Contract =
+    Contract { locate: |rec| Ok((spec::e2b_envd(), rec.path.clone())), reject: |_, status, message| envd_error(status, message) };
 
 pub(super) fn envd_error(status: u16, message: &str) -> Reply {
     json(status, &json!({ "code": status, "message": message }))
@@ -22,15 +27,16 @@ pub(super) struct Target {
 
 fn target(st: &State, rec: &Recorded) -> Result<Target, Box<Reply>> {
     let Some(id) = rec.header("e2b-sandbox-id") else {
-        return Err(Box::new(raw(400, "text/plain", b"Invalid host".to_vec())));
+        return Err(Box::new(exempt::mark(raw(400, "text/plain", b"Invalid host".to_vec()), "e2b:edge-proxy")));
     };
     if rec.header("e2b-sandbox-port") != Some("49983") {
-        return Err(Box::new(raw(400, "text/plain", b"Missing header: E2b-Sandbox-Port".to_vec())));
+        return Err(Box::new(exempt::mark(raw(400, "text/plain", b"Missing header: E2b-Sandbox-Port".to_vec()), "e2b:edge-proxy")));
     }
     let boxes = st.sandboxes.lock().unwrap();
     let Some(s) = boxes.get(id).filter(|s| !s.paused) else {
         // What E2B's edge proxy answers for a sandbox that is not running (gone or paused).
-        return Err(Box::new(json(502, &json!({ "sandboxId": id, "message": "The sandbox was not found", "code": 502 }))));
+        let proxy = json(502, &json!({ "sandboxId": id, "message": "The sandbox was not found", "code": 502 }));
+        return Err(Box::new(exempt::mark(proxy, "e2b:edge-proxy")));
     };
     if let Some(t) = &s.token {
         if rec.header("x-access-token") != Some(t.as_str()) {
