@@ -19,9 +19,10 @@ build-plugins: setup
 build-fixtures: setup
     bash scripts/build-fixtures.sh
 
-# Build the host (release) and the plugins.
+# Build the host and the simulators in the dev profile `test` uses too (dependencies are
+# optimised there: Cargo.toml), so `demo` then `test` compile wasmtime once; and the plugins.
 build: build-plugins
-    cargo build --release -p sandbox-host -p provider-sims
+    cargo build -p sandbox-host -p provider-sims
 
 # A full create → exec → fs → list → stop lifecycle through the host against a local E2B-shaped simulator.
 demo: build

@@ -4,7 +4,7 @@
 # is pointed at the simulator by its policy file; the host injects the API key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=target/release
+bin=target/debug  # the profile `just test` builds too (Cargo.toml optimises its dependencies)
 work=$(mktemp -d)
 sim_log="$work/sim.log"
 trap 'kill $sim_pid 2>/dev/null || true; rm -rf "$work"' EXIT

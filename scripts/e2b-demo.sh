@@ -5,7 +5,7 @@
 # changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${SANDBOX_BIN_DIR:-target/release}
+bin=${SANDBOX_BIN_DIR:-target/debug}
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT

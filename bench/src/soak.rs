@@ -77,9 +77,11 @@ async fn host(root: &Path, policies: &[(&str, String)]) -> Arc<Host> {
 
 /// Call `n`'s leaf and payload: mostly cheap control-plane calls, some execs and file
 /// round trips, some invalid payloads (S422, nothing sent).
+/// `SOAK_SLOT=<0..19>` runs only that slot of the mix (to find which call grows memory).
 fn call_for(n: u64, p: &Provider) -> (Leaf, Value) {
     let id = &p.ids[(n / 3) as usize % p.ids.len()];
-    match n % 20 {
+    let slot = std::env::var("SOAK_SLOT").ok().and_then(|s| s.parse().ok()).unwrap_or(n % 20);
+    match slot {
         0..=7 => (Leaf::List, json!({})),
         8..=13 => (Leaf::Get, json!({"sandbox_id": id})),
         14 => (Leaf::SetTimeout, json!({"sandbox_id": id, "timeout_secs": 3600})),
