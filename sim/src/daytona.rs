@@ -69,6 +69,9 @@ pub struct SimSandbox {
     pub class: String,
     pub created_at: DateTime<Utc>,
     pub auto_stop_interval: u64,
+    /// Minutes after a stop until Daytona deletes it: negative never, 0 at once (api.json
+    /// `CreateSandbox.autoDeleteInterval`; "disabled by default").
+    pub auto_delete_interval: i64,
     /// When the TTL destroys it.
     pub auto_destroy_at: Option<DateTime<Utc>>,
     pub cpu: u64,
@@ -186,6 +189,15 @@ impl DaytonaSim {
     pub fn set_state(&self, id: &str, state: &str) {
         self.with(id, |s| {
             s.state = state.to_string();
+            s.settle = None;
+        });
+    }
+
+    /// Daytona's auto-stop of an idle sandbox: stopped, and deleted at once when its
+    /// auto-delete interval is 0 (a longer interval is not simulated: it stays stopped).
+    pub fn idle_stop(&self, id: &str) {
+        self.with(id, |s| {
+            s.state = if s.auto_delete_interval == 0 { "destroyed" } else { "stopped" }.to_string();
             s.settle = None;
         });
     }
@@ -355,6 +367,10 @@ fn create(st: &State, body: &Value) -> Result<Value, Reply> {
         class: if st.vm_sandboxes.load(Ordering::Relaxed) { "linux-vm".into() } else { "container".into() },
         created_at: Utc::now(),
         auto_stop_interval: auto_stop,
+        auto_delete_interval: match body.get("autoDeleteInterval") {
+            None | Some(Value::Null) => -1,
+            Some(v) => v.as_i64().ok_or_else(|| error(400, json!(["autoDeleteInterval must be an integer number"])))?,
+        },
         auto_destroy_at: None,
         cpu,
         memory,
@@ -392,7 +408,7 @@ fn sandbox_json(st: &State, s: &SimSandbox, full: bool) -> Value {
         "networkBlockAll": s.network_block_all, "target": "us",
         "cpu": s.cpu, "gpu": 0, "memory": s.memory, "disk": s.disk, "sandboxClass": s.class,
         "state": s.state, "desiredState": desired, "backupState": "None",
-        "autoStopInterval": s.auto_stop_interval, "autoPauseInterval": 0, "autoArchiveInterval": 10080, "autoDeleteInterval": -1,
+        "autoStopInterval": s.auto_stop_interval, "autoPauseInterval": 0, "autoArchiveInterval": 10080, "autoDeleteInterval": s.auto_delete_interval,
         "createdAt": iso(s.created_at), "updatedAt": iso(Utc::now()), "daemonVersion": "0.4.3",
     });
     if let Some(t) = s.auto_destroy_at {

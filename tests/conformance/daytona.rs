@@ -108,7 +108,10 @@ async fn create_sends_minutes_rounded_up_and_the_documented_body() {
     let body = sent(&up, "POST", "/api/sandbox")[0].json();
     // The host's default idle timeout (300 s) is 5 minutes.
     let labels = sandbox_tests::with_host_tag(json!({"team": "x"}));
-    assert_eq!(body, json!({"snapshot": "daytona-small", "autoStopInterval": 5, "env": {"A": "1"}, "labels": labels}));
+    assert_eq!(
+        body,
+        json!({"snapshot": "daytona-small", "autoStopInterval": 5, "autoDeleteInterval": 0, "env": {"A": "1"}, "labels": labels})
+    );
     let id = v["sandbox_id"].as_str().unwrap();
     assert_eq!(up.0.state.sandboxes.lock().unwrap()[id].labels["team"], "x");
     // The sandbox env reaches commands.

@@ -314,7 +314,9 @@ pub fn create_body(req: &CreateRequest, auto_stop_minutes: u64) -> Result<Value,
     if auto_stop_minutes > i32::MAX as u64 {
         return Err(bad_input(format!("idle_timeout_secs is too large for Daytona (autoStopInterval {auto_stop_minutes} min)")));
     }
-    let mut body = json!({ "autoStopInterval": auto_stop_minutes });
+    // Deleted when Daytona stops it for idleness: an idle sandbox ends, as on E2B and
+    // Morph, rather than holding disk quota (lifecycle.rs turns this off while paused).
+    let mut body = json!({ "autoStopInterval": auto_stop_minutes, "autoDeleteInterval": 0 });
     // No snapshot → Daytona's default snapshot for the organisation.
     if !req.image.is_empty() {
         body["snapshot"] = json!(req.image);
@@ -360,12 +362,15 @@ mod tests {
 
     #[test]
     fn create_body_omits_what_is_empty() {
-        assert_eq!(create_body(&request(""), 1).unwrap(), json!({"autoStopInterval": 1}));
+        assert_eq!(create_body(&request(""), 1).unwrap(), json!({"autoStopInterval": 1, "autoDeleteInterval": 0}));
         let mut req = request("daytona-small");
         req.env = vec![("A".into(), "1".into())];
         req.metadata = vec![("team".into(), "x".into())];
         let b = create_body(&req, 5).unwrap();
-        assert_eq!(b, json!({"autoStopInterval": 5, "snapshot": "daytona-small", "env": {"A": "1"}, "labels": {"team": "x"}}));
+        assert_eq!(
+            b,
+            json!({"autoStopInterval": 5, "autoDeleteInterval": 0, "snapshot": "daytona-small", "env": {"A": "1"}, "labels": {"team": "x"}})
+        );
         assert!(create_body(&request(""), u64::MAX / 60).is_err());
     }
 
@@ -374,7 +379,7 @@ mod tests {
         let mut req = request("");
         (req.cpus, req.memory_mb, req.network) = (Some(2), Some(1536), false);
         let b = create_body(&req, 1).unwrap();
-        assert_eq!(b, json!({"autoStopInterval": 1, "cpu": 2, "memory": 2, "networkBlockAll": true}));
+        assert_eq!(b, json!({"autoStopInterval": 1, "autoDeleteInterval": 0, "cpu": 2, "memory": 2, "networkBlockAll": true}));
     }
 
     #[test]

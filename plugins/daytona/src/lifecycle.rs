@@ -10,6 +10,8 @@
 //! - `POST /sandbox/{id}/autostop/{minutes}` and `POST /sandbox/{id}/ttl/{minutes}` ("Maximum
 //!   time to live in minutes, re-anchored from the current time … the sandbox is destroyed").
 //! - `PUT /sandbox/{id}/labels {labels}` replaces all labels.
+//! - `POST /sandbox/{id}/autodelete/{minutes}` ("negative value means disabled, 0 means
+//!   delete immediately upon stopping").
 //!
 //! Every transition is asynchronous and any call during one is 409 "state change in
 //! progress", so each step waits for the previous one to settle (bounded, as create does).
@@ -19,6 +21,10 @@
 //!   files, not its processes). A stopped sandbox gets the label [`PAUSED_LABEL`] first, so
 //!   `list` keeps counting it (the contract: a paused sandbox keeps its slot) while one that
 //!   Daytona auto-stopped when idle still frees its slot. `resume` removes the label.
+//! - Sandboxes are created with `autoDeleteInterval: 0`: one Daytona stops for idleness is
+//!   deleted, as an idle E2B or Morph sandbox ends, instead of holding disk quota until
+//!   it is archived a week later. Pausing by stop first turns auto-delete off (-1), and
+//!   resume turns it back on.
 //! - `get` reports every halted sandbox (stopped, paused, archived) as `paused`: `resume`
 //!   brings each of them back.
 //! - `set_timeout` sets the TTL (destroyed at the deadline, as E2B's timeout kills) and the
@@ -162,7 +168,19 @@ async fn mark(mut dto: SandboxDto, paused: bool) -> Result<SandboxDto, Error> {
     let url = format!("{}/labels", api::sandbox_url(&dto.id));
     Call::new(Method::PUT, url).json(&json!({ "labels": labels })).send().await?.checked()?;
     dto.labels = Some(labels);
+    // A sandbox paused by stopping it must outlive the stop; a resumed one is ephemeral again.
+    auto_delete(&dto.id, if paused { -1 } else { 0 }).await?;
     Ok(dto)
+}
+
+/// `POST /sandbox/{id}/autodelete/{minutes}`; a server without the route is logged.
+async fn auto_delete(id: &str, minutes: i64) -> Result<(), Error> {
+    let reply = Call::post(format!("{}/autodelete/{minutes}", api::sandbox_url(id))).send().await?;
+    if api::route_missing(&reply) {
+        log::log(log::Level::Warn, &format!("this Daytona server has no auto-delete route; sandbox {id} keeps its interval"));
+        return Ok(());
+    }
+    reply.checked().map(drop)
 }
 
 async fn settle(dto: SandboxDto, keep_waiting: fn(&Phase) -> bool) -> Result<SandboxDto, Error> {

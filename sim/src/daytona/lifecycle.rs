@@ -16,7 +16,7 @@ pub(super) fn route(st: &State, method: &str, id: &str, action: &[&str], rec: &R
     match (method, action) {
         ("POST", ["fork"]) => fork(st, id, polls),
         ("PUT", ["labels"]) => labels(st, id, rec),
-        ("POST", [what @ ("start" | "stop" | "pause" | "autostop" | "ttl"), rest @ ..]) => {
+        ("POST", [what @ ("start" | "stop" | "pause" | "autostop" | "autodelete" | "ttl"), rest @ ..]) => {
             let mut boxes = st.sandboxes.lock().unwrap();
             let Some(s) = boxes.get_mut(id).filter(|s| s.state != "destroyed") else { return not_found(id) };
             let result = match (*what, rest) {
@@ -27,6 +27,14 @@ pub(super) fn route(st: &State, method: &str, id: &str, action: &[&str], rec: &R
                     s.auto_stop_interval = m;
                     200
                 }),
+                // "negative value means disabled, 0 means delete immediately upon stopping".
+                ("autodelete", [minutes]) => match minutes.parse::<i64>() {
+                    Ok(m) => {
+                        s.auto_delete_interval = m;
+                        Ok(200)
+                    }
+                    Err(_) => Err(error(400, "Invalid interval value")),
+                },
                 ("ttl", [minutes]) => minutes_param(minutes).map(|m| {
                     // "re-anchored from the current time (0 to disable)".
                     s.auto_destroy_at = (m > 0).then(|| Utc::now() + chrono::Duration::minutes(m as i64));
@@ -79,7 +87,8 @@ fn stop(s: &mut SimSandbox, polls: u32) -> Result<u16, Reply> {
         return Err(error(400, "Sandbox is not in a stoppable state"));
     }
     s.sessions.kill_all();
-    s.begin("stopping", "stopped", polls);
+    // "0 means delete immediately upon stopping".
+    s.begin("stopping", if s.auto_delete_interval == 0 { "destroyed" } else { "stopped" }, polls);
     Ok(200)
 }
 
@@ -136,6 +145,7 @@ fn fork(st: &State, id: &str, polls: u32) -> Reply {
         class: src.class.clone(),
         created_at: Utc::now(),
         auto_stop_interval: src.auto_stop_interval,
+        auto_delete_interval: src.auto_delete_interval,
         auto_destroy_at: None,
         cpu: src.cpu,
         memory: src.memory,

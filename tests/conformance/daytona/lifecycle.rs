@@ -201,3 +201,21 @@ async fn branch_of_a_container_is_s422_and_a_failed_fork_is_undone() {
     assert!(msg.contains("runner unavailable"), "{msg}");
     assert_eq!((up.live(), h.host.registry.book(P).in_flight()), (1, 1), "only the source runs");
 }
+
+/// Spec table D7: sandboxes are created to be deleted when Daytona stops them for
+/// idleness (`autoDeleteInterval: 0`), so abandoned ones do not hold disk quota; pausing
+/// by stop turns auto-delete off first, and resume turns it back on.
+#[tokio::test]
+async fn an_idle_stopped_sandbox_is_deleted_but_a_paused_one_is_kept() {
+    let (up, h) = fresh::<DaytonaUpstream>("").await;
+    let id = create(&h).await;
+    let auto_delete = |up: &DaytonaUpstream| up.0.with(&id, |s| s.auto_delete_interval).unwrap();
+    assert_eq!(auto_delete(&up), 0);
+    h.ok(P, Leaf::Pause, json!({"sandbox_id": id})).await;
+    assert_eq!((up.0.state_of(&id).as_deref(), auto_delete(&up)), (Some("stopped"), -1), "paused, kept");
+    h.ok(P, Leaf::Resume, json!({"sandbox_id": id})).await;
+    assert_eq!((up.0.state_of(&id).as_deref(), auto_delete(&up)), (Some("started"), 0), "ephemeral again");
+    up.0.idle_stop(&id);
+    assert_eq!(up.0.state_of(&id).as_deref(), Some("destroyed"), "Daytona deletes it when it stops it for idleness");
+    assert_eq!(h.ok(P, Leaf::List, json!({})).await["in_flight"], 0);
+}
