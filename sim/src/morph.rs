@@ -243,6 +243,11 @@ async fn route(st: &Arc<State>, key: &str, rec: Recorded) -> Reply {
             Some(_) => empty(204),
             None => not_found(id),
         },
+        // 204, as `DELETE /snapshot/{snapshot_id}` documents; an unknown id is 404 (assumed).
+        ("DELETE", ["api", "snapshot", id]) => match st.snapshots.lock().unwrap().remove(*id) {
+            Some(_) => empty(204),
+            None => not_found(id),
+        },
         ("POST", ["api", "instance", id, "exec"]) => exec(st, id, &rec).await,
         ("POST", ["api", "instance", id, "exec", "sse"]) => exec_sse(st, id, &rec),
         ("POST", ["api", "instance", id, "ttl"]) => set_ttl(st, id, &rec),

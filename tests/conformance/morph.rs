@@ -89,6 +89,10 @@ fn sent(up: &MorphUpstream, method: &str, path: &str) -> Vec<Recorded> {
     up.0.api.requests().into_iter().filter(|r| r.method == method && r.path == path).collect()
 }
 
+fn sent_prefix(up: &MorphUpstream, method: &str, prefix: &str) -> Vec<Recorded> {
+    up.0.api.requests().into_iter().filter(|r| r.method == method && r.path.starts_with(prefix)).collect()
+}
+
 #[tokio::test]
 async fn an_empty_image_is_s422_before_any_upstream_call() {
     let (up, h) = fresh::<MorphUpstream>("").await;
@@ -284,6 +288,24 @@ async fn unusable_upstream_answers_are_s502_not_a_crash() {
     assert!(msg.contains("Field required"), "{msg}");
     up.0.api.inject(Fault::new("GET", "/api/instance", 429, r#"{"detail":"Too many requests"}"#).header("retry-after", "3"));
     assert!(h.ok(P, Leaf::List, json!({})).await["reconcile_error"].as_str().unwrap().contains("3000 ms"));
+}
+
+/// Spec table M3: Morph starts branch children without a TTL ("the instance will not
+/// expire") and leaves the branch's snapshot behind; children get the parent's TTL and
+/// the snapshot, which the contract never hands out, is deleted.
+#[tokio::test]
+async fn branch_children_get_the_parents_ttl_and_its_snapshot_is_deleted() {
+    let (up, h) = fresh::<MorphUpstream>("max_concurrent_sandboxes = 5").await;
+    let v = h.ok(P, Leaf::Create, json!({"image": MorphUpstream::IMAGE, "idle_timeout_secs": 600})).await;
+    let id = v["sandbox_id"].as_str().unwrap().to_string();
+    let kids = h.ok(P, Leaf::Branch, json!({"sandbox_id": id, "count": 2})).await;
+    for kid in kids["sandbox_ids"].as_array().unwrap() {
+        let instances = up.0.state.instances.lock().unwrap();
+        let child = &instances[kid.as_str().unwrap()];
+        assert_eq!((child.ttl_seconds, child.ttl_action.as_str()), (Some(600), "stop"), "{kid} has the parent's TTL");
+    }
+    assert_eq!(sent_prefix(&up, "DELETE", "/api/snapshot/").len(), 1, "the branch's snapshot is deleted");
+    assert!(up.0.state.snapshots.lock().unwrap().is_empty(), "no snapshot left behind");
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@
 use crate::time::rfc3339_from_created;
 use provider_kit::errors::{bad_input, unavailable};
 use provider_kit::upstream::{encode, Call, Streamed};
+use provider_kit::wstd::http::Method;
 use provider_kit::wstd::time::{Duration, Instant};
 use provider_kit::{config, config_or, log, CreateRequest, Error, ErrorKind, Sandbox, SandboxState};
 use serde::Deserialize;
@@ -63,6 +64,9 @@ pub struct Instance {
 /// seconds", SDK `set_ttl`) and on resume (SDK `test_ttl.py`: the expiry moves later).
 #[derive(Debug, Deserialize)]
 pub struct Ttl {
+    /// The window `ttl_expire_at` was set from (`InstanceTTL.ttl_seconds`).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
     #[serde(default)]
     pub ttl_expire_at: Option<f64>,
     #[serde(default)]
@@ -176,6 +180,8 @@ pub struct Snapshot {
 /// `BranchResponse`.
 #[derive(Debug, Deserialize)]
 struct Branched {
+    #[serde(default)]
+    snapshot: Option<Snapshot>,
     instances: Vec<Instance>,
 }
 
@@ -342,8 +348,22 @@ pub async fn branch(id: &str, count: u32) -> Result<Vec<String>, Error> {
     if count == 0 {
         return Err(bad_input("branch needs `count` of at least 1"));
     }
+    // Children get no TTL ("If not set, the instance will not expire"): they get the
+    // parent's, so a branch cannot run and bill forever.
+    let parent_ttl = get(id).await?.ttl.and_then(|t| t.ttl_seconds.map(|s| (s, t.ttl_action.unwrap_or_else(|| "stop".into()))));
     let reply = Call::post(format!("{}/branch?count={count}", instance_url(id))).json(&json!({})).send().await?.ok()?;
     let branched: Branched = reply.json()?;
+    // The branch's snapshot has no use through the contract (it answers ids only) and
+    // would be billed storage nothing deletes; children booted from it do not need it.
+    if let Some(snapshot) = &branched.snapshot {
+        let deleted = Call::new(Method::DELETE, format!("{}/snapshot/{}", base(), encode(&snapshot.id))).send().await;
+        if !deleted.as_ref().is_ok_and(|r| r.is_success() || r.status == 404) {
+            log::log(
+                log::Level::Warn,
+                &format!("branch of {id} left snapshot {} behind (deleting it failed); delete it in Morph", snapshot.id),
+            );
+        }
+    }
     if branched.instances.len() != count as usize {
         let e = unavailable(format!("{} returned {} instances for count={count}", reply.what, branched.instances.len()));
         return Err(delete_all(branched.instances.iter().map(|i| i.id.clone()).collect(), e).await);
@@ -352,6 +372,14 @@ pub async fn branch(id: &str, count: u32) -> Result<Vec<String>, Error> {
     for instance in branched.instances {
         if let Err(e) = wait_for(instance, "ready").await {
             return Err(delete_all(ids, e).await);
+        }
+    }
+    if let Some((secs, action)) = parent_ttl {
+        for child in &ids {
+            let body = json!({ "ttl_seconds": secs, "ttl_action": action });
+            if let Err(e) = Call::post(format!("{}/ttl", instance_url(child))).json(&body).send().await.and_then(|r| r.ok().map(drop)) {
+                return Err(delete_all(ids, e).await);
+            }
         }
     }
     Ok(ids)
