@@ -302,9 +302,16 @@ impl Sim {
 }
 
 impl Drop for Sim {
+    /// A test whose simulator saw a spec violation fails here, even when the plugin
+    /// recovered from the refusal (a fallback route, a retry): the real API would have
+    /// refused that request too. Tests that provoke violations on purpose take them first.
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
+        }
+        let violations = std::mem::take(&mut *self.violations.lock().unwrap_or_else(|p| p.into_inner()));
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!("the simulator saw {} spec violation(s):\n{}", violations.len(), violations.join("\n"));
         }
     }
 }

@@ -139,7 +139,7 @@ async fn create_sends_the_documented_body_and_a_secure_sandbox_gets_its_token_on
     let create = reqs.iter().find(|r| r.route() == "POST /v2/sandboxes").unwrap();
     assert_eq!(
         create.json(),
-        json!({"templateID":"base","timeout":120,"autoPause":false,"secure":true,"envVars":{"A":"1"},"metadata":sandbox_tests::with_host_tag(json!({"team":"x"}))})
+        json!({"templateID":"base","timeout":120,"autoPause":false,"envVars":{"A":"1"},"metadata":sandbox_tests::with_host_tag(json!({"team":"x"}))})
     );
     h.ok("e2b", Leaf::Exec, json!({"sandbox_id": id, "cmd":"true"})).await;
     let start = up.0.envd.requests().into_iter().find(|r| r.path == "/process.Process/Start").unwrap();

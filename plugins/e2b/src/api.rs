@@ -86,7 +86,6 @@ pub async fn create(req: &CreateRequest) -> Result<Created, Error> {
         "templateID": req.image,
         "timeout": timeout,
         "autoPause": false,
-        "secure": true,
     });
     if !req.env.is_empty() {
         body["envVars"] = pairs(&req.env);
