@@ -3,15 +3,19 @@
 //! Rules (docs/contract.md "Shapes"): unknown extra fields are ignored (the engine injects
 //! `_caller_worker_id`, the router strips `provider`); a field of the wrong type is
 //! rejected, never coerced, dropped or defaulted. An explicit `null` counts as absent
-//! for optional fields only.
+//! for optional fields only. Caller text quoted in an error is cut to [`QUOTE_CHARS`]
+//! characters, so an error names the input without echoing megabytes of it back.
 
 use super::codes::CallError;
 use super::shapes::{CreateInput, ExecInput, FsWriteInput, Leaf, Request, StringMap};
+use crate::calls::create::CREATED_BY;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
 /// Longest sandbox id accepted; ids go into upstream URL paths.
 const MAX_ID_LEN: usize = 256;
+/// Caller text quoted in an error message is cut after this many characters.
+pub const QUOTE_CHARS: usize = 80;
 
 /// Parses `payload` as the input of `leaf`.
 pub fn parse_request(leaf: Leaf, payload: &Value) -> Result<Request, CallError> {
@@ -20,10 +24,17 @@ pub fn parse_request(leaf: Leaf, payload: &Value) -> Result<Request, CallError> 
         Leaf::Create => {
             let name = obj.opt_str("name")?;
             let mut metadata = obj.opt_map("metadata")?;
+            // The host tags every sandbox it creates with this key (calls/create.rs): a
+            // caller's own value is bad input, refused before anything runs.
+            if metadata.iter().any(|(k, _)| k == CREATED_BY) {
+                return Err(obj.err(format!(
+                    "metadata key `{CREATED_BY}` is the host's own (it names the machine that created the sandbox); use another key"
+                )));
+            }
             if let Some(name) = &name {
                 match metadata.iter().find(|(k, _)| k == "name") {
                     Some((_, v)) if v != name => {
-                        return Err(obj.err(format!("`name` is {name:?} but `metadata.name` is {v:?}; give one of them")))
+                        return Err(obj.err(format!("`name` is {} but `metadata.name` is {}; give one of them", quote(name), quote(v))))
                     }
                     Some(_) => {}
                     None => metadata.push(("name".into(), name.clone())),
@@ -44,7 +55,9 @@ pub fn parse_request(leaf: Leaf, payload: &Value) -> Result<Request, CallError> 
             let sandbox_id = obj.sandbox_id()?;
             let (cmd, args) = obj.command()?;
             let cwd = match (obj.opt_str("cwd")?, obj.opt_str("workdir")?) {
-                (Some(a), Some(b)) if a != b => return Err(obj.err(format!("`cwd` is {a:?} but `workdir` is {b:?}; give one of them"))),
+                (Some(a), Some(b)) if a != b => {
+                    return Err(obj.err(format!("`cwd` is {} but `workdir` is {}; give one of them", quote(&a), quote(&b))))
+                }
                 (a, b) => a.or(b),
             };
             let stdin = obj.opt_base64("stdin")?.filter(|b| !b.is_empty());
@@ -210,8 +223,8 @@ impl<'a> Fields<'a> {
             Some(c) => c,
         };
         if args.is_empty() && cmd.contains(char::is_whitespace) {
-            let words = shlex::split(&cmd)
-                .ok_or_else(|| self.err(format!("`cmd` {:?} has unbalanced quotes or a trailing escape", truncate(&cmd, 80))))?;
+            let words =
+                shlex::split(&cmd).ok_or_else(|| self.err(format!("`cmd` {} has unbalanced quotes or a trailing escape", quote(&cmd))))?;
             let mut words = words.into_iter();
             let first = words.next().filter(|w| !w.is_empty()).ok_or_else(|| self.err("field `cmd` must not be empty"))?;
             return Ok((first, words.collect()));
@@ -250,8 +263,15 @@ impl<'a> Fields<'a> {
     fn mode(&self) -> Result<Option<u32>, CallError> {
         let mode = match self.get("mode") {
             None => return Ok(None),
-            Some(Value::String(s)) => u32::from_str_radix(s.trim_start_matches("0o"), 8)
-                .map_err(|_| self.err(format!("`mode` {:?} is not an octal number such as \"0644\"", truncate(s, 20))))?,
+            Some(Value::String(s)) => {
+                // Octal digits only, after at most one `0o`: no sign, no `0o0o`.
+                let digits = s.strip_prefix("0o").unwrap_or(s);
+                let octal = !digits.is_empty() && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+                octal
+                    .then(|| u32::from_str_radix(digits, 8).ok())
+                    .flatten()
+                    .ok_or_else(|| self.err(format!("`mode` {} is not an octal number such as \"0644\"", quote(s))))?
+            }
             Some(v) => {
                 let n = v.as_u64().ok_or_else(|| self.wrong("mode", "an integer or an octal string", v))?;
                 u32::try_from(n).map_err(|_| self.err(format!("`mode` must fit in 32 bits (got {n})")))?
@@ -292,7 +312,9 @@ impl<'a> Fields<'a> {
                 .iter()
                 .map(|(k, v)| match v {
                     Value::String(s) => Ok((k.clone(), s.clone())),
-                    other => Err(self.err(format!("field `{name}` must map strings to strings, but `{name}.{k}` is {}", kind(other)))),
+                    other => {
+                        Err(self.err(format!("field `{name}` must map strings to strings, but {name}[{}] is {}", quote(k), kind(other))))
+                    }
                 })
                 .collect(),
             Some(v) => Err(self.wrong(name, "an object of string values", v)),
@@ -305,8 +327,8 @@ impl<'a> Fields<'a> {
         let id = self.req_nonempty_str("sandbox_id")?;
         if !valid_sandbox_id(&id) {
             return Err(self.err(format!(
-                "field `sandbox_id` must be 1 to {MAX_ID_LEN} of A-Z a-z 0-9 . _ : - not starting with `.` (got {:?})",
-                truncate(&id, 80)
+                "field `sandbox_id` must be 1 to {MAX_ID_LEN} of A-Z a-z 0-9 . _ : - not starting with `.` (got {})",
+                quote(&id)
             )));
         }
         Ok(id)
@@ -328,10 +350,23 @@ fn kind(v: &Value) -> &'static str {
         Value::Bool(_) => "a boolean",
         Value::Number(n) if n.as_i64().is_some_and(|i| i < 0) => "a negative integer",
         Value::Number(n) if n.is_u64() => "an integer",
+        // Past u64 and i64 (`18446744073709551616`, `-9223372036854775809`) serde_json
+        // keeps only an f64: whole, but no 64-bit integer.
+        Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() >= 9.0e18) => "an integer beyond 64 bits",
         Value::Number(_) => "a non-integer number",
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// `s` quoted for an error message, cut after [`QUOTE_CHARS`] characters (`…` marks a cut).
+fn quote(s: &str) -> String {
+    let cut = truncate(s, QUOTE_CHARS);
+    if cut.len() < s.len() {
+        format!("{cut:?}… ({} bytes)", s.len())
+    } else {
+        format!("{cut:?}")
     }
 }
 
@@ -396,7 +431,7 @@ mod tests {
         assert!(bad(Leaf::Create, json!({})).contains("missing required field `image`"));
         assert!(bad(Leaf::Create, json!({"image":5}))
             .ends_with("field `image` must be a string, got an integer. Fix the input; retrying it unchanged will fail again."));
-        assert!(bad(Leaf::Create, json!({"image":"b","env":{"A":1}})).contains("`env.A` is an integer"));
+        assert!(bad(Leaf::Create, json!({"image":"b","env":{"A":1}})).contains(r#"env["A"] is an integer"#));
         assert!(bad(Leaf::Create, json!({"image":"b","idle_timeout_secs":1.5})).contains("non-integer"));
         assert!(bad(Leaf::Create, json!({"image":"b","idle_timeout_secs":-1})).contains("negative"));
         assert!(bad(Leaf::Exec, json!({"sandbox_id":"s","cmd":"ls","args":["-l",2]})).contains("element 1 is an integer"));
@@ -409,6 +444,52 @@ mod tests {
         assert!(bad(Leaf::FsWrite, json!({"sandbox_id":"s","path":"/a","bytes_base64":"","mode":0o17777})).contains("beyond"));
         assert!(bad(Leaf::Stop, json!({"sandbox_id":"../admin"})).contains("sandbox_id"));
         assert!(bad(Leaf::List, json!([])).contains("must be a JSON object, got an array"));
+    }
+
+    /// Issue 12 (generated inputs): an error names the bad input without echoing it
+    /// whole; a 10 MiB key, name or path comes back cut to a few dozen characters.
+    #[test]
+    fn caller_text_in_errors_is_cut() {
+        let huge = "k".repeat(1 << 20);
+        let cases = [
+            (Leaf::Create, json!({"image":"b","env":{huge.as_str(): 1}})),
+            (Leaf::Create, json!({"image":"b","name": huge,"metadata":{"name":"other"}})),
+            (Leaf::Exec, json!({"sandbox_id":"s","cmd":"ls","cwd": huge,"workdir":"/b"})),
+            (Leaf::Exec, json!({"sandbox_id":"s","cmd": format!("'{huge} x")})),
+            (Leaf::Stop, json!({"sandbox_id": huge})),
+            (Leaf::FsWrite, json!({"sandbox_id":"s","path":"/a","content":"","mode": huge})),
+        ];
+        for (leaf, v) in cases {
+            let msg = bad(leaf, v);
+            assert!(msg.len() < 400, "{} bytes: {}", msg.len(), &msg[..400]);
+            assert!(msg.contains("… (10485"), "the cut is marked with the length: {msg}");
+        }
+    }
+
+    #[test]
+    fn the_hosts_own_metadata_key_is_bad_input() {
+        let msg = bad(Leaf::Create, json!({"image":"b","metadata":{CREATED_BY: "elsewhere"}}));
+        assert!(msg.contains("is the host's own"), "{msg}");
+    }
+
+    #[test]
+    fn numbers_past_64_bits_and_loose_modes_are_named_and_refused() {
+        let big: Value = serde_json::from_str("18446744073709551616").unwrap();
+        assert!(bad(Leaf::ExposePort, json!({"sandbox_id":"s","port": big})).contains("an integer beyond 64 bits"));
+        let low: Value = serde_json::from_str("-9223372036854775809").unwrap();
+        assert!(bad(Leaf::Branch, json!({"sandbox_id":"s","count": low})).contains("an integer beyond 64 bits"));
+        assert!(bad(Leaf::SetTimeout, json!({"sandbox_id":"s","timeout_secs": 1.5})).contains("non-integer"));
+        for mode in ["+644", "0o0o644", "0o", "", "-1", "64 4", "0x1ff"] {
+            assert!(
+                bad(Leaf::FsWrite, json!({"sandbox_id":"s","path":"/a","content":"","mode": mode})).contains("not an octal"),
+                "{mode:?}"
+            );
+        }
+        let w = |mode: &str| match parse_request(Leaf::FsWrite, &json!({"sandbox_id":"s","path":"/a","content":"","mode": mode})).unwrap() {
+            Request::FsWrite(w) => w.mode,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((w("0644"), w("0o755"), w("7777")), (Some(0o644), Some(0o755), Some(0o7777)));
     }
 
     #[test]
