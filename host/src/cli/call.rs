@@ -6,6 +6,7 @@
 
 use super::out::{errln, outln};
 use super::GlobalArgs;
+use crate::contract::shapes::{Capability, Request};
 use crate::runtime::output::OutputStream;
 use crate::{CallError, Host, Leaf};
 use clap::Args;
@@ -63,7 +64,7 @@ pub async fn run(global: &GlobalArgs, args: CallArgs) -> anyhow::Result<u8> {
     for d in &diags {
         errln!("warning: plugin not loaded: {d}");
     }
-    if leaf == Leaf::Create && host.registry.get(&args.provider).is_some() {
+    if leaf == Leaf::Create && !refused_before_upstream(&host, &args.provider, &payload) {
         // A one-shot process starts with an empty slot book: count what already runs
         // upstream so the cap holds. A failed list leaves the local count (empty).
         let _ = host.reconcile(&args.provider).await;
@@ -80,6 +81,18 @@ pub async fn run(global: &GlobalArgs, args: CallArgs) -> anyhow::Result<u8> {
         }
     }
     printed
+}
+
+/// True when the host refuses this create before anything reaches the upstream: an
+/// unknown provider, an image outside the allowlist, `network: false` on a provider
+/// without `network_off` (`calls/create.rs`, in that order after validation). Such a
+/// create is answered without the reconciling list, so it sends nothing upstream, as the
+/// contract says of every refused input.
+fn refused_before_upstream(host: &Host, provider: &str, payload: &Value) -> bool {
+    let Some(plugin) = host.registry.get(provider) else { return true };
+    let Ok(Request::Create(c)) = crate::contract::validate::parse_request(Leaf::Create, payload) else { return true };
+    plugin.policy.images.check(provider, &c.image).is_err()
+        || (c.network == Some(false) && !plugin.capabilities().contains(&Capability::NetworkOff))
 }
 
 /// Runs the call and prints its output and answer; returns the exit status, or the

@@ -19,6 +19,7 @@
 //! end frame (the answer still carries the output).
 
 use crate::contract::codes::{CallError, Code};
+use crate::contract::validate;
 use crate::runtime::output::OutputChunk;
 use crate::{Host, Leaf};
 use iii_sdk::channel::{ChannelWriter, StreamChannelRef};
@@ -40,6 +41,12 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(10);
 pub async fn call(host: &Host, engine: &str, provider: &str, leaf: Leaf, mut payload: Value) -> Result<Value, CallError> {
     if leaf == Leaf::Exec {
         if let Some(channel) = take_ref(&mut payload)? {
+            // Validate first: an input the host refuses (unknown provider, bad fields)
+            // opens no channel. `Host::call` gives that refusal itself, so the answer
+            // and the metrics are those of any other refused call.
+            if host.registry.get(provider).is_none() || validate::parse_request(Leaf::Exec, &payload).is_err() {
+                return host.call(provider, leaf, &payload).await;
+            }
             return exec(host, engine, provider, &payload, &channel).await;
         }
     }
