@@ -77,7 +77,8 @@ async fn host(root: &Path, policies: &[(&str, String)]) -> Arc<Host> {
 
 /// Call `n`'s leaf and payload: mostly cheap control-plane calls, some execs and file
 /// round trips, some invalid payloads (S422, nothing sent).
-/// `SOAK_SLOT=<0..19>` runs only that slot of the mix (to find which call grows memory).
+/// `SOAK_SLOT=<0..19>` runs only that slot of the mix, `SOAK_PROVIDER=<name>` only that
+/// provider (to find which call grows memory).
 fn call_for(n: u64, p: &Provider) -> (Leaf, Value) {
     let id = &p.ids[(n / 3) as usize % p.ids.len()];
     let slot = std::env::var("SOAK_SLOT").ok().and_then(|s| s.parse().ok()).unwrap_or(n % 20);
@@ -98,7 +99,9 @@ pub async fn run(root: &Path, total: u64) -> bool {
         (E2bSim::start(0, KEY).await.unwrap(), MorphSim::start(0, KEY).await.unwrap(), DaytonaSim::start(0, KEY).await.unwrap());
     let policies = [("e2b", e2b.policy_toml()), ("morph", morph.policy_toml()), ("daytona", daytona.policy_toml())];
     let host = host(root, &policies).await;
+    // Fault targets (control planes); every simulator's request log is cleared per checkpoint.
     let sims: [&Sim; 3] = [&e2b.api, &morph.api, &daytona.sim];
+    let logs: [&Sim; 4] = [&e2b.api, &e2b.envd, &morph.api, &daytona.sim];
     let mut providers = vec![
         Provider { name: "e2b", list_route: "/v2/sandboxes", ids: vec![] },
         Provider { name: "morph", list_route: "/api/instance", ids: vec![] },
@@ -133,7 +136,10 @@ pub async fn run(root: &Path, total: u64) -> bool {
                             next.fetch_sub(1, Ordering::Relaxed);
                             return;
                         }
-                        let p = &providers[(n % 3) as usize];
+                        let p = match std::env::var("SOAK_PROVIDER") {
+                            Ok(only) => providers.iter().find(|p| p.name == only).expect("SOAK_PROVIDER names e2b, morph or daytona"),
+                            Err(_) => &providers[(n % 3) as usize],
+                        };
                         let (leaf, payload) = call_for(n / 3, p);
                         let code = match host.call(p.name, leaf, &payload).await {
                             Ok(_) => "ok".to_string(),
@@ -160,7 +166,7 @@ pub async fn run(root: &Path, total: u64) -> bool {
             c.await.unwrap();
         }
         // The simulators keep every request they saw; that is theirs, not the host's.
-        for sim in sims {
+        for sim in logs {
             sim.clear_requests();
         }
         done = end;

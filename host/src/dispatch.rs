@@ -203,7 +203,8 @@ impl Host {
         CallError::new(
             Code::UnknownProvider,
             format!(
-                "no provider named {provider:?} is loaded; loaded providers: {}.",
+                "no provider named {} is loaded; loaded providers: {}.",
+                crate::policy::plugin_text::bounded_debug(&provider, 80),
                 if names.is_empty() { "none".to_string() } else { names.join(", ") }
             ),
         )

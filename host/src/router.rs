@@ -32,7 +32,10 @@ pub fn split(host: &Host, leaf: Leaf, mut payload: Value) -> Result<(String, Val
         },
         Some(Value::String(p)) => p,
         Some(other) => {
-            return Err(CallError::bad_input(format!("{leaf}: field `provider` must be a string, got {other}.")));
+            return Err(CallError::bad_input(format!(
+                "{leaf}: field `provider` must be a string, got {}.",
+                crate::policy::plugin_text::bounded(&other.to_string(), 80)
+            )));
         }
     };
     Ok((provider, payload))

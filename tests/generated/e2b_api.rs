@@ -585,16 +585,10 @@ fn encode_header(s: &str) -> String {
     }
 }
 
-/// Requests refused as bad only after a lookup upstream — known, reported, and exempt
-/// until the owners of `host/src/e2b_api` change them. TODO(issue 12, reported).
-///
-/// - `POST /sandboxes/{id}/timeout` and `…/connect` with a `timeout` past the provider's
-///   `limits.max_timeout_secs`: `control.rs` looks the sandbox up (`owned`, a `get`
-///   upstream) before `Host::call` refuses the lifetime (S422 → 400). Expected: the
-///   400 with nothing sent (check the limit, or call `set_timeout` first).
-fn exempt(route: Route, a: &Answer) -> bool {
-    let message = String::from_utf8_lossy(&a.body);
-    matches!(route, Route::SetTimeout | Route::Resume) && message.contains("limits.max_timeout_secs")
+/// Requests refused as bad only after a lookup upstream: none any more (a lifetime past
+/// `limits.max_timeout_secs` is refused before the ownership lookup, `control.rs`).
+fn exempt(_route: Route, _a: &Answer) -> bool {
+    false
 }
 
 /// Undoes a successful request's effect: kills what a create started, resumes what a

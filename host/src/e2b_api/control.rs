@@ -47,6 +47,7 @@ async fn route(api: &E2bApi, req: Request<Incoming>) -> Result<Reply, ApiError> 
         }
         (&Method::POST, ["sandboxes", id, "timeout"]) => {
             let secs = seconds(&body(incoming).await?, "timeout", None)?;
+            within_lifetime_limit(api, id, secs)?;
             let owned = api.owned(caller, id).await?;
             set_timeout(api, &owned, secs).await?;
             Ok(http::empty(204))
@@ -56,6 +57,7 @@ async fn route(api: &E2bApi, req: Request<Incoming>) -> Result<Reply, ApiError> 
             if secs > 3600 {
                 return Err(ApiError::bad_request(format!("duration {secs} is over the 3600 seconds a refresh may add")));
             }
+            within_lifetime_limit(api, id, secs)?;
             let owned = api.owned(caller, id).await?;
             set_timeout(api, &owned, secs).await?;
             Ok(http::empty(204))
@@ -71,6 +73,9 @@ async fn route(api: &E2bApi, req: Request<Incoming>) -> Result<Reply, ApiError> 
         (&Method::POST, ["v2", "sandboxes", id, "connect"] | ["sandboxes", id, "connect" | "resume"]) => {
             let body = body(incoming).await?;
             let timeout = body.get("timeout").map(|_| seconds(&body, "timeout", None)).transpose()?;
+            if let Some(secs) = timeout {
+                within_lifetime_limit(api, id, secs)?;
+            }
             connect(api, caller, id, timeout).await
         }
         (&Method::GET, ["sandboxes", id, "metrics"]) => {
@@ -79,6 +84,20 @@ async fn route(api: &E2bApi, req: Request<Incoming>) -> Result<Reply, ApiError> 
         }
         _ => Err(ApiError::new(404, format!("no route {method} {path} in this E2B-compatible API"))),
     }
+}
+
+/// A lifetime beyond the provider's `limits.max_timeout_secs` is refused before anything
+/// (even the ownership lookup) goes upstream, as `Host::call` would refuse it.
+fn within_lifetime_limit(api: &E2bApi, id: &str, secs: u64) -> Result<(), ApiError> {
+    let Some(plugin) = SandboxRef::parse(id).and_then(|s| api.host.registry.get(&s.provider)) else { return Ok(()) };
+    let max = plugin.policy.limits.max_timeout_secs;
+    if secs > max {
+        let name = &*plugin.name;
+        return Err(ApiError::bad_request(format!(
+            "[S422] a lifetime of {secs} s exceeds provider `{name}`'s limit of {max} s (limits.max_timeout_secs in plugins/{name}.toml)"
+        )));
+    }
+    Ok(())
 }
 
 fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {

@@ -15,7 +15,8 @@ impl ImageAllowlist {
         Err(CallError::new(
             Code::ImageNotAllowed,
             format!(
-                "image {image:?} is not in provider `{plugin}`'s image allowlist ({}); use one of those or add it to image_allowlist in plugins/{plugin}.toml.",
+                "image {} is not in provider `{plugin}`'s image allowlist ({}); use one of those or add it to image_allowlist in plugins/{plugin}.toml.",
+                crate::policy::plugin_text::bounded_debug(&image, 80),
                 self.0.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ")
             ),
         ))

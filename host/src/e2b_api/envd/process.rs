@@ -87,14 +87,24 @@ fn exec_payload(target: &Target, message: &Value, deadline: Option<u64>) -> Resu
             ),
         ));
     }
-    let mut payload = json!({
-        "sandbox_id": target.sandbox.upstream_id,
-        "cmd": cmd,
-        "args": process["args"].as_array().cloned().unwrap_or_default(),
-        "env": process["envs"].as_object().cloned().unwrap_or_default(),
-    });
-    if let Some(cwd) = process["cwd"].as_str().filter(|c| !c.is_empty()) {
-        payload["cwd"] = json!(cwd);
+    // A field of the wrong type is refused, never dropped: the command would run otherwise.
+    let wrong = |field: &str, want: &str| ConnectError::new("invalid_argument", format!("process.{field} must be {want}"));
+    let args = match &process["args"] {
+        Value::Null => Vec::new(),
+        Value::Array(a) if a.iter().all(Value::is_string) => a.clone(),
+        _ => return Err(wrong("args", "an array of strings")),
+    };
+    let envs = match &process["envs"] {
+        Value::Null => serde_json::Map::new(),
+        Value::Object(m) if m.values().all(Value::is_string) => m.clone(),
+        _ => return Err(wrong("envs", "an object of strings")),
+    };
+    let mut payload = json!({ "sandbox_id": target.sandbox.upstream_id, "cmd": cmd, "args": args, "env": envs });
+    match &process["cwd"] {
+        Value::Null => {}
+        Value::String(c) if c.is_empty() => {}
+        Value::String(c) => payload["cwd"] = json!(c),
+        _ => return Err(wrong("cwd", "a string")),
     }
     if let Some(ms) = deadline {
         payload["timeout_ms"] = json!(ms);
@@ -261,6 +271,9 @@ mod tests {
             json!({"sandbox_id": "vm1", "cmd": "/bin/bash", "args": ["-l", "-c", "pwd"], "env": {"A": "1"}, "cwd": "/tmp", "timeout_ms": 2000})
         );
         assert_eq!(exec_payload(&target(), &json!({"process": {}}), None).unwrap_err().code, "invalid_argument");
+        for bad in [json!({"cmd": "ls", "args": "-la"}), json!({"cmd": "ls", "envs": ["A=1"]}), json!({"cmd": "ls", "cwd": 7})] {
+            assert_eq!(exec_payload(&target(), &json!({"process": bad}), None).unwrap_err().code, "invalid_argument", "{bad}");
+        }
         let pty = json!({"process": {"cmd": "bash"}, "pty": {"size": {"rows": 1, "cols": 1}}});
         assert_eq!(exec_payload(&target(), &pty, None).unwrap_err().code, "unimplemented");
     }
