@@ -94,29 +94,4 @@ fn run(leaf: Leaf) {
     });
 }
 
-macro_rules! leaf_tests {
-    ($($name:ident => $leaf:expr),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                run($leaf);
-            }
-        )*
-    };
-}
-
-leaf_tests! {
-    create => Leaf::Create,
-    exec => Leaf::Exec,
-    stop => Leaf::Stop,
-    list => Leaf::List,
-    get => Leaf::Get,
-    set_timeout => Leaf::SetTimeout,
-    pause => Leaf::Pause,
-    resume => Leaf::Resume,
-    snapshot => Leaf::Snapshot,
-    branch => Leaf::Branch,
-    expose_port => Leaf::ExposePort,
-    fs_read => Leaf::FsRead,
-    fs_write => Leaf::FsWrite,
-}
+leaf_tests!();

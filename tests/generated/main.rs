@@ -18,6 +18,35 @@
 //! prints the seed, the first failing input and proptest's shrunk one.
 //! `GENERATED_CASES=<n>` overrides every case count (a longer soak, or a quick look).
 
+/// One `#[test]` per contract leaf, each `run(Leaf::…)` with the invoking module's `run`.
+macro_rules! leaf_tests {
+    () => {
+        leaf_tests! {
+            create => Leaf::Create,
+            exec => Leaf::Exec,
+            stop => Leaf::Stop,
+            list => Leaf::List,
+            get => Leaf::Get,
+            set_timeout => Leaf::SetTimeout,
+            pause => Leaf::Pause,
+            resume => Leaf::Resume,
+            snapshot => Leaf::Snapshot,
+            branch => Leaf::Branch,
+            expose_port => Leaf::ExposePort,
+            fs_read => Leaf::FsRead,
+            fs_write => Leaf::FsWrite,
+        }
+    };
+    ($($name:ident => $leaf:expr),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                run($leaf);
+            }
+        )*
+    };
+}
+
 mod bridge;
 mod cli;
 mod e2b_api;

@@ -23,13 +23,8 @@ pub const CREATED_BY: &str = "iii.dev/sandbox-host";
 pub(super) async fn create(call: &Call<'_>, mut req: Request) -> Answered {
     let plugin = call.plugin;
     let name = &*plugin.name;
+    // A caller's own `CREATED_BY` was refused by validation (contract/validate.rs).
     if let Request::Create(c) = &mut req {
-        if c.metadata.iter().any(|(k, _)| k == CREATED_BY) {
-            let msg = format!(
-                "create: metadata key `{CREATED_BY}` is the host's own (it names the machine that created the sandbox); use another key."
-            );
-            return (Err(CallError::bad_input(msg)), None);
-        }
         c.metadata.push((CREATED_BY.to_string(), super::events::machine_name().to_string()));
     }
     let Request::Create(c) = &req else { unreachable!("create() is only called with a create") };

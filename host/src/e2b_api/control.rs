@@ -87,17 +87,10 @@ async fn route(api: &E2bApi, req: Request<Incoming>) -> Result<Reply, ApiError> 
 }
 
 /// A lifetime beyond the provider's `limits.max_timeout_secs` is refused before anything
-/// (even the ownership lookup) goes upstream, as `Host::call` would refuse it.
+/// (even the ownership lookup) goes upstream, by the host's own check.
 fn within_lifetime_limit(api: &E2bApi, id: &str, secs: u64) -> Result<(), ApiError> {
     let Some(plugin) = SandboxRef::parse(id).and_then(|s| api.host.registry.get(&s.provider)) else { return Ok(()) };
-    let max = plugin.policy.limits.max_timeout_secs;
-    if secs > max {
-        let name = &*plugin.name;
-        return Err(ApiError::bad_request(format!(
-            "[S422] a lifetime of {secs} s exceeds provider `{name}`'s limit of {max} s (limits.max_timeout_secs in plugins/{name}.toml)"
-        )));
-    }
-    Ok(())
+    crate::calls::answer::check_lifetime(&plugin, Leaf::SetTimeout, secs).map_err(|e| ApiError::from_call(&e))
 }
 
 fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {

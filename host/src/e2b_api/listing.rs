@@ -4,7 +4,7 @@
 //! sandboxes come and go).
 
 use super::errors::ApiError;
-use super::http::{form_decode, query_value};
+use super::http::{query_pairs, query_value};
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -24,15 +24,9 @@ pub struct Filter {
 impl Filter {
     pub fn parse(query: &[(String, String)]) -> Result<Filter, ApiError> {
         let mut f = Filter { limit: MAX_LIMIT, ..Filter::default() };
+        // One parameter holding its own form-encoded `k=v&…`.
         if let Some(m) = query_value(query, "metadata") {
-            f.metadata = m
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    (form_decode(k), form_decode(v))
-                })
-                .collect();
+            f.metadata = query_pairs(Some(m));
         }
         let states: Vec<String> = query
             .iter()

@@ -102,7 +102,7 @@ async fn rpc_call(api: &Arc<E2bApi>, target: Target, rpc: &str, req: Request<Inc
         };
         return match (service, method) {
             ("process.Process", "Start") => process::start(api, target, message, options).await,
-            _ => connect::stream_error(&unimplemented(api, &target, rpc)),
+            _ => connect::stream_error(&unimplemented(&target, rpc)),
         };
     }
     let message = match connect::unary_message(&body) {
@@ -113,7 +113,7 @@ async fn rpc_call(api: &Arc<E2bApi>, target: Target, rpc: &str, req: Request<Inc
         ("process.Process", "List") => process::list(api, &target),
         ("process.Process", "SendSignal") => process::send_signal(api, &target, &message),
         ("filesystem.Filesystem", m) if filesystem::serves(m) => filesystem::call(api, &target, m, &message).await,
-        _ => Err(unimplemented(api, &target, rpc)),
+        _ => Err(unimplemented(&target, rpc)),
     };
     match answer {
         Ok(v) => connect::unary_ok(&v),
@@ -122,7 +122,7 @@ async fn rpc_call(api: &Arc<E2bApi>, target: Target, rpc: &str, req: Request<Inc
 }
 
 /// What a provider behind this API cannot do, named.
-fn unimplemented(_api: &E2bApi, t: &Target, rpc: &str) -> ConnectError {
+fn unimplemented(t: &Target, rpc: &str) -> ConnectError {
     ConnectError::new(
         "unimplemented",
         format!("{rpc} is not available for sandbox {} on provider {:?} through this E2B-compatible API", t.id, t.sandbox.provider),
