@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every provider plugin (plugins/<name>/, except the kit) for wasm32-wasip2 and
-# places the component at plugins/<name>.wasm. Installs the target when it is missing.
+# places the component at plugins/<name>.wasm (Python ones: build-python-plugins.sh).
+# Installs the target when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -18,3 +19,5 @@ for n in "${names[@]}"; do
   cp "target/wasm32-wasip2/plugin/$n.wasm" "plugins/$n.wasm"
   echo "built plugins/$n.wasm ($(wc -c < "plugins/$n.wasm") bytes)"
 done
+# Python providers (plugins/<name>/app.py): componentize-py, cached by input hash.
+bash scripts/build-python-plugins.sh
