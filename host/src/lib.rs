@@ -14,6 +14,7 @@
 //! - [`e2b_api`]: the E2B-compatible API (control plane and envd) for the E2B SDKs.
 //! - [`metrics`]: per-plugin counters and histograms (Prometheus text, JSON).
 //! - [`cli`]: the `sandbox-host` subcommands.
+//! - [`conformance`]: the contract's checks against one plugin (`sandbox-host conformance`, our suite).
 //!
 //! One call end to end: `Host::call("e2b", Leaf::Create, json)` → registry lookup (S600) →
 //! capability gate (S404) → `validate::parse_request` (S422) → `calls::execute`:
@@ -26,6 +27,7 @@
 pub mod bridge;
 pub mod calls;
 pub mod cli;
+pub mod conformance;
 pub mod config;
 pub mod contract;
 pub mod dispatch;

@@ -8,6 +8,7 @@ mod cases;
 mod daytona;
 mod e2b;
 mod host_wide;
+mod live_cases;
 mod morph;
 
 conformance_suite!(e2b_conformance, crate::e2b::E2bUpstream);

@@ -8,7 +8,9 @@
 
 pub mod call;
 pub mod check;
+pub mod conformance;
 pub mod e2b_api;
+pub mod new;
 pub mod out;
 pub mod plugins;
 pub mod serve;
@@ -88,6 +90,10 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Serve the E2B-compatible API (control plane and envd) for every plugin; no engine needed.
     E2bApi(e2b_api::E2bApiArgs),
+    /// Write a provider skeleton (Rust on the guest kit, or Python for componentize-py).
+    New(new::NewArgs),
+    /// Run the contract's checks against a plugin and its upstream (--live) or a simulator (--sim URL).
+    Conformance(conformance::ConformanceArgs),
 }
 
 /// Runs the parsed command; returns the process exit status.
@@ -99,5 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(a) => serve::run(&cli.global, a).await,
         Command::Stats(a) => stats::run(&cli.global, a).await,
         Command::E2bApi(a) => e2b_api::run(&cli.global, a).await,
+        Command::New(a) => new::run(&cli.global, a).await,
+        Command::Conformance(a) => conformance::run(&cli.global, a).await,
     }
 }

@@ -262,7 +262,8 @@ fn entry_problem(path: &Path) -> std::io::Result<Option<String>> {
     }
 }
 
-fn valid_name(s: &str) -> bool {
+/// A provider name: `[a-z0-9-]+`, at most 64 bytes, not starting with `-`.
+pub fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !s.starts_with('-')
 }
 

@@ -87,6 +87,8 @@ pub struct EgressPolicy {
     pub fanout: UpstreamFanout,
     /// Removes the credentials from what upstreams answer.
     pub redactor: Arc<Redactor>,
+    /// Sees each request sent, when switched on (`sandbox-host conformance`); off, free.
+    pub observer: super::egress_observer::EgressObserver,
 }
 
 /// Where a request may go, decided before anything is sent.
@@ -291,6 +293,7 @@ impl WasiHttpHooks for EgressHooks {
         // host itself, so per-sandbox host names cannot grow them without bound.
         let authority = request.uri().authority().map(|a| a.as_str().to_ascii_lowercase()).unwrap_or_default();
         self.record.count_request(&entry);
+        self.policy.observer.observe(request.method(), request.uri());
         for i in inject {
             let cred = &self.policy.credentials[i];
             // A credential that is not ready was already refused before the call (S503).
@@ -440,6 +443,7 @@ mod tests {
             max_body_bytes: 1 << 20,
             client: Some(crate::runtime::upstream::UpstreamClient::new(Duration::from_secs(1), false)),
             fanout: UpstreamFanout::new(32, 16),
+            observer: Default::default(),
         }
     }
 
@@ -603,6 +607,27 @@ mod tests {
         assert_eq!(record.denials().len(), 1, "the denial is recorded for the call's S703");
         assert!(matches!(send(&mut hooks, req("ftp://127.0.0.1/x".into(), vec![])).await, Err(WholeFailure::Refused(_))));
         assert_eq!((record.requests(), requests.load(Ordering::SeqCst)), (1, 1), "only the allowed request was sent");
+    }
+
+    /// The observer `sandbox-host conformance` switches on sees each request sent (method
+    /// and path, nothing of the headers), and not one the allowlist refused.
+    #[tokio::test]
+    async fn the_observer_sees_what_was_sent_and_not_what_was_refused() {
+        use crate::runtime::whole_body::{send, WholeRequest};
+        let (port, _requests) = echoing_upstream().await;
+        let mut p = policy();
+        let entry = format!("127.0.0.1:{port}");
+        p.allow = AllowList::parse(&[entry.as_str()]).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        assert!(p.observer.set(Arc::new(move |m, u| sink.lock().unwrap().push(format!("{m} {}", u.path())))));
+        let mut hooks = EgressHooks::new(Arc::new(p), Arc::default());
+        let (res, _io) = Box::into_pin(hooks.send_request(get(port), None, Box::new(async { Ok(()) }))).await.unwrap();
+        drop(res);
+        let req = |url: String| WholeRequest { method: "DELETE".into(), url, headers: vec![], body: vec![], timeout: None };
+        send(&mut hooks, req(format!("http://127.0.0.1:{port}/sandboxes/a"))).await.unwrap();
+        assert!(send(&mut hooks, req("http://203.0.113.9:9/x".into())).await.is_err());
+        assert_eq!(*seen.lock().unwrap(), vec!["GET /echo".to_string(), "DELETE /sandboxes/a".to_string()]);
     }
 
     #[tokio::test]

@@ -49,6 +49,7 @@ pub mod concurrency;
 pub mod cpu;
 pub mod credentials;
 pub mod egress;
+pub mod egress_observer;
 pub mod fanout;
 pub mod image;
 pub mod log_budget;
@@ -437,6 +438,7 @@ impl PluginPolicy {
                     l.max_concurrent_upstream_requests.unwrap_or(defaults::MAX_CONCURRENT_UPSTREAM_REQUESTS),
                 ),
                 redactor,
+                observer: Default::default(),
             }),
             limits: Limits {
                 memory_bytes: (l.memory_mib.unwrap_or(defaults::MEMORY_MIB) as usize) << 20,
