@@ -107,6 +107,9 @@ pub struct HostConfig {
     pub metrics: bool,
     /// `[e2b_api]` as written; resolved (key variables read) when the API starts.
     pub e2b_api: crate::e2b_api::config::RawE2bApi,
+    /// Load only these providers (`serve --providers e2b,morph`, to split providers
+    /// across hosts); `None` loads every plugin in the folder.
+    pub providers: Option<std::collections::BTreeSet<String>>,
 }
 
 impl HostConfig {
@@ -123,7 +126,13 @@ impl HostConfig {
             http_triggers: Vec::new(),
             metrics: true,
             e2b_api: Default::default(),
+            providers: None,
         }
+    }
+
+    /// Whether provider `name` is to be loaded (see `providers`).
+    pub fn serves(&self, name: &str) -> bool {
+        self.providers.as_ref().is_none_or(|p| p.contains(name))
     }
 
     pub fn from_raw(raw: RawHostConfig) -> Self {

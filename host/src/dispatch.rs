@@ -14,12 +14,14 @@ use crate::contract::validate;
 use crate::plugin::loader::{Diagnostic, Loader};
 use crate::plugin::registry::Registry;
 use crate::plugin::LoadedPlugin;
+use crate::policy::concurrency::{Book, LocalBook};
+use crate::policy::shared_book::{EngineState, SharedBook};
 use crate::runtime::engine::Runtime;
 use crate::runtime::invoke::CallStats;
 use crate::runtime::output::OutputTap;
 use futures_util::FutureExt as _;
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub struct Host {
     pub config: HostConfig,
@@ -32,6 +34,9 @@ pub struct Host {
     pub events: Events,
     /// Moves absolute upstream lifetimes while sandboxes are used (idle semantics).
     pub keepalive: Arc<crate::calls::keepalive::KeepAlive>,
+    /// Set once the slot books live in iii state (`serve --shared-state`); until then,
+    /// and for ever under `call` and `e2b-api`, each provider's book is in-process.
+    shared_state: OnceLock<Arc<dyn EngineState>>,
 }
 
 impl Host {
@@ -53,13 +58,38 @@ impl Host {
         }
         let registry = Registry::default();
         for p in plugins {
+            if !config.serves(&p.name) {
+                tracing::info!(plugin = %p.name, "plugin not served here: it is not in --providers");
+                continue;
+            }
             tracing::info!(plugin = %p.name, version = %p.descriptor.version, "plugin loaded");
             registry.insert(p);
         }
         let metrics = crate::metrics::Metrics::new(config.metrics);
         let events = Events::default();
         let keepalive = Arc::default();
-        Ok((Arc::new(Host { config, loader, registry, metrics, settling: Arc::default(), events, keepalive }), diags))
+        let host = Host { config, loader, registry, metrics, settling: Arc::default(), events, keepalive, shared_state: OnceLock::new() };
+        Ok((Arc::new(host), diags))
+    }
+
+    /// From now on every provider's slot book is the one in iii state reached through
+    /// `state` (`policy/shared_book.rs`). False when one was set already.
+    pub fn share_slot_books(&self, state: Arc<dyn EngineState>) -> bool {
+        self.shared_state.set(state).is_ok()
+    }
+
+    /// Whether the slot books live in iii state.
+    pub fn slot_books_shared(&self) -> bool {
+        self.shared_state.get().is_some()
+    }
+
+    /// The slot book `provider`'s calls use: shared through iii state when this host
+    /// serves with `--shared-state`, else the in-process one (`registry.book`).
+    pub fn book(&self, provider: &str) -> Arc<dyn Book> {
+        match self.shared_state.get() {
+            Some(state) => Arc::new(SharedBook::new(state.clone(), provider)),
+            None => Arc::new(LocalBook(self.registry.book(provider))),
+        }
     }
 
     /// Runs `leaf` on `provider` with the caller's JSON `payload`.
@@ -115,7 +145,7 @@ impl Host {
             Ok(a) => a,
             Err(e) => return (Err(e), None),
         };
-        let book = self.registry.book(provider);
+        let book = self.book(provider);
         let call = Call { plugin, book: &book, settling: &self.settling, events: &self.events, keepalive: &self.keepalive };
         let run = std::panic::AssertUnwindSafe(calls::execute(&call, req, tap)).catch_unwind();
         match run.await {
@@ -145,9 +175,9 @@ impl Host {
             return Err(refused);
         }
         let started = std::time::Instant::now();
-        let book = self.registry.book(provider);
+        let book = self.book(provider);
         let wall = plugin.policy.limits.call_timeout;
-        let list = std::panic::AssertUnwindSafe(list_upstream(&plugin, &book, Some(&self.events), wall)).catch_unwind();
+        let list = std::panic::AssertUnwindSafe(list_upstream(&plugin, &*book, Some(&self.events), wall)).catch_unwind();
         let (result, stats) = match list.await {
             Ok((listed, stats)) => (listed.map(drop).map_err(|(ListFailure::Unusable(e) | ListFailure::Fault(e))| e), Some(stats)),
             Err(_) => (Err(CallError::new(Code::PluginTrapped, format!("the host failed while listing `{provider}`'s sandboxes."))), None),

@@ -15,7 +15,10 @@
 //! applied, and an `unregisterfunction` from a worker that does not own the id is ignored.
 //! A worker's name is the `name` of its `engine::workers::register` call.
 //!
-//! Engine functions a worker may call: `engine::functions::list` (`{prefix?}` →
+//! Engine functions a worker may call: `state::get|set|update|delete|list` (the shared
+//! slot book's, answered by `sandbox_host::policy::shared_book::MemoryState`, with the
+//! engine's shapes; [`MockEngine::set_state_down`] makes them fail as an unreachable state
+//! adapter would), `engine::functions::list` (`{prefix?}` →
 //! `{functions: [{function_id, namespace, worker_name}]}`, an unnamed owner shown by the
 //! id's first segment as the engine does), `engine::workers::list`,
 //! `engine::channels::create` (`{buffer_size?}` → `{writer, reader}` refs sharing one
@@ -87,6 +90,10 @@ struct State {
     published: Mutex<Vec<Value>>,
     /// Ids `engine::functions::list` leaves out until a registration of them is refused.
     hidden: Mutex<BTreeSet<String>>,
+    /// `state::*`, shared by every worker.
+    state: sandbox_host::policy::shared_book::MemoryState,
+    /// Set: every `state::*` call fails.
+    state_down: std::sync::atomic::AtomicBool,
 }
 
 pub struct MockEngine {
@@ -186,6 +193,17 @@ impl MockEngine {
     /// of it is refused: as if its owner registered it just after a worker listed.
     pub fn hide_until_contested(&self, id: &str) {
         self.state.hidden.lock().unwrap().insert(id.to_string());
+    }
+
+    /// Makes every `state::*` call fail (`STATE_ERROR`), as a state adapter that lost its
+    /// store would, or answer again.
+    pub fn set_state_down(&self, down: bool) {
+        self.state.state_down.store(down, Ordering::SeqCst);
+    }
+
+    /// The value at `scope`/`key` in the engine's state (`null` when unset).
+    pub fn state_value(&self, scope: &str, key: &str) -> Value {
+        self.state.state.answer("state::get", &json!({"scope": scope, "key": key})).unwrap_or(Value::Null)
     }
 
     /// A channel as `engine::channels::create` makes it: (writer ref, reader ref).
@@ -316,6 +334,10 @@ fn answer_engine_call(st: &State, conn: u32, call: &Value) -> Option<Value> {
             st.published.lock().unwrap().push(data.clone());
             Ok(Value::Null)
         }
+        f if f.starts_with("state::") && st.state_down.load(Ordering::SeqCst) => {
+            Err(json!({"code": "STATE_ERROR", "message": "the state adapter is unavailable"}))
+        }
+        f if f.starts_with("state::") => st.state.answer(f, data).map_err(|(code, message)| json!({"code": code, "message": message})),
         _ => Err(json!({"code": "function_not_found", "message": format!("Function {function_id} not found in namespace default.")})),
     };
     let invocation_id = call.get("invocation_id").filter(|id| !id.is_null())?;

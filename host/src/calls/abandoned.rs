@@ -20,7 +20,7 @@ use crate::contract::shapes::PluginReply;
 use crate::contract::validate::valid_sandbox_id;
 use crate::in_flight::InFlight;
 use crate::plugin::LoadedPlugin;
-use crate::policy::concurrency::{Reservation, SlotBook};
+use crate::policy::concurrency::{Book, Slot};
 use crate::runtime::invoke::{CallStats, Overtime};
 use std::future::Future;
 use std::sync::Arc;
@@ -40,17 +40,17 @@ const RECOUNT_RETRIES: [Duration; 3] = [Duration::from_secs(1), Duration::from_s
 
 /// The slots a create (one) or a branch (several) holds.
 pub trait Slots: Send + 'static {
-    fn into_slots(self) -> Vec<Reservation>;
+    fn into_slots(self) -> Vec<Slot>;
 }
 
-impl Slots for Reservation {
-    fn into_slots(self) -> Vec<Reservation> {
+impl Slots for Slot {
+    fn into_slots(self) -> Vec<Slot> {
         vec![self]
     }
 }
 
-impl Slots for Vec<Reservation> {
-    fn into_slots(self) -> Vec<Reservation> {
+impl Slots for Vec<Slot> {
+    fn into_slots(self) -> Vec<Slot> {
         self
     }
 }
@@ -79,7 +79,7 @@ impl Settlements {
 }
 
 /// The guest of an abandoned call, still running: undo what it reports it started.
-pub async fn finish_overtime(plugin: Arc<LoadedPlugin>, book: Arc<SlotBook>, guest: Overtime, slots: Vec<Reservation>) {
+pub async fn finish_overtime(plugin: Arc<LoadedPlugin>, book: Arc<dyn Book>, guest: Overtime, slots: Vec<Slot>) {
     let name = &*plugin.name;
     let (outcome, stats) = match guest.await {
         Ok(done) => done,
@@ -107,7 +107,7 @@ pub async fn finish_overtime(plugin: Arc<LoadedPlugin>, book: Arc<SlotBook>, gue
 }
 
 /// A create that ended in a host fault after it reached the upstream.
-pub async fn after_fault(plugin: Arc<LoadedPlugin>, book: Arc<SlotBook>, stats: CallStats, slots: Vec<Reservation>) {
+pub async fn after_fault(plugin: Arc<LoadedPlugin>, book: Arc<dyn Book>, stats: CallStats, slots: Vec<Slot>) {
     if let Some(reply) = &stats.overruled {
         return undo(&plugin, &book, reply, slots).await;
     }
@@ -115,13 +115,13 @@ pub async fn after_fault(plugin: Arc<LoadedPlugin>, book: Arc<SlotBook>, stats: 
         return;
     }
     for slot in slots {
-        slot.abandon();
+        slot.abandon().await;
     }
     recount(&plugin, &book).await;
 }
 
 /// Stops the sandboxes `reply` names; each stays counted until its stop succeeds.
-async fn undo(plugin: &LoadedPlugin, book: &Arc<SlotBook>, reply: &PluginReply, slots: Vec<Reservation>) {
+async fn undo(plugin: &LoadedPlugin, book: &Arc<dyn Book>, reply: &PluginReply, slots: Vec<Slot>) {
     let name = &*plugin.name;
     let ids: Vec<String> = match reply {
         PluginReply::Created(info) => vec![info.sandbox_id.clone()],
@@ -130,13 +130,15 @@ async fn undo(plugin: &LoadedPlugin, book: &Arc<SlotBook>, reply: &PluginReply, 
     };
     if ids.iter().any(|id| !valid_sandbox_id(id)) {
         tracing::error!(plugin = name, "an abandoned create named unusable sandbox ids; recounting what runs upstream");
-        slots.into_iter().for_each(Reservation::abandon);
+        for slot in slots {
+            slot.abandon().await;
+        }
         return recount(plugin, book).await;
     }
-    record_started(book, &ids, slots);
+    record_started(&**book, &ids, slots).await;
     let wall = plugin.policy.limits.call_timeout;
     for id in &ids {
-        match stop_sandbox(plugin, book, id, wall).await.0 {
+        match stop_sandbox(plugin, &**book, id, wall).await.0 {
             Ok(()) => {
                 tracing::info!(plugin = name, sandbox = %id, "stopped sandbox {id}, started by a create whose caller was answered with an error")
             }
@@ -151,11 +153,11 @@ async fn undo(plugin: &LoadedPlugin, book: &Arc<SlotBook>, reply: &PluginReply, 
 }
 
 /// Lists upstream so the book counts whatever the abandoned create left running.
-async fn recount(plugin: &LoadedPlugin, book: &Arc<SlotBook>) {
+async fn recount(plugin: &LoadedPlugin, book: &Arc<dyn Book>) {
     let name = &*plugin.name;
     tokio::time::sleep(RECOUNT_DELAY).await;
     for pause in RECOUNT_RETRIES {
-        match list_upstream(plugin, book, None, plugin.policy.limits.call_timeout).await.0 {
+        match list_upstream(plugin, &**book, None, plugin.policy.limits.call_timeout).await.0 {
             Ok(out) => {
                 tracing::info!(plugin = name, in_flight = out.in_flight, "recounted the sandboxes upstream after an abandoned create");
                 return;

@@ -10,7 +10,7 @@ use crate::contract::codes::{CallError, Code};
 use crate::contract::shapes::{reply, Capability, Leaf, ListedSandbox, PluginReply, Request};
 use crate::contract::validate::valid_sandbox_id;
 use crate::plugin::LoadedPlugin;
-use crate::policy::concurrency::{LiveSandbox, SlotBook};
+use crate::policy::concurrency::{Book, LiveSandbox};
 use crate::policy::plugin_text::bounded;
 use crate::runtime::invoke::{self, CallStats, Finished};
 use crate::runtime::wit::ErrorKind;
@@ -41,7 +41,7 @@ pub(super) async fn create(call: &Call<'_>, mut req: Request) -> Answered {
         ignored.extend(c.cpus.map(|_| "cpus"));
         ignored.extend(c.memory_mb.map(|_| "memory_mb"));
     }
-    let reservation = match call.book.reserve(name, plugin.policy.max_concurrent_sandboxes) {
+    let reservation = match call.book.reserve(name, plugin.policy.max_concurrent_sandboxes).await {
         Ok(r) => r,
         Err(e) => return (Err(e), None),
     };
@@ -51,16 +51,19 @@ pub(super) async fn create(call: &Call<'_>, mut req: Request) -> Answered {
         Started::Abandoned(err, stats) => return (Err(err), Some(stats)),
     };
     // On any error the reservation drops here and the slot is released.
-    let result = result.and_then(|r| match r {
-        PluginReply::Created(info) => {
+    let result = match result {
+        Ok(PluginReply::Created(info)) => {
             if !valid_sandbox_id(&info.sandbox_id) {
-                return Err(CallError::new(
-                    Code::Unavailable,
-                    format!(
-                        "provider `{name}` create returned the unusable sandbox id {:?}; a sandbox may have been created upstream under it, check the provider's console.",
-                        info.sandbox_id.chars().take(80).collect::<String>()
-                    ),
-                ));
+                return (
+                    Err(CallError::new(
+                        Code::Unavailable,
+                        format!(
+                            "provider `{name}` create returned the unusable sandbox id {:?}; a sandbox may have been created upstream under it, check the provider's console.",
+                            info.sandbox_id.chars().take(80).collect::<String>()
+                        ),
+                    )),
+                    Some(stats),
+                );
             }
             // The sandbox exists: an odd start time must not lose it.
             let started_at = match info.started_at.as_deref().map(|s| (s, rfc3339(s))) {
@@ -92,12 +95,13 @@ pub(super) async fn create(call: &Call<'_>, mut req: Request) -> Answered {
                 let left = (ends.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds().max(1) as u64;
                 call.keepalive.track(plugin, &info.sandbox_id, c.idle_timeout_secs.unwrap_or(left));
             }
-            reservation.commit(info.sandbox_id, live);
+            reservation.commit(info.sandbox_id, live).await;
             call.events.emit(EventKind::Created, name, &row.sandbox_id, &image);
             Ok(reply::created(&row, plugin.capabilities(), &ignored))
         }
-        other => Err(mismatch(name, Leaf::Create, &other)),
-    });
+        Ok(other) => Err(mismatch(name, Leaf::Create, &other)),
+        Err(e) => Err(e),
+    };
     (result, Some(stats))
 }
 
@@ -106,7 +110,7 @@ pub(super) async fn branch(call: &Call<'_>, req: Request) -> Answered {
     let plugin = call.plugin;
     let name = &*plugin.name;
     // Siblings are sandboxes like any other: they need slots, reserved up front.
-    let reservations = match call.book.reserve_many(name, plugin.policy.max_concurrent_sandboxes, *count as usize) {
+    let reservations = match call.book.reserve_many(name, plugin.policy.max_concurrent_sandboxes, *count as usize).await {
         Ok(r) => r,
         Err(e) => return (Err(e), None),
     };
@@ -115,10 +119,10 @@ pub(super) async fn branch(call: &Call<'_>, req: Request) -> Answered {
         Started::Answered(result, stats, reservations) => (result, stats, reservations),
         Started::Abandoned(err, stats) => return (Err(err), Some(stats)),
     };
-    let result = result.and_then(|r| match r {
-        PluginReply::Branched(ids) => {
+    let result = match result {
+        Ok(PluginReply::Branched(ids)) => {
             if let Some(bad) = ids.iter().find(|id| !valid_sandbox_id(id)) {
-                return Err(unusable_id(name, Leaf::Branch, bad));
+                return (Err(unusable_id(name, Leaf::Branch, bad)), Some(stats));
             }
             if ids.len() > reservations.len() {
                 tracing::warn!(
@@ -128,14 +132,15 @@ pub(super) async fn branch(call: &Call<'_>, req: Request) -> Answered {
                     reservations.len()
                 );
             }
-            record_started(call.book, &ids, reservations);
+            record_started(&**call.book, &ids, reservations).await;
             for id in &ids {
                 call.events.emit(EventKind::Created, name, id, "");
             }
             Ok(reply::branched(&ids))
         }
-        other => Err(mismatch(name, Leaf::Branch, &other)),
-    });
+        Ok(other) => Err(mismatch(name, Leaf::Branch, &other)),
+        Err(e) => Err(e),
+    };
     (result, Some(stats))
 }
 
@@ -171,14 +176,14 @@ async fn run_starting<S: Slots>(call: &Call<'_>, req: &Request, wall: Duration, 
 
 /// Records sandboxes a create or branch started: the reserved slots first, any extra
 /// (an upstream that returned more than asked) counted all the same.
-pub(crate) fn record_started(book: &SlotBook, ids: &[String], reservations: impl Slots) {
+pub(crate) async fn record_started(book: &dyn Book, ids: &[String], reservations: impl Slots) {
     let now = now_rfc3339();
     let mut reservations = reservations.into_slots().into_iter();
     for id in ids {
         let live = LiveSandbox { image: String::new(), started_at: Some(now.clone()), name: None };
         match reservations.next() {
-            Some(r) => r.commit(id.clone(), live),
-            None => book.adopt(id.clone(), live),
+            Some(r) => r.commit(id.clone(), live).await,
+            None => book.adopt(id.clone(), live).await,
         }
     }
     // Unused reservations are released as they drop.
@@ -207,20 +212,21 @@ fn create_answer(plugin: &LoadedPlugin, outcome: invoke::Outcome) -> Result<Plug
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::concurrency::SlotBook;
+    use crate::policy::concurrency::{Book, LocalBook, SlotBook};
 
     /// Review item 12: siblings beyond the reserved count are recorded all the same.
-    #[test]
-    fn every_sibling_a_branch_returns_is_counted() {
-        let book = SlotBook::new();
-        let two = book.reserve_many("p", 5, 2).unwrap();
+    #[tokio::test]
+    async fn every_sibling_a_branch_returns_is_counted() {
+        let slots = SlotBook::new();
+        let book = LocalBook(slots.clone());
+        let two = book.reserve_many("p", 5, 2).await.unwrap();
         let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        super::record_started(&book, &ids, two);
-        assert_eq!(book.in_flight(), 3);
-        assert!(book.release("c"), "the extra sibling is in the book");
+        super::record_started(&book, &ids, two).await;
+        assert_eq!(slots.in_flight(), 3);
+        assert!(slots.release("c"), "the extra sibling is in the book");
         // Fewer than reserved: the unused slot is released.
-        let three = book.reserve_many("p", 5, 3).unwrap();
-        super::record_started(&book, &["d".to_string()], three);
-        assert_eq!(book.in_flight(), 3);
+        let three = book.reserve_many("p", 5, 3).await.unwrap();
+        super::record_started(&book, &["d".to_string()], three).await;
+        assert_eq!(slots.in_flight(), 3);
     }
 }

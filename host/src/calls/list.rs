@@ -9,26 +9,28 @@ use crate::contract::codes::{CallError, Code};
 use crate::contract::shapes::{reply, Leaf, ListOutput, ListedSandbox, PluginReply, Request, SandboxInfo};
 use crate::contract::validate::valid_sandbox_id;
 use crate::plugin::LoadedPlugin;
-use crate::policy::concurrency::{ListTicket, LiveSandbox, SlotBook};
+use crate::policy::concurrency::{Book, LiveSandbox, Ticket};
 use crate::runtime::invoke::{self, CallStats};
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub(super) async fn list(call: &Call<'_>) -> Answered {
     let plugin = call.plugin;
-    let (listed, stats) = list_upstream(plugin, call.book, Some(call.events), plugin.policy.limits.call_timeout).await;
+    let (listed, stats) = list_upstream(plugin, &**call.book, Some(call.events), plugin.policy.limits.call_timeout).await;
     let result = match listed {
         Ok(out) => Ok(reply::listed(&out)),
-        // Whenever the upstream list cannot be used, answer from the local book,
-        // flagged unreconciled, with the reason.
-        Err(ListFailure::Unusable(why)) => {
-            let cap = plugin.policy.max_concurrent_sandboxes;
-            let out = ListOutput { sandboxes: Vec::new(), in_flight: call.book.in_flight(), cap, reconciled: false };
-            let mut v = reply::listed(&out);
-            v["reconcile_error"] = Value::String(why.message());
-            Ok(v)
-        }
+        // Whenever the upstream list cannot be used, answer from the book, flagged
+        // unreconciled, with the reason (a book that cannot count either fails the call).
+        Err(ListFailure::Unusable(why)) => match call.book.in_flight().await {
+            Ok(in_flight) => {
+                let cap = plugin.policy.max_concurrent_sandboxes;
+                let out = ListOutput { sandboxes: Vec::new(), in_flight, cap, reconciled: false };
+                let mut v = reply::listed(&out);
+                v["reconcile_error"] = Value::String(why.message());
+                Ok(v)
+            }
+            Err(e) => Err(e),
+        },
         Err(ListFailure::Fault(e)) => Err(e),
     };
     (result, Some(stats))
@@ -41,20 +43,25 @@ pub(super) async fn get(call: &Call<'_>, req: Request) -> Answered {
     let name = &*plugin.name;
     call.keepalive.touch(plugin, req.sandbox_id().unwrap_or_default(), 0);
     let (outcome, stats) = invoke::run(plugin, &req, wall_budget(plugin, &req)).await;
-    let result = answer(plugin, Leaf::Get, outcome).and_then(|r| match r {
-        PluginReply::Got(info) => {
-            if Some(info.sandbox_id.as_str()) != req.sandbox_id() {
-                return Err(unusable_id(name, Leaf::Get, &info.sandbox_id));
-            }
-            let known = call.book.get(&info.sandbox_id);
-            let row = listed_row(name, Leaf::Get, info, known.as_ref())?;
-            if known.is_none() {
-                call.book.adopt(row.sandbox_id.clone(), live(&row));
-            }
-            Ok(reply::got(&row))
+    let result = match answer(plugin, Leaf::Get, outcome) {
+        Ok(PluginReply::Got(info)) if Some(info.sandbox_id.as_str()) != req.sandbox_id() => {
+            Err(unusable_id(name, Leaf::Get, &info.sandbox_id))
         }
-        other => Err(mismatch(name, Leaf::Get, &other)),
-    });
+        Ok(PluginReply::Got(info)) => {
+            let known = call.book.get(&info.sandbox_id).await;
+            match listed_row(name, Leaf::Get, info, known.as_ref()) {
+                Ok(row) => {
+                    if known.is_none() {
+                        call.book.adopt(row.sandbox_id.clone(), live(&row)).await;
+                    }
+                    Ok(reply::got(&row))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Ok(other) => Err(mismatch(name, Leaf::Get, &other)),
+        Err(e) => Err(e),
+    };
     (result, Some(stats))
 }
 
@@ -71,14 +78,14 @@ pub(crate) enum ListFailure {
 /// that went away are published on `events` as reaped.
 pub(crate) async fn list_upstream(
     plugin: &LoadedPlugin,
-    book: &Arc<SlotBook>,
+    book: &dyn Book,
     events: Option<&Events>,
     wall: Duration,
 ) -> (Result<ListOutput, ListFailure>, CallStats) {
-    let ticket = book.begin_list();
+    let ticket = book.begin_list().await;
     let (outcome, stats) = invoke::run(plugin, &Request::List, wall).await;
     let result = match outcome {
-        Ok(Ok(PluginReply::Listed(rows))) => reconcile(plugin, book, events, rows, ticket).map_err(ListFailure::Unusable),
+        Ok(Ok(PluginReply::Listed(rows))) => reconcile(plugin, book, events, rows, ticket).await.map_err(ListFailure::Unusable),
         Ok(Ok(other)) => Err(ListFailure::Fault(mismatch(&plugin.name, Leaf::List, &other))),
         Ok(Err(f)) => Err(ListFailure::Unusable(plugin_error(plugin, Leaf::List, f))),
         // A hung upstream surfaces as the plugin's own error (its upstream waits are
@@ -88,26 +95,28 @@ pub(crate) async fn list_upstream(
     (result, stats)
 }
 
-fn reconcile(
+async fn reconcile(
     plugin: &LoadedPlugin,
-    book: &SlotBook,
+    book: &dyn Book,
     events: Option<&Events>,
     rows: Vec<SandboxInfo>,
-    ticket: ListTicket,
+    ticket: Ticket,
 ) -> Result<ListOutput, CallError> {
     let name = &*plugin.name;
+    let known = book.known().await;
     let mut listed = Vec::with_capacity(rows.len());
     for row in rows {
-        let known = book.get(&row.sandbox_id);
-        listed.push(listed_row(name, Leaf::List, row, known.as_ref())?);
+        let known = known.get(&row.sandbox_id);
+        listed.push(listed_row(name, Leaf::List, row, known)?);
     }
-    let reaped = book.reconcile(listed.iter().map(|s| (s.sandbox_id.clone(), live(s))), ticket);
+    let reaped = book.reconcile(listed.iter().map(|s| (s.sandbox_id.clone(), live(s))).collect(), ticket).await?;
     if let Some(events) = events {
         for (id, gone) in &reaped {
             events.emit(EventKind::Reaped, name, id, &gone.image);
         }
     }
-    Ok(ListOutput { sandboxes: listed, in_flight: book.in_flight(), cap: plugin.policy.max_concurrent_sandboxes, reconciled: true })
+    let in_flight = book.in_flight().await?;
+    Ok(ListOutput { sandboxes: listed, in_flight, cap: plugin.policy.max_concurrent_sandboxes, reconciled: true })
 }
 
 /// A plugin's row, checked: a usable id, RFC 3339 times (the book's start time when

@@ -17,7 +17,7 @@ pub mod stop;
 use crate::contract::codes::CallError;
 use crate::contract::shapes::Request;
 use crate::plugin::LoadedPlugin;
-use crate::policy::concurrency::SlotBook;
+use crate::policy::concurrency::Book;
 use crate::runtime::invoke::CallStats;
 use crate::runtime::output::OutputTap;
 use abandoned::Settlements;
@@ -26,11 +26,12 @@ use keepalive::KeepAlive;
 use serde_json::Value;
 use std::sync::Arc;
 
-/// What one call runs against: the plugin, its slot book, and the host's settlement
+/// What one call runs against: the plugin, its slot book (in-process or shared through
+/// iii state: `policy/concurrency.rs`), and the host's settlement
 /// tasks, event channel and idle-lifetime keeper.
 pub struct Call<'a> {
     pub plugin: &'a Arc<LoadedPlugin>,
-    pub book: &'a Arc<SlotBook>,
+    pub book: &'a Arc<dyn Book>,
     pub settling: &'a Arc<Settlements>,
     pub events: &'a Events,
     pub keepalive: &'a Arc<KeepAlive>,

@@ -8,7 +8,7 @@ use super::{Answered, Call};
 use crate::contract::codes::CallError;
 use crate::contract::shapes::{reply, Leaf, PluginReply, Request, SandboxState};
 use crate::plugin::LoadedPlugin;
-use crate::policy::concurrency::{LiveSandbox, SlotBook};
+use crate::policy::concurrency::{Book, LiveSandbox};
 use crate::runtime::invoke::{self, CallStats};
 use crate::runtime::wit::ErrorKind;
 use serde_json::json;
@@ -16,8 +16,8 @@ use std::time::Duration;
 
 pub(super) async fn stop(call: &Call<'_>, sandbox_id: &str) -> Answered {
     let wall = call.plugin.policy.limits.call_timeout;
-    let image = call.book.get(sandbox_id).map(|s| s.image).unwrap_or_default();
-    let (result, stats) = stop_sandbox(call.plugin, call.book, sandbox_id, wall).await;
+    let image = call.book.get(sandbox_id).await.map(|s| s.image).unwrap_or_default();
+    let (result, stats) = stop_sandbox(call.plugin, &**call.book, sandbox_id, wall).await;
     if result.is_ok() {
         call.keepalive.forget(&call.plugin.name, sandbox_id);
         call.events.emit(EventKind::Stopped, &call.plugin.name, sandbox_id, &image);
@@ -29,7 +29,7 @@ pub(super) async fn stop(call: &Call<'_>, sandbox_id: &str) -> Answered {
 /// the slot is released once.
 pub(crate) async fn stop_sandbox(
     plugin: &LoadedPlugin,
-    book: &SlotBook,
+    book: &dyn Book,
     sandbox_id: &str,
     wall: Duration,
 ) -> (Result<(), CallError>, CallStats) {
@@ -38,14 +38,15 @@ pub(crate) async fn stop_sandbox(
     let result = match outcome {
         Ok(Err(f)) if f.kind == ErrorKind::NotFound || matches!(f.upstream_status, Some(404 | 409)) => Ok(PluginReply::Stopped),
         other => answer(plugin, Leaf::Stop, other),
-    }
-    .and_then(|r| match r {
-        PluginReply::Stopped => {
-            book.release(sandbox_id);
+    };
+    let result = match result {
+        Ok(PluginReply::Stopped) => {
+            book.release(sandbox_id).await;
             Ok(())
         }
-        other => Err(mismatch(&plugin.name, Leaf::Stop, &other)),
-    });
+        Ok(other) => Err(mismatch(&plugin.name, Leaf::Stop, &other)),
+        Err(e) => Err(e),
+    };
     (result, stats)
 }
 
@@ -61,25 +62,40 @@ pub(super) async fn pause_or_resume(call: &Call<'_>, req: Request) -> Answered {
     }
     let sandbox_id = req.sandbox_id().unwrap_or_default().to_string();
     let (outcome, stats) = invoke::run(plugin, &req, wall_budget(plugin, &req)).await;
-    let image = call.book.get(&sandbox_id).map(|s| s.image);
-    let result = answer(plugin, leaf, outcome).and_then(|r| match (leaf, r) {
+    let image = call.book.get(&sandbox_id).await.map(|s| s.image);
+    let result = match answer(plugin, leaf, outcome) {
+        Err(e) => Err(e),
+        Ok(r) => settle_pause_or_resume(call, &req, &sandbox_id, image, r).await,
+    };
+    (result, Some(stats))
+}
+
+async fn settle_pause_or_resume(
+    call: &Call<'_>,
+    req: &Request,
+    sandbox_id: &str,
+    image: Option<String>,
+    reply: PluginReply,
+) -> Result<serde_json::Value, CallError> {
+    let plugin = call.plugin;
+    let leaf = req.leaf();
+    match (leaf, reply) {
         (Leaf::Pause, PluginReply::Paused) => {
-            call.events.emit(EventKind::Paused, &plugin.name, &sandbox_id, image.as_deref().unwrap_or_default());
-            Ok(reply::state(&sandbox_id, SandboxState::Paused))
+            call.events.emit(EventKind::Paused, &plugin.name, sandbox_id, image.as_deref().unwrap_or_default());
+            Ok(reply::state(sandbox_id, SandboxState::Paused))
         }
         (Leaf::Resume, PluginReply::Resumed) => {
             if matches!(req, Request::Resume { timeout_secs: Some(_), .. }) {
-                call.keepalive.forget(&plugin.name, &sandbox_id);
+                call.keepalive.forget(&plugin.name, sandbox_id);
             }
             if image.is_none() {
-                call.book.adopt(sandbox_id.clone(), LiveSandbox { image: String::new(), started_at: None, name: None });
+                call.book.adopt(sandbox_id.to_string(), LiveSandbox { image: String::new(), started_at: None, name: None }).await;
             }
-            call.events.emit(EventKind::Resumed, &plugin.name, &sandbox_id, image.as_deref().unwrap_or_default());
-            Ok(reply::state(&sandbox_id, SandboxState::Running))
+            call.events.emit(EventKind::Resumed, &plugin.name, sandbox_id, image.as_deref().unwrap_or_default());
+            Ok(reply::state(sandbox_id, SandboxState::Running))
         }
         (_, other) => Err(mismatch(&plugin.name, leaf, &other)),
-    });
-    (result, Some(stats))
+    }
 }
 
 pub(super) async fn set_timeout(call: &Call<'_>, req: Request) -> Answered {

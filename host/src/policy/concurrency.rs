@@ -6,9 +6,16 @@
 //! removes it), and `list` reconciliation simply replaces the live set with upstream's.
 //! A [`Reservation`] is an RAII guard: dropping it without `commit` releases the slot.
 //! The book is keyed by provider name in the registry, so it survives a plugin swap.
+//!
+//! Calls do not use [`SlotBook`] directly but a [`Book`]: the in-process one here
+//! ([`LocalBook`], for `call`, `e2b-api` and hosts without an engine) or the one kept in
+//! iii state and shared by every host on the engine (`policy/shared_book.rs`, `serve
+//! --shared-state`). `calls/` cannot tell them apart.
 
 use crate::contract::codes::{CallError, Code};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 /// What the host remembers of a live sandbox.
@@ -22,7 +29,7 @@ pub struct LiveSandbox {
 }
 
 #[derive(Debug, Default)]
-struct Book {
+struct Ledger {
     /// Live sandboxes and the generation that added each (0 = learnt from upstream).
     live: HashMap<String, (LiveSandbox, u64)>,
     /// Creates waiting on the upstream (each holds a [`Reservation`]).
@@ -44,7 +51,7 @@ struct Book {
     generation: u64,
 }
 
-impl Book {
+impl Ledger {
     fn in_flight(&self) -> usize {
         let overlap = self.pending.min(self.unclaimed.len());
         self.live.len() + self.pending + self.unknown.len() - overlap
@@ -75,7 +82,7 @@ impl Book {
 /// Per-provider slot accounting.
 #[derive(Debug, Default)]
 pub struct SlotBook {
-    inner: Mutex<Book>,
+    inner: Mutex<Ledger>,
 }
 
 impl SlotBook {
@@ -83,7 +90,7 @@ impl SlotBook {
         Arc::new(SlotBook::default())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
         // The book holds plain data; a panic elsewhere cannot leave it inconsistent.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -103,14 +110,7 @@ impl SlotBook {
         let mut b = self.lock();
         let used = b.in_flight();
         if used.saturating_add(n) > cap {
-            let asked = if n == 1 { String::new() } else { format!(" ({n} requested)") };
-            return Err(CallError::new(
-                Code::CapReached,
-                format!(
-                    "provider `{plugin}` is at its cap of {cap} concurrent sandboxes ({used} in flight){asked}; \
-                     stop one first or raise max_concurrent_sandboxes in plugins/{plugin}.toml."
-                ),
-            ));
+            return Err(cap_reached(plugin, cap, used, n));
         }
         b.pending += n;
         Ok((0..n).map(|_| Reservation { book: Some(self.clone()) }).collect())
@@ -246,6 +246,160 @@ impl Drop for Reservation {
         if let Some(book) = self.book.take() {
             book.lock().settle_pending();
         }
+    }
+}
+
+/// S400: `n` more slots do not fit under `cap` with `used` taken (every book says it so).
+pub fn cap_reached(plugin: &str, cap: usize, used: usize, n: usize) -> CallError {
+    let asked = if n == 1 { String::new() } else { format!(" ({n} requested)") };
+    CallError::new(
+        Code::CapReached,
+        format!(
+            "provider `{plugin}` is at its cap of {cap} concurrent sandboxes ({used} in flight){asked}; \
+             stop one first or raise max_concurrent_sandboxes in plugins/{plugin}.toml."
+        ),
+    )
+}
+
+/// A boxed future of a [`Book`] method.
+pub type BookFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One provider's slot book as the calls see it. Every method that changes the count is
+/// exactly-once per sandbox: a slot is reserved before the upstream create, committed or
+/// given back after it, and released by the first stop (or list) that finds it gone.
+pub trait Book: Send + Sync {
+    /// Reserves `n` slots (a create is 1, a branch its count), or S400 when they do not
+    /// all fit under `cap`; a book that cannot count (the engine away) refuses too.
+    fn reserve_many<'a>(&'a self, plugin: &'a str, cap: usize, n: usize) -> BookFuture<'a, Result<Vec<Slot>, CallError>>;
+    /// Counts a live sandbox that had no reservation (learnt by `get`/`resume`, or an
+    /// extra branch sibling), unless the book knows it already.
+    fn adopt(&self, id: String, sandbox: LiveSandbox) -> BookFuture<'_, ()>;
+    /// Marks `id` stopped; true when this released its slot (the first stop of a known id).
+    fn release<'a>(&'a self, id: &'a str) -> BookFuture<'a, bool>;
+    /// What the book knows of `id`, if it is live.
+    fn get<'a>(&'a self, id: &'a str) -> BookFuture<'a, Option<LiveSandbox>>;
+    /// Every live sandbox the book knows (a list's rows complete theirs from it).
+    fn known(&self) -> BookFuture<'_, HashMap<String, LiveSandbox>>;
+    /// Call before an upstream list is sent; pass the ticket to `reconcile`.
+    fn begin_list(&self) -> BookFuture<'_, Ticket>;
+    /// Makes the book what the upstream list of `ticket` reported (repairing drift);
+    /// returns the sandboxes it knew that the upstream no longer has (reaped).
+    fn reconcile(
+        &self,
+        upstream: Vec<(String, LiveSandbox)>,
+        ticket: Ticket,
+    ) -> BookFuture<'_, Result<Vec<(String, LiveSandbox)>, CallError>>;
+    /// Slots taken: live sandboxes, pending creates, abandoned ones not yet accounted for.
+    fn in_flight(&self) -> BookFuture<'_, Result<usize, CallError>>;
+
+    /// Reserves one slot (a create).
+    fn reserve<'a>(&'a self, plugin: &'a str, cap: usize) -> BookFuture<'a, Result<Slot, CallError>> {
+        Box::pin(async move {
+            let mut slots = self.reserve_many(plugin, cap, 1).await?;
+            slots.pop().ok_or_else(|| CallError::new(Code::PluginTrapped, format!("provider `{plugin}`: the slot book reserved nothing.")))
+        })
+    }
+}
+
+/// A reserved slot of some [`Book`]: `commit` turns it into a live sandbox, `abandon`
+/// keeps it counted until a list accounts for it, and dropping it gives it back.
+pub struct Slot(Box<dyn Held>);
+
+/// What a [`Slot`] holds; its `Drop` gives the slot back when neither method ran.
+pub trait Held: Send {
+    fn commit(self: Box<Self>, id: String, sandbox: LiveSandbox) -> BookFuture<'static, ()>;
+    fn abandon(self: Box<Self>) -> BookFuture<'static, ()>;
+}
+
+impl Slot {
+    pub fn new(held: impl Held + 'static) -> Slot {
+        Slot(Box::new(held))
+    }
+
+    pub async fn commit(self, id: String, sandbox: LiveSandbox) {
+        self.0.commit(id, sandbox).await
+    }
+
+    /// The create was abandoned after its request reached the upstream (see [`Reservation::abandon`]).
+    pub async fn abandon(self) {
+        self.0.abandon().await
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Slot")
+    }
+}
+
+impl Held for Reservation {
+    fn commit(self: Box<Self>, id: String, sandbox: LiveSandbox) -> BookFuture<'static, ()> {
+        Reservation::commit(*self, id, sandbox);
+        Box::pin(async {})
+    }
+    fn abandon(self: Box<Self>) -> BookFuture<'static, ()> {
+        Reservation::abandon(*self);
+        Box::pin(async {})
+    }
+}
+
+/// An upstream list in flight, as the book that began it needs it back.
+#[derive(Debug)]
+pub enum Ticket {
+    Local(ListTicket),
+    /// The shared book's change counter when the list started (`None`: it could not be read).
+    Shared {
+        generation: Option<i64>,
+    },
+}
+
+/// The in-process [`SlotBook`] as a [`Book`].
+#[derive(Debug, Clone)]
+pub struct LocalBook(pub Arc<SlotBook>);
+
+impl Book for LocalBook {
+    fn reserve_many<'a>(&'a self, plugin: &'a str, cap: usize, n: usize) -> BookFuture<'a, Result<Vec<Slot>, CallError>> {
+        let reserved = self.0.reserve_many(plugin, cap, n).map(|r| r.into_iter().map(Slot::new).collect());
+        Box::pin(async move { reserved })
+    }
+    fn adopt(&self, id: String, sandbox: LiveSandbox) -> BookFuture<'_, ()> {
+        if self.0.get(&id).is_none() {
+            self.0.adopt(id, sandbox);
+        }
+        Box::pin(async {})
+    }
+    fn release<'a>(&'a self, id: &'a str) -> BookFuture<'a, bool> {
+        let released = self.0.release(id);
+        Box::pin(async move { released })
+    }
+    fn get<'a>(&'a self, id: &'a str) -> BookFuture<'a, Option<LiveSandbox>> {
+        let known = self.0.get(id);
+        Box::pin(async move { known })
+    }
+    fn known(&self) -> BookFuture<'_, HashMap<String, LiveSandbox>> {
+        let all = self.0.lock().live.iter().map(|(id, (s, _))| (id.clone(), s.clone())).collect();
+        Box::pin(async move { all })
+    }
+    fn begin_list(&self) -> BookFuture<'_, Ticket> {
+        let ticket = Ticket::Local(self.0.begin_list());
+        Box::pin(async move { ticket })
+    }
+    fn reconcile(
+        &self,
+        upstream: Vec<(String, LiveSandbox)>,
+        ticket: Ticket,
+    ) -> BookFuture<'_, Result<Vec<(String, LiveSandbox)>, CallError>> {
+        let result = match ticket {
+            Ticket::Local(t) => Ok(self.0.reconcile(upstream, t)),
+            Ticket::Shared { .. } => {
+                Err(CallError::new(Code::PluginTrapped, "the in-process slot book was handed another book's list ticket.".to_string()))
+            }
+        };
+        Box::pin(async move { result })
+    }
+    fn in_flight(&self) -> BookFuture<'_, Result<usize, CallError>> {
+        let n = self.0.in_flight();
+        Box::pin(async move { Ok(n) })
     }
 }
 

@@ -58,6 +58,7 @@ pub mod plugin_text;
 pub mod quarantine;
 pub mod rate;
 pub mod redact;
+pub mod shared_book;
 
 use allowed_hosts::{entry_for, AllowList};
 use credentials::{Credential, CredentialValue};
