@@ -64,6 +64,8 @@ struct LogCounts {
 pub struct Metrics {
     enabled: bool,
     plugins: Mutex<BTreeMap<String, PluginMetrics>>,
+    /// This host's place beside others on the engine (`bridge/iii/ownership.rs`), once known.
+    serving: Mutex<Option<Value>>,
 }
 
 impl Default for Metrics {
@@ -74,7 +76,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new(enabled: bool) -> Self {
-        Metrics { enabled, plugins: Mutex::default() }
+        Metrics { enabled, plugins: Mutex::default(), serving: Mutex::default() }
     }
 
     /// Records one finished call.
@@ -243,6 +245,12 @@ impl Metrics {
                 }
             });
         }
+        let serving = self.serving.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(role) = serving.as_ref().and_then(|s| s["role"].as_str()) {
+            family("sandbox_host_standby", "gauge", "1 while another worker owns function ids this host serves (standby).", &mut |o| {
+                let _ = writeln!(o, "sandbox_host_standby {}", u8::from(role != "active"));
+            });
+        }
         out
     }
 
@@ -287,7 +295,16 @@ impl Metrics {
                 )
             })
             .collect();
-        json!({ "plugins": plugins })
+        let mut out = json!({ "plugins": plugins });
+        if let Some(serving) = self.serving.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            out["serving"] = serving;
+        }
+        out
+    }
+
+    /// Records whether this host is active or standby on its engine (shown by `stats`).
+    pub fn set_serving(&self, report: Value) {
+        *self.serving.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
     }
 }
 

@@ -10,6 +10,7 @@ mod caller;
 mod contract;
 #[path = "../bridge/contract_cases.rs"]
 mod contract_cases;
+mod hosts;
 mod lifecycle;
 mod real_engine;
 #[path = "../bridge/recorder.rs"]

@@ -19,6 +19,8 @@
 //! finish within the grace period, then the connection closes.
 
 mod events;
+mod forward;
+pub mod ownership;
 mod reattach;
 mod registrations;
 mod router_claims;
@@ -27,6 +29,7 @@ pub mod stream;
 pub use events::TOPIC as LIFECYCLE_TOPIC;
 /// The SDK this bridge speaks, for callers and tests that must use the same version.
 pub use iii_sdk;
+pub use ownership::{Role, ServingReport};
 pub use router_claims::RouterReport;
 
 use super::http;
@@ -35,6 +38,8 @@ use crate::contract::codes::{CallError, Code};
 use crate::contract::schema;
 use crate::in_flight::{Entered, InFlight};
 use crate::plugin::LoadedPlugin;
+use crate::policy::concurrency::BookFuture;
+use crate::policy::shared_book::{EngineState, StateError};
 use crate::{router, Host, Leaf};
 use iii_sdk::protocol::RegisterTriggerInput;
 use iii_sdk::runtime::WorkerMetadata;
@@ -67,6 +72,50 @@ pub struct BridgeOptions {
     pub url: String,
     /// OpenTelemetry export to the engine (`<url>/otel`); `None` follows `OTEL_ENABLED`.
     pub otel: Option<bool>,
+}
+
+/// How this host serves beside others on one engine (`serve`'s defaults differ from
+/// [`Bridge::connect`]'s, which keeps the in-process slot books).
+#[derive(Debug, Clone, Default)]
+pub struct Serving {
+    /// The worker name, unique on the engine (default: `III_WORKER_NAME`, else the SDK's
+    /// `hostname:pid`).
+    pub worker_name: Option<String>,
+    /// Keep every provider's slot book in iii state, shared by every host on the engine.
+    pub shared_state: bool,
+}
+
+/// The engine's `state::*` (and `engine::workers::list`) through this worker's client,
+/// for the shared slot book. Fails at once while disconnected: a book that cannot count
+/// refuses creates rather than waiting.
+struct EngineStateClient {
+    client: IIIClient,
+    worker: String,
+}
+
+/// A state call's deadline.
+const STATE_TIMEOUT_MS: u64 = 5_000;
+
+impl EngineState for EngineStateClient {
+    fn trigger<'a>(&'a self, function: &'a str, payload: Value) -> BookFuture<'a, Result<Value, StateError>> {
+        Box::pin(async move {
+            if !registrations::is_connected(&self.client) {
+                return Err(StateError::NotConnected);
+            }
+            let mut request = iii_sdk::protocol::TriggerRequest::new(function, payload);
+            request.timeout_ms = Some(STATE_TIMEOUT_MS);
+            match self.client.trigger(request).await {
+                Ok(v) => Ok(v),
+                Err(IiiError::Remote { code, message, .. }) => Err(StateError::Refused { function: function.to_string(), code, message }),
+                Err(IiiError::Timeout) => Err(StateError::Timeout(function.to_string())),
+                Err(IiiError::NotConnected) => Err(StateError::NotConnected),
+                Err(e) => Err(StateError::Unexpected(e.to_string())),
+            }
+        })
+    }
+    fn worker_name(&self) -> &str {
+        &self.worker
+    }
 }
 
 /// Calls in flight, and whether new ones are still accepted.
@@ -107,6 +156,8 @@ pub struct Bridge {
     worker_name: String,
     /// What the router's last claim found (`None` until one finished).
     router_report: Mutex<Option<RouterReport>>,
+    /// Active or standby, as last seen (`ownership.rs`).
+    serving: Mutex<Option<ServingReport>>,
 }
 
 impl Bridge {
@@ -114,6 +165,13 @@ impl Bridge {
     /// every loaded plugin and the HTTP triggers; the router (when enabled) is claimed
     /// once connected, and lifecycle events are published from now on.
     pub fn connect(host: Arc<Host>, options: &BridgeOptions) -> Arc<Bridge> {
+        Self::connect_with(host, options, &Serving::default())
+    }
+
+    /// As [`Bridge::connect`], under `serving`'s worker name, with the slot books in iii
+    /// state when it asks for that (set before any function is registered, so no call
+    /// ever counts in the in-process book).
+    pub fn connect_with(host: Arc<Host>, options: &BridgeOptions, serving: &Serving) -> Arc<Bridge> {
         let mut init = InitOptions::default();
         if let Some(enabled) = options.otel {
             init.otel = Some(iii_helpers::observability::OtelConfig { enabled: Some(enabled), ..Default::default() });
@@ -125,9 +183,17 @@ impl Bridge {
         if let Some(name) = std::env::var("III_WORKER_NAME").ok().filter(|n| !n.is_empty()) {
             metadata.name = name;
         }
+        if let Some(name) = serving.worker_name.clone().filter(|n| !n.is_empty()) {
+            metadata.name = name;
+        }
         let worker_name = metadata.name.clone();
         init.metadata = Some(metadata);
         let client = iii_sdk::register_worker(&options.url, init);
+        if serving.shared_state
+            && !host.share_slot_books(Arc::new(EngineStateClient { client: client.clone(), worker: worker_name.clone() }))
+        {
+            tracing::warn!("the slot books were already shared through another engine connection; keeping that one");
+        }
         let bridge = Arc::new(Bridge {
             client,
             host: host.clone(),
@@ -139,19 +205,43 @@ impl Bridge {
             stop: tokio::sync::watch::channel(false).0,
             worker_name,
             router_report: Mutex::default(),
+            serving: Mutex::default(),
         });
         // Subscribed before any call can be served, so none of their events is missed.
         bridge.runtime.spawn(events::publish_all(bridge.client.clone(), host.events.subscribe(), bridge.stop.subscribe()));
-        for plugin in host.registry.all() {
-            bridge.register_provider(&plugin);
+        if host.slot_books_shared() {
+            // The books are in the engine: count what already runs there first, then serve.
+            let b = bridge.clone();
+            bridge.runtime.spawn(async move {
+                if let Err(e) = b.client.wait_until_registered(ownership::FIRST_CONNECT).await {
+                    tracing::warn!("the engine has not acknowledged this worker yet ({e}); registering anyway");
+                }
+                ownership::count_running(&b).await;
+                b.register_everything();
+                tracing::info!("registered {} functions once the running sandboxes were counted", b.function_ids().len());
+            });
+        } else {
+            bridge.register_everything();
         }
-        for t in &host.config.http_triggers {
-            if let Err(e) = bridge.register_http_trigger(t) {
+        bridge.runtime.spawn(reattach::watch(Arc::downgrade(&bridge)));
+        bridge.runtime.spawn(ownership::watch(Arc::downgrade(&bridge)));
+        bridge
+    }
+
+    fn register_everything(&self) {
+        for plugin in self.host.registry.all() {
+            self.register_provider(&plugin);
+        }
+        for t in &self.host.config.http_triggers {
+            if let Err(e) = self.register_http_trigger(t) {
                 tracing::error!("http trigger {} {} -> {} not registered: {e}", t.method, t.path, t.function);
             }
         }
-        bridge.runtime.spawn(reattach::watch(Arc::downgrade(&bridge)));
-        bridge
+    }
+
+    /// Active or standby, as last seen (`None` before the first look).
+    pub fn serving_report(&self) -> Option<ServingReport> {
+        self.serving.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The worker name this host registers under.
@@ -242,10 +332,10 @@ impl Bridge {
     fn serve_router(&self, leaves: &[Leaf]) {
         let mut registrations = self.lock();
         for &leaf in leaves {
-            let (host, engine) = (self.host.clone(), self.engine_url());
+            let (host, engine, client) = (self.host.clone(), self.engine_url(), self.client.clone());
             let invoke: Invoke = Arc::new(move |payload| {
-                let (host, engine) = (host.clone(), engine.clone());
-                Box::pin(async move { routed(&host, &engine, leaf, payload).await })
+                let (host, engine, client) = (host.clone(), engine.clone(), client.clone());
+                Box::pin(async move { routed(&host, &engine, &client, leaf, payload).await })
             });
             let description = format!("{} Routed to `provider` (default: the configured default_provider).", leaf.description());
             let recipe = self.recipe(description, schema::request(leaf, true), schema::response(leaf), invoke);
@@ -301,9 +391,10 @@ impl Bridge {
             }));
         }
         let leaf = id.strip_prefix("sandbox::").and_then(Leaf::parse).ok_or_else(|| format!("{id} is not a sandbox function id"))?;
+        let client = self.client.clone();
         Ok(Arc::new(move |p| {
-            let (host, engine) = (host.clone(), engine.clone());
-            Box::pin(async move { routed(&host, &engine, leaf, p).await })
+            let (host, engine, client) = (host.clone(), engine.clone(), client.clone());
+            Box::pin(async move { routed(&host, &engine, &client, leaf, p).await })
         }))
     }
 
@@ -375,9 +466,13 @@ impl crate::plugin::watch::ReloadListener for Bridge {
 }
 
 /// One `sandbox::<leaf>` call: the router picks the provider, then it runs as the
-/// provider's own function would (an exec may stream).
-async fn routed(host: &Host, engine: &str, leaf: Leaf, payload: Value) -> Result<Value, CallError> {
+/// provider's own function would (an exec may stream) — here when the provider is
+/// loaded here, else on the worker that serves it, through the engine (`forward.rs`).
+async fn routed(host: &Host, engine: &str, client: &IIIClient, leaf: Leaf, payload: Value) -> Result<Value, CallError> {
     let (provider, payload) = router::split(host, leaf, payload)?;
+    if host.registry.get(&provider).is_none() {
+        return forward::forward(host, client, &provider, leaf, payload).await;
+    }
     stream::call(host, engine, &provider, leaf, payload).await
 }
 

@@ -1,10 +1,15 @@
 //! `sandbox-host serve`: the host as an iii worker. Registers every plugin's functions
 //! (and, with `--router`, the bare `sandbox::<leaf>` ids no other worker owns), serves
 //! until SIGINT/SIGTERM, then drains in-flight calls within the grace period and exits 0.
+//!
+//! Several hosts may serve one engine (README "More than one host"): the slot books live
+//! in iii state (`--shared-state`, the default here), the first host to register an id
+//! owns it and the others wait as standbys (`bridge/iii/ownership.rs`), and
+//! `--providers` splits providers across hosts (the router forwards to the one serving).
 
 use super::out::errln;
 use super::GlobalArgs;
-use crate::bridge::iii::{Bridge, BridgeOptions};
+use crate::bridge::iii::{Bridge, BridgeOptions, Serving};
 use crate::plugin::watch::{watch, ReloadListener};
 use crate::Host;
 use clap::Args;
@@ -26,6 +31,21 @@ pub struct ServeArgs {
     /// Provider the router uses when a call names none.
     #[arg(long, env = "SANDBOX_DEFAULT_PROVIDER")]
     pub default_provider: Option<String>,
+    /// Serve only these providers (comma-separated), leaving the others to other hosts;
+    /// the router forwards calls for those through the engine.
+    #[arg(long, value_delimiter = ',')]
+    pub providers: Option<Vec<String>>,
+    /// Keep the concurrency caps and the record of created sandboxes in iii state
+    /// (`state::*`), shared by every host on the engine (the default).
+    #[arg(long, conflicts_with = "no_shared_state")]
+    pub shared_state: bool,
+    /// Keep them in this process instead (one host per engine only).
+    #[arg(long)]
+    pub no_shared_state: bool,
+    /// This host's worker name on the engine, unique among its workers (default: the
+    /// SDK's `hostname:pid`).
+    #[arg(long, env = "III_WORKER_NAME")]
+    pub worker_name: Option<String>,
     /// Seconds in-flight calls may take to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 30)]
     pub grace_secs: u64,
@@ -66,6 +86,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     if args.default_provider.is_some() {
         config.default_provider = args.default_provider.clone();
     }
+    if let Some(p) = &args.providers {
+        config.providers = Some(p.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+    }
+    let shared_state = !args.no_shared_state;
     let (host, diags) = Host::start(config).await?;
     for d in &diags {
         errln!("warning: plugin not loaded: {d}");
@@ -73,14 +97,22 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<u8> {
     // Before taking calls: the concurrency cap also counts sandboxes created before this
     // start. Every provider at once, each bounded, so a slow or unreachable one holds
     // neither the worker nor the others back; the ones that failed are retried later.
-    let unknown = host.reconcile_all(RECONCILE_AT_START).await;
+    // A shared book is counted once connected (the engine holds it), by the bridge.
+    let unknown = if shared_state { Vec::new() } else { host.reconcile_all(RECONCILE_AT_START).await };
     if !unknown.is_empty() {
         errln!("warning: could not learn the running sandboxes of {}; retrying in the background", unknown.join(", "));
     }
-    let bridge = Bridge::connect(host.clone(), &BridgeOptions { url: args.iii_url.clone(), otel: args.otel });
+    let serving = Serving { worker_name: args.worker_name.clone(), shared_state };
+    let bridge = Bridge::connect_with(host.clone(), &BridgeOptions { url: args.iii_url.clone(), otel: args.otel }, &serving);
+    let book = if shared_state { "slot books in iii state" } else { "slot books in this process" };
+    errln!("worker {:?}, {book}; the first host to register an id owns it, later ones wait as standbys", bridge.worker_name());
     // The router's ids are claimed once connected (router_claims.rs logs the outcome).
     let router = if host.config.router { ", plus the router ids no other worker owns" } else { "" };
-    errln!("serving {} functions{router} on {} (Ctrl-C to stop)", bridge.function_ids().len(), args.iii_url);
+    if shared_state {
+        errln!("serving on {} once the running sandboxes are counted{router} (Ctrl-C to stop)", args.iii_url);
+    } else {
+        errln!("serving {} functions{router} on {} (Ctrl-C to stop)", bridge.function_ids().len(), args.iii_url);
+    }
     for id in bridge.function_ids() {
         tracing::info!("registered {id}");
     }

@@ -42,6 +42,22 @@ pub async fn run(_global: &GlobalArgs, args: StatsArgs) -> anyhow::Result<u8> {
         outln!("{}", serde_json::to_string_pretty(&stats)?)?;
         return Ok(0);
     }
+    if let Some(serving) = stats.get("serving").filter(|s| !s.is_null()) {
+        let waiting = serving["waiting_for"].as_object().map(|w| w.len()).unwrap_or(0);
+        let owners: std::collections::BTreeSet<&str> =
+            serving["waiting_for"].as_object().into_iter().flatten().filter_map(|(_, o)| o.as_str()).collect();
+        outln!(
+            "worker {} is {} on its engine{}; {} id(s) taken over since start",
+            serving["worker"],
+            serving["role"].as_str().unwrap_or("?"),
+            if waiting == 0 {
+                String::new()
+            } else {
+                format!(" ({waiting} id(s) owned by {})", owners.into_iter().collect::<Vec<_>>().join(", "))
+            },
+            serving["took_over"]
+        )?;
+    }
     outln!(
         "{:<12} {:>8} {:>8} {:>10} {:>10} {:>10} {:>12} {:>9}  errors",
         "plugin",

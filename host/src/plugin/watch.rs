@@ -160,7 +160,9 @@ pub async fn watch(
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        let Some(now) = scan_logged(&dir, &mut failing) else { continue };
+        let Some(mut now) = scan_logged(&dir, &mut failing) else { continue };
+        // Another host serves the providers left out of `--providers`.
+        now.files.retain(|name, _| host.config.serves(name));
         report_bad(&host, &now.bad, &mut reported);
         for (name, (path, fp)) in &now.files {
             let stable = previous.get(name) == Some(fp);

@@ -18,6 +18,7 @@
 use super::{router_claims, Bridge};
 use iii_sdk::engine::EngineFunctions;
 use iii_sdk::protocol::TriggerRequest;
+use iii_sdk::IIIClient;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Weak;
@@ -112,10 +113,19 @@ async fn after_connect(bridge: &Bridge) {
 /// name (empty when the engine gives none). Used by the reattach check and the router.
 pub(super) async fn engine_functions(bridge: &Bridge) -> Result<BTreeMap<String, String>, String> {
     // Every id the host serves starts with `sandbox::` (provider, router and adapter ids).
-    let mut request = TriggerRequest::new(EngineFunctions::LIST_FUNCTIONS, json!({"prefix": "sandbox::"}));
+    listing(&bridge.client, "sandbox::").await
+}
+
+/// The ids the engine lists under `prefix` in this worker's namespace.
+pub(super) async fn functions_of(client: &IIIClient, prefix: &str) -> Result<Vec<String>, String> {
+    listing(client, prefix).await.map(|l| l.into_keys().collect())
+}
+
+async fn listing(client: &IIIClient, prefix: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut request = TriggerRequest::new(EngineFunctions::LIST_FUNCTIONS, json!({"prefix": prefix}));
     request.timeout_ms = Some(LIST_TIMEOUT_MS);
-    let answer = bridge.client.trigger(request).await.map_err(|e| e.to_string())?;
-    let namespace = bridge.client.namespace().unwrap_or_else(|| "default".into());
+    let answer = client.trigger(request).await.map_err(|e| e.to_string())?;
+    let namespace = client.namespace().unwrap_or_else(|| "default".into());
     let functions =
         answer["functions"].as_array().ok_or_else(|| format!("{} answered without a `functions` list", EngineFunctions::LIST_FUNCTIONS))?;
     Ok(functions

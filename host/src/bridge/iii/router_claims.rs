@@ -118,6 +118,20 @@ pub(super) async fn after_connect(bridge: &Bridge) {
     *bridge.router_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
 }
 
+/// Records router ids taken over from a gone owner (`ownership.rs`) as served.
+pub(super) fn took_over(bridge: &Bridge, leaves: &[Leaf]) {
+    let mut report = bridge.router_report.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(r) = report.as_mut() {
+        for id in leaves.iter().map(|l| router_function_id(*l)) {
+            r.left_alone.remove(&id);
+            if !r.serving.contains(&id) {
+                r.serving.push(id);
+            }
+        }
+        r.serving.sort();
+    }
+}
+
 fn log(report: &RouterReport, us: &str) {
     if !report.serving.is_empty() {
         tracing::info!("router: serving {} `sandbox::<leaf>` id(s) as worker {us:?}: {}", report.serving.len(), report.serving.join(", "));
