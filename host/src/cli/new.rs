@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 pub const COMPONENTIZE_PY: &str = "0.25.1";
 
 const WIT: &str = include_str!("../../../wit/sandbox.wit");
+/// The example policy, the same for both languages.
+const POLICY: &str = include_str!("../../templates/policy.toml");
 
 /// (path in the skeleton, template, executable).
 const RUST: &[(&str, &str, bool)] = &[
@@ -24,7 +26,7 @@ const RUST: &[(&str, &str, bool)] = &[
     ("src/lib.rs", include_str!("../../templates/rust/src/lib.rs"), false),
     ("build.sh", include_str!("../../templates/rust/build.sh"), true),
     ("README.md", include_str!("../../templates/rust/README.md"), false),
-    ("{{name}}.toml", include_str!("../../templates/rust/policy.toml"), false),
+    ("{{name}}.toml", POLICY, false),
     (".gitignore", include_str!("../../templates/rust/gitignore"), false),
     ("wit/sandbox.wit", WIT, false),
 ];
@@ -33,7 +35,7 @@ const PYTHON: &[(&str, &str, bool)] = &[
     ("app.py", include_str!("../../templates/python/app.py"), false),
     ("build.sh", include_str!("../../templates/python/build.sh"), true),
     ("README.md", include_str!("../../templates/python/README.md"), false),
-    ("{{name}}.toml", include_str!("../../templates/python/policy.toml"), false),
+    ("{{name}}.toml", POLICY, false),
     (".gitignore", include_str!("../../templates/python/gitignore"), false),
     ("wit/sandbox.wit", WIT, false),
 ];

@@ -11,11 +11,11 @@ returns as the WIT `err`; any other exception traps (the host's S700).
 
 An upstream call (the host injects the credential; the plugin never sees it):
 
+    from wit_world.imports import upstream
     reply = upstream.send(upstream.Request(method="GET", url=api_base() + "/sandboxes",
                                            headers=[], body=b"", timeout_ms=None))
-    # reply.status, reply.headers, reply.body; 404 → ErrorKind.NOT_FOUND, 401/403 →
-    # AUTH_INVALID, 429 → RATE_LIMITED, 402 → QUOTA_EXHAUSTED, 400/422 → BAD_INPUT,
-    # anything else → UNAVAILABLE.
+    if not 200 <= reply.status < 300:
+        raise fail(kind_for_status(reply.status), f"GET /sandboxes answered HTTP {reply.status}", reply.status)
 """
 
 from typing import List, Optional
@@ -50,6 +50,13 @@ def api_base() -> str:
 def fail(kind: ErrorKind, message: str, status: Optional[int] = None, retry_after_ms: Optional[int] = None) -> Err:
     """An exception carrying the world's error; componentize-py returns it as `err`."""
     return Err(Error(kind=kind, message=message, upstream_status=status, retry_after_ms=retry_after_ms))
+
+
+def kind_for_status(status: int) -> ErrorKind:
+    """The kind an upstream's non-2xx status maps to, as every provider maps it."""
+    kinds = {400: ErrorKind.BAD_INPUT, 422: ErrorKind.BAD_INPUT, 401: ErrorKind.AUTH_INVALID, 403: ErrorKind.AUTH_INVALID}
+    kinds.update({402: ErrorKind.QUOTA_EXHAUSTED, 404: ErrorKind.NOT_FOUND, 429: ErrorKind.RATE_LIMITED})
+    return kinds.get(status, ErrorKind.UNAVAILABLE)
 
 
 def not_implemented(leaf: str) -> Err:
