@@ -152,3 +152,37 @@ async fn conformance_against_the_e2b_simulator_prints_every_row_passing() {
     assert_eq!(failed, ["exec: args, env, cwd, exit code"], "{report}");
     assert_eq!(sim.live_count(), 0, "cleaned up after the failure");
 }
+
+/// Ctrl-C midway: the check under way finishes, the rest are skipped, and the command
+/// stops what the run created before it exits (130) — even when the signal comes while
+/// a create is in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_conformance_run_stops_what_it_created() {
+    let sim = E2bSim::start(0, SECRET).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = e2b_sim_policy(&sim, tmp.path());
+    let wasm = sandbox_tests::plugin_wasm("e2b");
+    let child = tokio::process::Command::new(bin())
+        .args(["conformance", wasm.to_str().unwrap(), "--sim", &sim.api.base_url(), "--policy", policy.to_str().unwrap()])
+        .env("SANDBOX_CACHE_DIR", root().join("target/test-plugin-cache-bin"))
+        .env("E2B_API_KEY", SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sim.live_count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the run never created its sandbox");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted: finishing the check under way"), "{stderr}");
+    assert!(stdout.contains("PASS  cleanup") && stdout.contains("interrupted"), "{stdout}");
+    assert!(stdout.contains("skip  list no longer has it"), "the checks after the signal are skipped:\n{stdout}");
+    assert_eq!(sim.live_count(), 0, "{stdout}");
+}

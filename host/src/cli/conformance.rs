@@ -2,7 +2,9 @@
 //! (`conformance/cases.rs`, the list our own suite runs too) against one plugin and its
 //! upstream. Prints a pass/fail table with the upstream calls each check made; every
 //! sandbox it created is stopped first, whatever failed. Exit status: 0 every check
-//! passed, 2 a check (or the clean-up) failed, 1 the plugin or its policy did not load.
+//! passed, 2 a check (or the clean-up) failed, 1 the plugin or its policy did not load,
+//! 130 interrupted (Ctrl-C: the check under way finishes, the rest are skipped, the
+//! clean-up runs).
 //!
 //! `--live` runs the plugin under its policy (`--policy FILE`, else the `.toml` beside
 //! it) with the credentials it grants read from this process's environment, as `call`
@@ -53,11 +55,31 @@ pub async fn run(global: &GlobalArgs, args: ConformanceArgs) -> anyhow::Result<u
             return Ok(1);
         }
     };
+    // Ctrl-C ends the run after the check under way (a create in flight keeps its id and
+    // is stopped); the clean-up still runs and the table is printed. A second Ctrl-C quits.
+    let session = std::sync::Arc::new(session);
+    let watcher = session.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            errln!("interrupted: finishing the check under way, then stopping what this run created (Ctrl-C again quits now)");
+            watcher.interrupt();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                errln!("warning: quit before the clean-up; check the provider for sandboxes this run created");
+                std::process::exit(130);
+            }
+        }
+    });
     let report = session.run(&args.image).await;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         super::out::write_out_bytes(report.table().as_bytes())?;
     }
-    Ok(if report.passed() { 0 } else { 2 })
+    Ok(if session.is_interrupted() {
+        130
+    } else if report.passed() {
+        0
+    } else {
+        2
+    })
 }

@@ -114,16 +114,21 @@ impl Check {
 /// The name of the clean-up row.
 pub const CLEANUP: &str = "cleanup";
 
-/// What the checks share: the session, the first sandbox and every id created.
+/// The sandboxes a run created and those a stop answered for, kept in its [`Session`].
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Every sandbox id the run learnt it created, in order.
+    created: Vec<String>,
+    /// Those a stop answered for.
+    stopped: Vec<String>,
+}
+
+/// What the checks share: the session and the first sandbox.
 struct Ctx<'a> {
     session: &'a Session,
     image: &'a str,
     capabilities: Vec<Capability>,
     sandbox: Option<String>,
-    /// Every sandbox id the run learnt it created, in order.
-    created: Vec<String>,
-    /// Those a stop answered for.
-    stopped: Vec<String>,
 }
 
 type CheckResult = Result<(), String>;
@@ -150,10 +155,11 @@ impl Ctx<'_> {
     }
 
     async fn stop(&mut self, id: &str) -> CheckResult {
-        let v = self.ok(Leaf::Stop, json!({"sandbox_id": id})).await?;
-        expect(v == json!({"sandbox_id": id, "stopped": true}), || format!("stop answered {v}"))?;
-        self.stopped.push(id.to_string());
-        Ok(())
+        stop(self.session, id).await
+    }
+
+    fn created(&self, ids: &[String]) {
+        self.session.ledger().created.extend(ids.iter().cloned());
     }
 
     /// A sandbox of its own for a create variant (`extra` merged into the input): checked
@@ -165,7 +171,7 @@ impl Ctx<'_> {
         }
         let v = self.ok(Leaf::Create, payload).await?;
         let id = string(&v, "sandbox_id")?;
-        self.created.push(id.clone());
+        self.created(std::slice::from_ref(&id));
         expect(v["state"] == "running", || format!("state is not running: {v}"))?;
         expect(v.get("ignored").is_none_or(|i| i.as_array().is_some_and(Vec::is_empty)), || format!("honoured nothing of it: {v}"))?;
         self.stop(&id).await
@@ -202,7 +208,7 @@ impl Ctx<'_> {
     async fn create(&mut self) -> CheckResult {
         let v = self.ok(Leaf::Create, json!({"image": self.image})).await?;
         let id = string(&v, "sandbox_id")?;
-        self.created.push(id.clone());
+        self.created(std::slice::from_ref(&id));
         self.sandbox = Some(id);
         let declared: Vec<&str> = self.capabilities.iter().map(|c| c.as_str()).collect();
         expect(v["capabilities"] == json!(declared), || format!("capabilities {} are not the declared {declared:?}", v["capabilities"]))?;
@@ -267,10 +273,7 @@ impl Ctx<'_> {
     }
 
     async fn listed_ids(&self) -> Result<Vec<String>, String> {
-        let v = self.ok(Leaf::List, json!({})).await?;
-        expect(v["reconciled"] == true, || format!("the upstream list failed: {}", v["reconcile_error"]))?;
-        let rows = v["sandboxes"].as_array().ok_or_else(|| format!("no sandboxes list: {v}"))?;
-        Ok(rows.iter().filter_map(|r| r["sandbox_id"].as_str().map(str::to_string)).collect())
+        listed_ids(self.session).await
     }
 
     async fn list_contains(&mut self) -> CheckResult {
@@ -302,7 +305,7 @@ impl Ctx<'_> {
     async fn branch(&mut self) -> CheckResult {
         let v = self.ok(Leaf::Branch, json!({"sandbox_id": self.id(), "count": 1})).await?;
         let ids: Vec<String> = v["sandbox_ids"].as_array().into_iter().flatten().filter_map(|i| i.as_str().map(str::to_string)).collect();
-        self.created.extend(ids.iter().cloned());
+        self.created(&ids);
         expect(ids.len() == 1 && !ids[0].is_empty(), || format!("branch of 1 answered {v}"))?;
         self.stop(&ids[0]).await
     }
@@ -331,31 +334,51 @@ impl Ctx<'_> {
         let v = self.ok(Leaf::Snapshot, json!({"sandbox_id": self.id()})).await?;
         expect(v["snapshot_id"].as_str().is_some_and(|s| !s.is_empty()), || format!("no snapshot_id: {v}"))
     }
+}
 
-    /// Stops every sandbox the run created that no stop answered for, waits for creates
-    /// the host abandoned, and checks the upstream lists none of them.
-    async fn clean_up(&mut self) -> CheckResult {
-        let mut problems = Vec::new();
-        let pending: Vec<String> = self.created.iter().filter(|id| !self.stopped.contains(id)).cloned().collect();
-        for id in pending {
-            if let Err(e) = self.stop(&id).await {
-                problems.push(e);
-            }
+/// `stop` of `id`, checked, and recorded as stopped in the session's ledger.
+async fn stop(session: &Session, id: &str) -> CheckResult {
+    let v = session.host.call(&session.provider, Leaf::Stop, &json!({"sandbox_id": id})).await;
+    let v = v.map_err(|e| format!("stop {id:?} failed: {e}"))?;
+    expect(v == json!({"sandbox_id": id, "stopped": true}), || format!("stop answered {v}"))?;
+    session.ledger().stopped.push(id.to_string());
+    Ok(())
+}
+
+/// The ids the upstream lists, or why it could not.
+async fn listed_ids(session: &Session) -> Result<Vec<String>, String> {
+    let v = session.host.call(&session.provider, Leaf::List, &json!({})).await.map_err(|e| format!("list failed: {e}"))?;
+    expect(v["reconciled"] == true, || format!("the upstream list failed: {}", v["reconcile_error"]))?;
+    let rows = v["sandboxes"].as_array().ok_or_else(|| format!("no sandboxes list: {v}"))?;
+    Ok(rows.iter().filter_map(|r| r["sandbox_id"].as_str().map(str::to_string)).collect())
+}
+
+/// Stops every sandbox the session's runs created that no stop answered for, waits for
+/// creates the host abandoned, and checks the upstream lists none of them.
+async fn clean_up(session: &Session) -> CheckResult {
+    let mut problems = Vec::new();
+    let pending: Vec<String> = {
+        let ledger = session.ledger();
+        ledger.created.iter().filter(|id| !ledger.stopped.contains(id)).cloned().collect()
+    };
+    for id in pending {
+        if let Err(e) = stop(session, &id).await {
+            problems.push(e);
         }
-        if !self.session.host.settling.wait(SETTLE_LIMIT).await {
-            problems.push(format!("a create the host abandoned was not settled within {} s", SETTLE_LIMIT.as_secs()));
-        }
-        match self.listed_ids().await {
-            Ok(listed) => {
-                let left: Vec<&String> = self.created.iter().filter(|id| listed.contains(id)).collect();
-                if !left.is_empty() {
-                    problems.push(format!("still listed upstream after clean-up: {left:?}"));
-                }
-            }
-            Err(e) => problems.push(format!("could not confirm the clean-up: {e}")),
-        }
-        expect(problems.is_empty(), || problems.join("; "))
     }
+    if !session.host.settling.wait(SETTLE_LIMIT).await {
+        problems.push(format!("a create the host abandoned was not settled within {} s", SETTLE_LIMIT.as_secs()));
+    }
+    match listed_ids(session).await {
+        Ok(listed) => {
+            let left: Vec<String> = session.ledger().created.iter().filter(|id| listed.contains(id)).cloned().collect();
+            if !left.is_empty() {
+                problems.push(format!("still listed upstream after clean-up: {left:?}"));
+            }
+        }
+        Err(e) => problems.push(format!("could not confirm the clean-up: {e}")),
+    }
+    expect(problems.is_empty(), || problems.join("; "))
 }
 
 fn expect(ok: bool, why: impl FnOnce() -> String) -> CheckResult {
@@ -388,11 +411,12 @@ pub async fn run(session: &Session, image: &str) -> Report {
     let plugin = session.host.registry.get(&session.provider);
     let capabilities = plugin.as_ref().map(|p| p.capabilities().to_vec()).unwrap_or_default();
     let version = plugin.map(|p| p.descriptor.version.clone()).unwrap_or_default();
-    let mut ctx = Ctx { session, image, capabilities, sandbox: None, created: Vec::new(), stopped: Vec::new() };
+    let mut ctx = Ctx { session, image, capabilities, sandbox: None };
     let mut rows = Vec::new();
     session.take_calls();
     for check in Check::ALL {
         let skip = match check.needs() {
+            _ if session.is_interrupted() => Some("interrupted".to_string()),
             Some(cap) if !ctx.capabilities.contains(&cap) => Some(format!("`{}` is not declared", cap.as_str())),
             _ if check.needs_the_sandbox() && ctx.sandbox.is_none() => Some("needs the sandbox create did not give".to_string()),
             _ => None,
@@ -413,7 +437,7 @@ pub async fn run(session: &Session, image: &str) -> Report {
         });
     }
     let started = Instant::now();
-    let outcome = match ctx.clean_up().await {
+    let outcome = match clean_up(session).await {
         Ok(()) => Outcome::Pass,
         Err(why) => Outcome::Fail(why),
     };

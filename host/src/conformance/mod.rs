@@ -103,6 +103,8 @@ pub struct Session {
     pub host: Arc<Host>,
     pub provider: String,
     calls: Arc<Mutex<Vec<UpstreamCall>>>,
+    ledger: Mutex<cases::Ledger>,
+    interrupted: std::sync::atomic::AtomicBool,
     _dir: ScratchDir,
 }
 
@@ -128,7 +130,7 @@ impl Session {
             let call = UpstreamCall { method: method.to_string(), path: uri.path().to_string() };
             sink.lock().unwrap_or_else(|p| p.into_inner()).push(call);
         }));
-        Ok(Session { host, provider, calls, _dir: dir })
+        Ok(Session { host, provider, calls, ledger: Mutex::default(), interrupted: Default::default(), _dir: dir })
     }
 
     /// The upstream calls recorded since the last time this was asked.
@@ -139,6 +141,20 @@ impl Session {
     /// Runs the whole case list with `image`; cleans up what it created.
     pub async fn run(&self, image: &str) -> report::Report {
         cases::run(self, image).await
+    }
+
+    /// Ends a run early: the check under way finishes (so a create in flight is not lost
+    /// before its id is known), the rest are skipped, and the clean-up runs as usual.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, cases::Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
