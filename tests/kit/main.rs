@@ -24,14 +24,18 @@ fn bin() -> PathBuf {
     bin
 }
 
-/// Runs the binary with `args` (and `env`), its cache in the test cache folder.
-async fn host(args: &[&str], env: &[(&str, &str)]) -> Output {
+/// The binary with `args` (and `env`), its cache in the test cache folder.
+fn command<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(bin());
     cmd.args(args).env("SANDBOX_CACHE_DIR", root().join("target/test-plugin-cache-bin"));
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().await.unwrap()
+    cmd
+}
+
+async fn host<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
+    command(args, env).output().await.unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -106,9 +110,10 @@ async fn a_new_python_skeleton_builds_with_componentize_py_and_passes_check() {
     passes_check_and_refuses_every_leaf(&dir.join("acme.wasm")).await;
 }
 
-/// The policy an operator would write for the simulator, less what `--sim` adds: the
-/// credential grant and envd's address (E2B runs commands on a second base).
-fn e2b_sim_policy(sim: &E2bSim, dir: &Path) -> PathBuf {
+/// `conformance plugins/e2b.wasm --sim <api> --policy <file>`, the file being the policy an
+/// operator would write for the simulator, less what `--sim` adds: the credential grant
+/// and envd's address (E2B runs commands on a second base).
+fn e2b_sim_conformance(sim: &E2bSim, dir: &Path) -> Vec<String> {
     let file = dir.join("e2b-sim.toml");
     let policy = format!(
         "allowed_hosts = [\"{}\"]\n[credentials]\napi-key = \"E2B_API_KEY\"\n[config]\nenvd-url = \"{}\"\n",
@@ -116,16 +121,16 @@ fn e2b_sim_policy(sim: &E2bSim, dir: &Path) -> PathBuf {
         sim.envd.base_url()
     );
     std::fs::write(&file, policy).unwrap();
-    file
+    let wasm = sandbox_tests::plugin_wasm("e2b");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    vec!["conformance".into(), path(&wasm), "--sim".into(), sim.api.base_url(), "--policy".into(), path(&file)]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_against_the_e2b_simulator_prints_every_row_passing() {
     let sim = E2bSim::start(0, SECRET).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let policy = e2b_sim_policy(&sim, tmp.path());
-    let wasm = sandbox_tests::plugin_wasm("e2b");
-    let args = ["conformance", wasm.to_str().unwrap(), "--sim", &sim.api.base_url(), "--policy", policy.to_str().unwrap()];
+    let args = e2b_sim_conformance(&sim, tmp.path());
     let out = host(&args, &[("E2B_API_KEY", SECRET)]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -144,7 +149,7 @@ async fn conformance_against_the_e2b_simulator_prints_every_row_passing() {
 
     // A failing check: the status says so, the table names it, the sandbox is still stopped.
     sim.envd.inject(Fault::new("POST", "/process.Process/Start", 500, r#"{"code":"internal","message":"boom"}"#));
-    let out = host(&[&args[..], &["--json"]].concat(), &[("E2B_API_KEY", SECRET)]).await;
+    let out = host(&[&args[..], &["--json".to_string()]].concat(), &[("E2B_API_KEY", SECRET)]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let failed: Vec<&str> =
@@ -160,12 +165,7 @@ async fn conformance_against_the_e2b_simulator_prints_every_row_passing() {
 async fn an_interrupted_conformance_run_stops_what_it_created() {
     let sim = E2bSim::start(0, SECRET).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let policy = e2b_sim_policy(&sim, tmp.path());
-    let wasm = sandbox_tests::plugin_wasm("e2b");
-    let child = tokio::process::Command::new(bin())
-        .args(["conformance", wasm.to_str().unwrap(), "--sim", &sim.api.base_url(), "--policy", policy.to_str().unwrap()])
-        .env("SANDBOX_CACHE_DIR", root().join("target/test-plugin-cache-bin"))
-        .env("E2B_API_KEY", SECRET)
+    let child = command(&e2b_sim_conformance(&sim, tmp.path()), &[("E2B_API_KEY", SECRET)])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
