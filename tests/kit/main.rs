@@ -2,7 +2,8 @@
 //! (`target/debug/sandbox-host`, built by `just test`): `new` writes a Rust or a Python
 //! skeleton that builds and passes `check`, whose leaves refuse with a typed "not
 //! implemented" instead of succeeding; `conformance --sim` prints the table for
-//! `plugins/e2b.wasm` against the E2B simulator and fails (status 2) when a check does.
+//! `plugins/e2b.wasm` against the E2B simulator, fails (status 3) when a check does, and
+//! cleans up on Ctrl-C.
 //!
 //! The Rust build reuses the workspace's compiled guest dependencies: the skeleton gets
 //! the workspace's `Cargo.lock` (the versions the kit is tested with) and builds in its
@@ -150,7 +151,7 @@ async fn conformance_against_the_e2b_simulator_prints_every_row_passing() {
     // A failing check: the status says so, the table names it, the sandbox is still stopped.
     sim.envd.inject(Fault::new("POST", "/process.Process/Start", 500, r#"{"code":"internal","message":"boom"}"#));
     let out = host(&[&args[..], &["--json".to_string()]].concat(), &[("E2B_API_KEY", SECRET)]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let failed: Vec<&str> =
         report["rows"].as_array().unwrap().iter().filter(|r| r["status"] == "fail").map(|r| r["check"].as_str().unwrap()).collect();

@@ -2,7 +2,8 @@
 //! (`conformance/cases.rs`, the list our own suite runs too) against one plugin and its
 //! upstream. Prints a pass/fail table with the upstream calls each check made; every
 //! sandbox it created is stopped first, whatever failed. Exit status: 0 every check
-//! passed, 2 a check (or the clean-up) failed, 1 the plugin or its policy did not load,
+//! passed, 3 a check (or the clean-up) failed, 1 the plugin or its policy did not load
+//! (2 stays clap's usage error),
 //! 130 interrupted (Ctrl-C: the check under way finishes, the rest are skipped, the
 //! clean-up runs).
 //!
@@ -80,6 +81,6 @@ pub async fn run(global: &GlobalArgs, args: ConformanceArgs) -> anyhow::Result<u
     } else if report.passed() {
         0
     } else {
-        2
+        3
     })
 }
