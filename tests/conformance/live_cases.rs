@@ -17,7 +17,11 @@ use std::sync::Arc;
 /// A session over `plugins/<provider>.wasm` pointed at a simulator: `policy` is the
 /// simulator's (its `[config]`, allowlist and credential grant), `base` its API base.
 async fn session(provider: &str, policy: String, base: String, key_env: &'static str) -> Session {
-    let target = Target { wasm: sandbox_tests::plugin_wasm(provider), policy: Some(policy), upstream: Upstream::Sim(base) };
+    session_for(provider, policy, Upstream::Sim(base), key_env).await
+}
+
+async fn session_for(provider: &str, policy: String, upstream: Upstream, key_env: &'static str) -> Session {
+    let target = Target { wasm: sandbox_tests::plugin_wasm(provider), policy: Some(policy), upstream };
     let lookup = Arc::new(move |k: &str| (k == key_env).then(|| SECRET.to_string()));
     let loader = Loader::with_env(sandbox_tests::runtime(), lookup).unwrap();
     Session::start(&target, loader).await.expect("the plugin loads")
@@ -64,6 +68,27 @@ async fn the_shared_case_list_passes_against_the_morph_simulator_and_leaves_noth
     let report = s.run("snapshot_base").await;
     assert_all_passed(&report, &s);
     assert_eq!(sim.live_count(), 0, "the run stopped what it created");
+}
+
+/// `--live` takes the operator's policy as it is: here one whose `api_base` is the simulator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_runs_under_the_operators_policy_unchanged() {
+    let sim = MorphSim::start(0, SECRET).await.unwrap();
+    let s = session_for("morph", sim.policy_toml(), Upstream::Live, "MORPH_API_KEY").await;
+    let report = s.run("snapshot_base").await;
+    assert_all_passed(&report, &s);
+    assert_eq!(sim.live_count(), 0);
+    // Without the grant the credential is refused before the plugin runs: create fails, the
+    // rest is skipped, and nothing reached the upstream.
+    sim.api.clear_requests();
+    let ungranted = sim.policy_toml().replace("api-key = \"MORPH_API_KEY\"", "");
+    let s = session_for("morph", ungranted, Upstream::Live, "MORPH_API_KEY").await;
+    let report = s.run("snapshot_base").await;
+    let create = report.row("create").unwrap();
+    assert!(matches!(&create.outcome, Outcome::Fail(why) if why.contains("[S503]")), "{}", report.table());
+    assert_eq!(report.row("get").unwrap().outcome, Outcome::Skip("needs the sandbox create did not give".into()));
+    assert_eq!(report.row(cases::CLEANUP).unwrap().outcome, Outcome::Pass, "nothing was created, nothing to stop");
+    assert!(sim.api.requests().is_empty(), "{:?}", sim.api.requests());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
