@@ -37,6 +37,8 @@ pub struct Host {
     /// Set once the slot books live in iii state (`serve --shared-state`); until then,
     /// and for ever under `call` and `e2b-api`, each provider's book is in-process.
     shared_state: OnceLock<Arc<dyn EngineState>>,
+    /// The shared books by provider (each remembers the workers it saw on the engine).
+    shared_books: std::sync::Mutex<std::collections::HashMap<String, Arc<dyn Book>>>,
 }
 
 impl Host {
@@ -68,7 +70,17 @@ impl Host {
         let metrics = crate::metrics::Metrics::new(config.metrics);
         let events = Events::default();
         let keepalive = Arc::default();
-        let host = Host { config, loader, registry, metrics, settling: Arc::default(), events, keepalive, shared_state: OnceLock::new() };
+        let host = Host {
+            config,
+            loader,
+            registry,
+            metrics,
+            settling: Arc::default(),
+            events,
+            keepalive,
+            shared_state: OnceLock::new(),
+            shared_books: Default::default(),
+        };
         Ok((Arc::new(host), diags))
     }
 
@@ -83,11 +95,19 @@ impl Host {
         self.shared_state.get().is_some()
     }
 
+    /// The engine state the slot books live in, when they do.
+    pub fn shared_state(&self) -> Option<Arc<dyn EngineState>> {
+        self.shared_state.get().cloned()
+    }
+
     /// The slot book `provider`'s calls use: shared through iii state when this host
     /// serves with `--shared-state`, else the in-process one (`registry.book`).
     pub fn book(&self, provider: &str) -> Arc<dyn Book> {
         match self.shared_state.get() {
-            Some(state) => Arc::new(SharedBook::new(state.clone(), provider)),
+            Some(state) => {
+                let mut books = self.shared_books.lock().unwrap_or_else(|p| p.into_inner());
+                books.entry(provider.to_string()).or_insert_with(|| Arc::new(SharedBook::new(state.clone(), provider))).clone()
+            }
             None => Arc::new(LocalBook(self.registry.book(provider))),
         }
     }

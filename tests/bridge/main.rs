@@ -17,6 +17,7 @@ mod contract_cases;
 mod lifecycle;
 mod recorder;
 mod router_claims;
+mod shared_book;
 mod stream;
 mod workers;
 

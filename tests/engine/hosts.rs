@@ -142,8 +142,9 @@ async fn the_standby_takes_over_within_10_s_and_the_count_matches_what_runs() {
                 match trigger(&driver, "sandbox::provider::e2b::create", json!({"image": "base"})).await {
                     Ok(v) => {
                         ok += 1;
-                        // Three in four are stopped again, so the count moves both ways.
-                        if ok % 4 != 0 {
+                        // Each task keeps its first sandbox and stops the others again, so
+                        // the count moves both ways below the cap.
+                        if ok > 1 {
                             let _ = trigger(&driver, "sandbox::provider::e2b::stop", json!({"sandbox_id": v["sandbox_id"]})).await;
                         }
                     }

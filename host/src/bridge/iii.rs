@@ -471,6 +471,11 @@ impl crate::plugin::watch::ReloadListener for Bridge {
 async fn routed(host: &Host, engine: &str, client: &IIIClient, leaf: Leaf, payload: Value) -> Result<Value, CallError> {
     let (provider, payload) = router::split(host, leaf, payload)?;
     if host.registry.get(&provider).is_none() {
+        if leaf == Leaf::Exec {
+            // A malformed stream ref is refused here first, as for a provider loaded here;
+            // a well-formed one travels on for the serving host to write to.
+            stream::take_ref(&mut payload.clone())?;
+        }
         return forward::forward(host, client, &provider, leaf, payload).await;
     }
     stream::call(host, engine, &provider, leaf, payload).await

@@ -26,9 +26,14 @@
 //!   with an increment), `live` is corrected by the difference between the count and
 //!   the upstream (a relative update, so calls landing meanwhile keep theirs), records
 //!   the upstream no longer has are claimed as a stop would, upstream sandboxes without
-//!   one get one, and the `pending:` fields of workers the engine no longer lists are
-//!   dropped. While calls are busy a list only raises a count that is short, never
-//!   lowers one.
+//!   one get one, and the `pending:` fields of gone workers are dropped. A worker is gone
+//!   when this engine listed it before and no longer does (`engine::workers::list`), or
+//!   when this engine never listed it and its heartbeat (scope [`WORKERS_SCOPE`], written
+//!   every few seconds while connected, see [`heartbeat`]) is older than [`GONE_AFTER`]:
+//!   hosts on other engines sharing the same Redis are listed by their own engine only.
+//!   A host taken for gone that was not (its link dropped for a moment) puts its own
+//!   field back as its creates settle. While calls are busy a list only
+//!   raises a count that is short, never lowers one.
 //!
 //! Fail closed: a reserve whose state call fails (engine away, timeout) is refused with
 //! S502 and nothing goes upstream; a release or commit that cannot be written leaves the
@@ -50,6 +55,21 @@ const PENDING: &str = "pending:";
 const STOPS: &str = "stops";
 /// Tries to give a slot back when the engine did not answer, one second apart.
 const GIVE_BACK_TRIES: usize = 5;
+/// Where each host using the shared books says it is alive (key: its worker name).
+pub const WORKERS_SCOPE: &str = "sandbox-host::workers";
+/// A host whose heartbeat is older than this, and that this engine does not list, is gone.
+pub const GONE_AFTER: Duration = Duration::from_secs(60);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Records that this host is alive (call it every few seconds while connected).
+pub async fn heartbeat(state: &dyn EngineState) -> Result<(), StateError> {
+    let payload =
+        json!({"scope": WORKERS_SCOPE, "key": state.worker_name(), "value": {"worker": state.worker_name(), "seen_ms": now_ms()}});
+    state.trigger("state::set", payload).await.map(drop)
+}
 
 /// The scope of provider `provider`'s sandbox records.
 pub fn records_scope(provider: &str) -> String {
@@ -146,6 +166,9 @@ enum Claim {
 struct Inner {
     state: Arc<dyn EngineState>,
     provider: String,
+    /// Workers this host has seen connected to its own engine: one of them no longer
+    /// listed there is gone at once, whatever its heartbeat says.
+    seen_here: Mutex<HashSet<String>>,
 }
 
 /// One provider's slot book in iii state.
@@ -156,7 +179,7 @@ pub struct SharedBook {
 
 impl SharedBook {
     pub fn new(state: Arc<dyn EngineState>, provider: &str) -> SharedBook {
-        SharedBook { inner: Arc::new(Inner { state, provider: provider.to_string() }) }
+        SharedBook { inner: Arc::new(Inner { state, provider: provider.to_string(), seen_here: Mutex::default() }) }
     }
 }
 
@@ -200,12 +223,28 @@ impl Inner {
         self.update(SCOPE, &self.provider, ops).await.map(|(_, new)| Counter::of(&new))
     }
 
+    /// Takes `n` of this host's pending slots out, with `also` in the same update. Had a
+    /// list dropped this host's `pending:` field meanwhile (it took the host for gone),
+    /// the field is put back to where it was rather than left below zero, where it
+    /// would hide the host's next reservation.
+    async fn unpend(&self, n: i64, also: Vec<Value>) -> Result<Counter, StateError> {
+        let field = self.pending_field();
+        let mut ops = vec![inc(&field, -n)];
+        ops.extend(also);
+        let (old, new) = self.update(SCOPE, &self.provider, ops).await?;
+        let had = old.as_ref().and_then(|v| v.get(&field)).and_then(Value::as_i64).unwrap_or(0);
+        if had < n {
+            return self.change_counter(vec![inc(&field, n - had.max(0))]).await;
+        }
+        Ok(Counter::of(&new))
+    }
+
     /// Gives `n` pending slots back, retrying in the background while the engine is away.
     fn give_back(self: &Arc<Self>, n: usize) {
         let inner = self.clone();
         let work = async move {
             for attempt in 1..=GIVE_BACK_TRIES {
-                match inner.change_counter(vec![inc(&inner.pending_field(), -(n as i64))]).await {
+                match inner.unpend(n as i64, Vec::new()).await {
                     Ok(_) => return,
                     Err(e) if attempt == GIVE_BACK_TRIES => tracing::error!(
                         plugin = %inner.provider,
@@ -237,11 +276,32 @@ impl Inner {
         Ok(v.as_array().into_iter().flatten().filter_map(live_of).collect())
     }
 
-    /// The names of the workers the engine has connected (`None`: it would not say).
+    /// The workers that may still hold slots: those this engine has connected and those
+    /// whose heartbeat is recent (`None`: neither could be read, so nobody counts as gone).
     async fn alive_workers(&self) -> Option<HashSet<String>> {
-        let v = self.state.trigger("engine::workers::list", json!({})).await.ok()?;
-        let workers = v.get("workers")?.as_array()?;
-        Some(workers.iter().filter_map(|w| w.get("name").and_then(Value::as_str).map(str::to_string)).collect())
+        let connected = self.state.trigger("engine::workers::list", json!({})).await.ok();
+        let beating = self.state.trigger("state::list", json!({"scope": WORKERS_SCOPE})).await.ok()?;
+        let here: Option<HashSet<String>> = connected
+            .as_ref()
+            .and_then(|v| v.get("workers")?.as_array())
+            .map(|workers| workers.iter().filter_map(|w| w.get("name").and_then(Value::as_str).map(str::to_string)).collect());
+        let mut seen = self.seen_here.lock().unwrap_or_else(|p| p.into_inner());
+        let left_here: HashSet<String> = match &here {
+            Some(here) => {
+                seen.extend(here.iter().cloned());
+                seen.difference(here).cloned().collect()
+            }
+            None => HashSet::new(),
+        };
+        let mut alive = here.unwrap_or_default();
+        let fresh = now_ms() - GONE_AFTER.as_millis() as i64;
+        for beat in beating.as_array().into_iter().flatten() {
+            let worker = beat.get("worker").and_then(Value::as_str).unwrap_or_default();
+            if beat.get("seen_ms").and_then(Value::as_i64).is_some_and(|t| t >= fresh) && !left_here.contains(worker) {
+                alive.insert(worker.to_string());
+            }
+        }
+        Some(alive)
     }
 
     /// Takes the provider's repair lock (an increment only one taker sees reach 1).
@@ -343,8 +403,7 @@ impl Held for SharedSlot {
         let inner = self.inner.take();
         Box::pin(async move {
             let Some(inner) = inner else { return };
-            let moved = vec![inc(&inner.pending_field(), -1), inc(LIVE, 1), inc(GENERATION, 1)];
-            if let Err(e) = inner.change_counter(moved).await {
+            if let Err(e) = inner.unpend(1, vec![inc(LIVE, 1), inc(GENERATION, 1)]).await {
                 tracing::warn!(plugin = %inner.provider, sandbox = %id, "the shared slot book did not take the new sandbox ({e}); its slot stays counted as pending until a list");
             }
             let payload = json!({"scope": records_scope(&inner.provider), "key": id, "value": record(&id, &sandbox, inner.me())});
@@ -359,7 +418,7 @@ impl Held for SharedSlot {
         Box::pin(async move {
             let Some(inner) = inner else { return };
             // Counted as live until a list says what the upstream really runs.
-            if let Err(e) = inner.change_counter(vec![inc(&inner.pending_field(), -1), inc(LIVE, 1), inc(GENERATION, 1)]).await {
+            if let Err(e) = inner.unpend(1, vec![inc(LIVE, 1), inc(GENERATION, 1)]).await {
                 tracing::warn!(plugin = %inner.provider, "could not mark an abandoned create in the shared slot book ({e}); it stays counted as pending");
             }
         })
@@ -383,9 +442,8 @@ impl Book for SharedBook {
                 .await
                 .map_err(|e| inner.refusal(&e, "no sandbox was created and nothing was sent upstream"))?;
             if now.taken() > cap {
-                match inner.change_counter(vec![inc(&inner.pending_field(), -(n as i64))]).await {
-                    Ok(_) => {}
-                    Err(_) => inner.give_back(n),
+                if inner.unpend(n as i64, Vec::new()).await.is_err() {
+                    inner.give_back(n);
                 }
                 return Err(cap_reached(plugin, cap, now.taken().saturating_sub(n), n));
             }
@@ -687,6 +745,38 @@ mod tests {
         assert_eq!(reaped.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), vec!["s1"]);
         assert!(!a.release("s1").await);
         assert_eq!(a.in_flight().await.unwrap(), 0);
+    }
+
+    /// Hosts on another engine sharing the same Redis are not listed by this engine:
+    /// their heartbeat keeps their pending slots.
+    #[tokio::test]
+    async fn a_host_on_another_engine_keeps_its_pending_slots_while_its_heartbeat_is_fresh() {
+        let (state, a, b) = two_hosts();
+        heartbeat(&*b.inner.state).await.unwrap();
+        let pending = b.reserve("p", 5).await.unwrap();
+        state.set_workers(Some(vec!["a".into()]));
+        a.reconcile(vec![], a.begin_list().await).await.unwrap();
+        assert_eq!(a.in_flight().await.unwrap(), 1, "b's create in flight still holds its slot");
+        pending.commit("s1".into(), sbx()).await;
+        assert_eq!(a.in_flight().await.unwrap(), 1);
+    }
+
+    /// A host whose link dropped for a moment was taken for gone: its create in flight
+    /// was dropped from `pending:`. When it commits, the sandbox is counted and the field
+    /// is back at zero, not below it, so its next reservation counts.
+    #[tokio::test]
+    async fn a_host_taken_for_gone_puts_its_pending_field_back() {
+        let (state, a, b) = two_hosts();
+        a.inner.alive_workers().await;
+        let pending = b.reserve("p", 2).await.unwrap();
+        state.set_workers(Some(vec!["a".into()]));
+        a.reconcile(vec![], a.begin_list().await).await.unwrap();
+        assert_eq!(a.in_flight().await.unwrap(), 0, "b looked gone");
+        pending.commit("s1".into(), sbx()).await;
+        assert_eq!(a.inner.counter().await.unwrap().pending.get("b"), Some(&0));
+        assert_eq!(a.in_flight().await.unwrap(), 1, "its sandbox is counted");
+        let _next = b.reserve("p", 2).await.unwrap();
+        assert!(a.reserve("p", 2).await.is_err(), "b's next create holds the second slot");
     }
 
     #[tokio::test]

@@ -29,6 +29,8 @@ use std::time::Duration;
 pub const POLL: Duration = Duration::from_secs(1);
 /// How long a host with shared books waits for its first connection before registering.
 pub const FIRST_CONNECT: Duration = Duration::from_secs(30);
+/// Polls between two heartbeats of a host with shared books (`shared_book::heartbeat`).
+const HEARTBEAT_EVERY: u32 = 5;
 /// How long each provider's list may take after a takeover or a connect.
 const RECOUNT: Duration = Duration::from_secs(15);
 
@@ -80,11 +82,16 @@ pub(super) async fn watch(bridge: Weak<Bridge>) {
     let mut first = true;
     let mut unowned_before: BTreeSet<String> = BTreeSet::new();
     let mut took_over = 0;
+    let mut polls: u32 = 0;
     loop {
         tokio::time::sleep(POLL).await;
         let Some(b) = bridge.upgrade() else { return };
         if b.is_closed() {
             return;
+        }
+        polls = polls.wrapping_add(1);
+        if polls.is_multiple_of(HEARTBEAT_EVERY) && b.is_connected() {
+            beat(&b).await;
         }
         if !b.is_connected() {
             if connected {
@@ -186,11 +193,22 @@ fn publish(bridge: &Bridge, role: Role, waiting: BTreeMap<String, String>, took_
 /// Lists every provider (each within [`RECOUNT`]); the ones that failed are retried in
 /// the background.
 pub(super) async fn count_running(bridge: &Bridge) {
+    beat(bridge).await;
     let unknown = bridge.host.reconcile_all(RECOUNT).await;
     if !unknown.is_empty() {
         tracing::warn!("could not learn the running sandboxes of {}; retrying in the background", unknown.join(", "));
         let (host, stop) = (bridge.host.clone(), bridge.stop.subscribe());
         bridge.runtime.spawn(async move { host.reconcile_until_known(unknown, stop).await });
+    }
+}
+
+/// Says this host is alive to the other hosts sharing its books (so a list does not drop
+/// the slots of its creates in flight).
+async fn beat(bridge: &Bridge) {
+    if let Some(state) = bridge.host.shared_state() {
+        if let Err(e) = crate::policy::shared_book::heartbeat(&*state).await {
+            tracing::debug!("could not write this host's heartbeat to iii state: {e}");
+        }
     }
 }
 
