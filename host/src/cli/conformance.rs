@@ -58,13 +58,15 @@ pub async fn run(global: &GlobalArgs, args: ConformanceArgs) -> anyhow::Result<u
     };
     // Ctrl-C ends the run after the check under way (a create in flight keeps its id and
     // is stopped); the clean-up still runs and the table is printed. A second Ctrl-C quits.
+    // The handler is in place before the first check: a signal at any point is caught.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let session = std::sync::Arc::new(session);
     let watcher = session.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if sigint.recv().await.is_some() {
             errln!("interrupted: finishing the check under way, then stopping what this run created (Ctrl-C again quits now)");
             watcher.interrupt();
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if sigint.recv().await.is_some() {
                 errln!("warning: quit before the clean-up; check the provider for sandboxes this run created");
                 std::process::exit(130);
             }
