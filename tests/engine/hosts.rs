@@ -66,6 +66,13 @@ async fn active_and_standby(engine: &RealEngine) -> (E2bSim, TestHost, Arc<Bridg
     (sim, a, ab, b, bb)
 }
 
+/// A worker that calls the engine as a caller would.
+async fn load_driver(engine: &RealEngine) -> Arc<IIIClient> {
+    let driver = Arc::new(worker(&engine.url(), "load-driver"));
+    driver.wait_until_registered(WAIT).await.expect("the driver registers");
+    driver
+}
+
 async fn trigger(client: &IIIClient, id: &str, payload: Value) -> Result<Value, (String, String)> {
     let mut request = TriggerRequest::new(id, payload);
     request.timeout_ms = Some(30_000);
@@ -83,8 +90,7 @@ async fn trigger(client: &IIIClient, id: &str, payload: Value) -> Result<Value, 
 async fn two_hosts_never_admit_past_one_shared_cap() {
     let Some(engine) = RealEngine::start().await else { return };
     let (sim, _a, ab, b, bb) = active_and_standby(&engine).await;
-    let driver = Arc::new(worker(&engine.url(), "load-driver"));
-    driver.wait_until_registered(WAIT).await.expect("the driver registers");
+    let driver = load_driver(&engine).await;
     let started = std::time::Instant::now();
     let mut runs = tokio::task::JoinSet::new();
     for i in 0..200 {
@@ -130,8 +136,7 @@ async fn two_hosts_never_admit_past_one_shared_cap() {
 async fn the_standby_takes_over_within_10_s_and_the_count_matches_what_runs() {
     let Some(engine) = RealEngine::start().await else { return };
     let (sim, a, ab, b, bb) = active_and_standby(&engine).await;
-    let driver = Arc::new(worker(&engine.url(), "load-driver"));
-    driver.wait_until_registered(WAIT).await.expect("the driver registers");
+    let driver = load_driver(&engine).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = tokio::task::JoinSet::new();
     for _ in 0..4 {
