@@ -14,5 +14,6 @@ pub mod files;
 pub mod morph;
 pub mod server;
 pub mod spec;
+pub mod vercel;
 
 pub use server::{Fault, Recorded, Sim};

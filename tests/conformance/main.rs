@@ -10,6 +10,7 @@ mod e2b;
 mod host_wide;
 mod live_cases;
 mod morph;
+mod vercel;
 
 conformance_suite!(e2b_conformance, crate::e2b::E2bUpstream);
 // The same cases over the frozen build of the e2b plugin for world 0.1.0: old plugins
@@ -17,3 +18,5 @@ conformance_suite!(e2b_conformance, crate::e2b::E2bUpstream);
 conformance_suite!(e2b_v0_1_conformance, crate::e2b::E2bV01Upstream);
 conformance_suite!(morph_conformance, crate::morph::MorphUpstream);
 conformance_suite!(daytona_conformance, crate::daytona::DaytonaUpstream);
+// The Python plugin (componentize-py), through the same host policy as the Rust ones.
+conformance_suite!(vercel_conformance, crate::vercel::VercelUpstream);

@@ -48,7 +48,11 @@ def create(req: CreateRequest) -> Sandbox:
     project = http.setting("project-id")
     if project:
         body["projectId"] = project
-    reply = http.send("POST", "/v1/sandboxes", body=body).ok()
+    reply = http.send("POST", "/v1/sandboxes", body=body)
+    if reply.status == 404 and "source" in body:
+        # Not the sandbox (there is none yet): the image named a snapshot that is gone.
+        raise errors.bad_input(f"snapshot {req.image} does not exist: {reply.error().value.message}")
+    reply.ok()
     return shapes.sandbox(shapes.field(reply.json(), "sandbox", reply.what), reply.what)
 
 

@@ -95,6 +95,12 @@ vendored!(
     "daytona/api.json"
 );
 vendored!(
+    /// Vercel Sandbox's v1 API (`vercel.com/api`), the subset the plugin calls, written from
+    /// `@vercel/sandbox` 1.10.2 (no OpenAPI document of it is published to vendor).
+    vercel_api,
+    "vercel/sandbox-v1.yml"
+);
+vendored!(
     /// Daytona's toolbox daemon, behind the proxy (`{toolboxProxyUrl}/{sandboxId}`).
     daytona_toolbox,
     "daytona/toolbox.json"
@@ -104,6 +110,11 @@ const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "
 
 fn pointer_escape(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
+}
+
+/// A media type whose body is one JSON value per line, each checked against the schema.
+fn is_record_stream(media: &str) -> bool {
+    matches!(media, "application/x-ndjson" | "application/ndjson" | "application/jsonl")
 }
 
 fn is_json(media: &str) -> bool {
@@ -511,8 +522,10 @@ impl Spec {
             match resp.get("content").and_then(Value::as_object) {
                 None => None,
                 Some(content) if body.is_empty() => {
-                    let typed =
-                        content.iter().find(|(_, e)| e.get("schema").is_some_and(|s| !(s["type"] == "string" && s["format"] == "binary")));
+                    // An empty stream of records (NDJSON) is zero records, not a missing body.
+                    let typed = content.iter().find(|(k, e)| {
+                        !is_record_stream(k) && e.get("schema").is_some_and(|s| !(s["type"] == "string" && s["format"] == "binary"))
+                    });
                     if let Some((k, _)) = typed {
                         return vec![format!(
                             "answers {status} with no body, but the spec's {status} is {k} ({})",
@@ -547,6 +560,17 @@ impl Spec {
             None => Vec::new(),
             Some((schema, sptr, _)) if body.is_empty() && !binary(&schema) && schema != Value::Bool(true) => {
                 vec![format!("answers {status} with no body, but the spec's {status} has one ({})", self.cite(&sptr))]
+            }
+            Some((schema, sptr, for_media)) if is_record_stream(&for_media) => {
+                for (n, line) in body.split(|b| *b == b'\n').enumerate().filter(|(_, l)| !l.trim_ascii().is_empty()) {
+                    match serde_json::from_slice::<Value>(line) {
+                        Ok(value) => v.check(&self.schema_node(&schema, sptr.clone(), name.clone()), &value, &format!("line {}", n + 1)),
+                        Err(e) => {
+                            v.errors.push(format!("answers {status} with line {} that is not JSON ({e}) ({})", n + 1, self.cite(&sptr)))
+                        }
+                    }
+                }
+                v.errors
             }
             Some((schema, sptr, for_media)) => {
                 let json_reply = media.as_deref().is_some_and(is_json);

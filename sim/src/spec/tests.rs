@@ -339,7 +339,14 @@ fn swagger_2_body_and_form_parameters() {
 
 #[test]
 fn every_vendored_document_loads_with_its_operations() {
-    for (spec, at_least) in [(e2b_api(), 60), (e2b_envd(), 10), (morph_api(), 25), (daytona_api(), 100), (daytona_toolbox(), 80)] {
+    for (spec, at_least) in [
+        (e2b_api(), 60),
+        (e2b_envd(), 10),
+        (morph_api(), 25),
+        (daytona_api(), 100),
+        (daytona_toolbox(), 80),
+        (crate::spec::vercel_api(), 12),
+    ] {
         assert!(spec.ops().len() >= at_least, "{}: {} operations", spec.file, spec.ops().len());
     }
     assert_eq!(morph_api().cite("/components/schemas/ExecRequest"), "sim/specs/morph/morph-3.1.0.json#/components/schemas/ExecRequest");
@@ -351,4 +358,20 @@ fn the_vendored_e2b_spec_words_a_create_without_template() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     let line = e2b_api().text.lines().position(|l| l == "    NewSandbox:").unwrap() + 1;
     assert_eq!(errs[0], format!("body.templateID is required by NewSandbox (sim/specs/e2b/openapi.yml:{})", line + 1));
+}
+
+#[test]
+fn an_ndjson_answer_is_checked_line_by_line_and_may_be_empty() {
+    let spec = crate::spec::vercel_api();
+    let op = spec.find("GET", "/v1/sandboxes/sbx_1/cmd/cmd_1/logs").unwrap();
+    let ndjson = Some("application/x-ndjson");
+    // A command that printed nothing has no log lines.
+    assert_eq!(spec.check_response(op, 200, ndjson, b""), Vec::<String>::new());
+    let two = b"{\"stream\":\"stdout\",\"data\":\"hi\\n\"}\n{\"stream\":\"stderr\",\"data\":\"oops\"}\n";
+    assert_eq!(spec.check_response(op, 200, ndjson, two), Vec::<String>::new());
+    let errs =
+        spec.check_response(op, 200, ndjson, b"{\"stream\":\"stdout\",\"data\":\"a\"}\n{\"stream\":\"stdin\",\"data\":\"b\"}\n").join("\n");
+    assert!(errs.contains("line 2"), "the bad line is named: {errs}");
+    let errs = spec.check_response(op, 200, ndjson, b"not json\n").join("\n");
+    assert!(errs.contains("line 1 that is not JSON"), "{errs}");
 }
