@@ -60,3 +60,36 @@ async fn a_create_is_refused_with_s502_when_the_shared_book_cannot_be_reached() 
     assert!(e.contains("not connected to its iii engine"), "{e}");
     assert_eq!(creates_sent(&sim), 1, "only the admitted create reached the upstream");
 }
+
+/// Active and standby on the mock engine, whose ownership rule is the engine's (the first
+/// live registrant keeps an id): the second host's ids are refused, it reports itself a
+/// standby, and once the first host's connection goes it owns them and serves the next
+/// call, counted in the same shared book.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_owns_the_ids_once_the_active_hosts_connection_goes() {
+    use sandbox_host::bridge::iii::Role;
+    let engine = MockEngine::start(0).await;
+    let (sim, _a, active) = shared_host(&engine).await;
+    let policy = format!("max_concurrent_sandboxes = 2\nimage_allowlist = [\"base\"]\n{}", sim.policy_toml());
+    let b = TestHost::start(vec![PluginSetup::new("e2b", policy)], &[("E2B_API_KEY", SECRET)]).await;
+    let serving = Serving { worker_name: Some("standby-host".into()), shared_state: true };
+    let standby = Bridge::connect_with(b.host.clone(), &BridgeOptions { url: engine.url(), otel: Some(false) }, &serving);
+    standby.wait_registered(WAIT).await.unwrap();
+    eventually("the second host is a standby", || standby.serving_report().is_some_and(|r| r.role == Role::Standby)).await;
+    eventually("the first host is active", || active.serving_report().is_some_and(|r| r.role == Role::Active)).await;
+    let created = engine.invoke("sandbox::provider::e2b::create", json!({"image": "base"})).await.unwrap();
+    assert_eq!(engine.owner("sandbox::provider::e2b::create").as_deref(), Some("shared-host"));
+
+    active.client().shutdown_async().await;
+    eventually("the standby owns every id", || {
+        standby.serving_report().is_some_and(|r| r.role == Role::Active)
+            && engine.owner("sandbox::provider::e2b::create").as_deref() == Some("standby-host")
+    })
+    .await;
+    assert_eq!(standby.serving_report().unwrap().took_over, standby.function_ids().len());
+    let again = engine.invoke("sandbox::provider::e2b::create", json!({"image": "base"})).await.unwrap();
+    assert_ne!(again["sandbox_id"], created["sandbox_id"]);
+    let e = engine.invoke("sandbox::provider::e2b::create", json!({"image": "base"})).await.unwrap_err();
+    assert_eq!(e.code, "S400", "the first host's sandbox still counts on the standby: {}", e.message);
+    standby.shutdown().await;
+}

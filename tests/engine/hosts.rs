@@ -171,6 +171,7 @@ async fn the_standby_takes_over_within_10_s_and_the_count_matches_what_runs() {
     until_role(&bb, Role::Active, Duration::from_secs(10)).await;
     let owners = caller::owners(&engine.url(), "sandbox::provider::e2b::").await;
     assert!(owners.values().all(|o| o == "host-b"), "the standby owns every id: {owners:?}");
+    assert_eq!(bb.serving_report().map(|r| r.took_over), Some(bb.function_ids().len()), "every id counted as taken over once");
     let took = killed.elapsed();
     println!("standby owned the ids {took:?} after the active host's connection went ({before} sandboxes running then)");
     // Calls after the takeover succeed on the standby (one at the cap is S400, not lost).

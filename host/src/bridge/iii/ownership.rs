@@ -81,6 +81,8 @@ pub(super) async fn watch(bridge: Weak<Bridge>) {
     // The first connect's count is `count_running`'s, before anything is registered.
     let mut first = true;
     let mut unowned_before: BTreeSet<String> = BTreeSet::new();
+    // Ids another worker owned (or nobody, since it left) at the last look → that worker.
+    let mut theirs_before: BTreeMap<String, String> = BTreeMap::new();
     let mut took_over = 0;
     let mut polls: u32 = 0;
     loop {
@@ -99,6 +101,7 @@ pub(super) async fn watch(bridge: Weak<Bridge>) {
             }
             connected = false;
             unowned_before.clear();
+            theirs_before.clear();
             continue;
         }
         if !connected {
@@ -139,22 +142,38 @@ pub(super) async fn watch(bridge: Weak<Bridge>) {
         unowned.extend(free_router.iter().map(|l| router_function_id(*l)));
         // An id nobody owns yet (its owner just left) is not this host's either.
         let vacant = unowned.iter().filter(|id| id.starts_with("sandbox::provider::")).count();
+        // Ids another worker held that are this host's now: taken over, by the registration
+        // below or by the reconnect check (`reattach.rs`), whichever came first.
+        let ours_now: Vec<&String> = theirs_before.keys().filter(|id| listed.get(*id) == Some(&us)).collect();
+        if !ours_now.is_empty() {
+            let from: BTreeSet<&String> = ours_now.iter().filter_map(|id| theirs_before.get(*id)).collect();
+            took_over += ours_now.len();
+            tracing::warn!(
+                "took over {} function id(s) from worker(s) {from:?}, which left the engine; this host serves them now",
+                ours_now.len()
+            );
+            recount(&b);
+        }
+        let mut still: BTreeMap<String, String> = theirs_before.into_iter().filter(|(id, _)| unowned.contains(id)).collect();
+        still.extend(waiting.iter().map(|(id, o)| (id.clone(), o.clone())));
+        theirs_before = still;
         let confirmed: Vec<String> = unowned.intersection(&unowned_before).cloned().collect();
         if !confirmed.is_empty() {
             let (router_ids, provider_ids): (Vec<String>, Vec<String>) = confirmed.into_iter().partition(|id| !served.contains(id));
-            let taken = b.re_register(&provider_ids);
+            let again = b.re_register(&provider_ids);
             let leaves: Vec<Leaf> = free_router.into_iter().filter(|l| router_ids.contains(&router_function_id(*l))).collect();
             if !leaves.is_empty() {
                 b.serve_router(&leaves);
                 router_claims::took_over(&b, &leaves);
             }
-            took_over += taken.len() + leaves.len();
-            tracing::warn!(
-                "took over {} function id(s) whose owner left the engine; this host serves them now: {}",
-                taken.len() + leaves.len(),
-                taken.iter().cloned().chain(leaves.iter().map(|l| router_function_id(*l))).collect::<Vec<_>>().join(", ")
+            tracing::info!(
+                "registering {} function id(s) again whose owner left the engine: {}",
+                again.len() + leaves.len(),
+                again.iter().cloned().chain(leaves.iter().map(|l| router_function_id(*l))).collect::<Vec<_>>().join(", ")
             );
-            recount(&b);
+            for id in leaves.iter().map(|l| router_function_id(*l)) {
+                theirs_before.entry(id).or_default();
+            }
             unowned_before.clear();
         } else {
             unowned_before = unowned;
