@@ -3,6 +3,7 @@
 //! numbers depend on the machine; the ratios are what `BENCHMARKS.md` tracks.
 
 mod e2b_api;
+mod footprint;
 mod measure;
 mod native;
 mod soak;
@@ -73,6 +74,7 @@ async fn bench() {
         Some("profile-native") => return profile_native().await,
         Some("streaming") => return streaming::run(&sandbox_tests::root()).await,
         Some("e2b-api") => return e2b_api::run(&sandbox_tests::root()).await,
+        Some("footprint") => return footprint::run(&sandbox_tests::root()).await,
         Some("soak") => {
             let calls = std::env::args().nth(2).map(|n| n.parse().expect("soak [CALLS]")).unwrap_or(200_000);
             if !soak::run(&sandbox_tests::root(), calls).await {
@@ -207,6 +209,7 @@ async fn bench() {
     instance_costs(&host_on).await;
     startup(&root, &addr.to_string()).await;
     memory(&root, &host_on).await;
+    footprint::run(&root).await;
     streaming::run(&root).await;
     e2b_api::run(&root).await;
     bridge.shutdown().await;

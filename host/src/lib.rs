@@ -27,8 +27,8 @@
 pub mod bridge;
 pub mod calls;
 pub mod cli;
-pub mod conformance;
 pub mod config;
+pub mod conformance;
 pub mod contract;
 pub mod dispatch;
 pub mod e2b_api;

@@ -21,6 +21,9 @@
 //! sandboxes stay listed, as Vercel lists its history. It binds 127.0.0.1 only; a
 //! development and test double, not an isolation boundary.
 
+// A handler's early answer is its `Reply` (an HTTP response), as in the other simulators.
+#![allow(clippy::result_large_err)]
+
 mod commands;
 mod files;
 

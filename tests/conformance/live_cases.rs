@@ -1,5 +1,5 @@
 //! The case list `sandbox-host conformance` runs (`sandbox_host::conformance`), run here
-//! against the E2B, Morph and Daytona simulators through the very path the command takes
+//! against the E2B, Morph, Daytona and Vercel simulators through the very path the command takes
 //! (`Target` → `Session::start` → `Session::run`): every check passes, each lists the
 //! upstream calls it made, and the clean-up leaves nothing running upstream — also when a
 //! check fails midway.
@@ -7,6 +7,7 @@
 use provider_sims::daytona::DaytonaSim;
 use provider_sims::e2b::E2bSim;
 use provider_sims::morph::MorphSim;
+use provider_sims::vercel::VercelSim;
 use provider_sims::Fault;
 use sandbox_host::conformance::report::{Outcome, Report};
 use sandbox_host::conformance::{cases, Session, Target, Upstream};
@@ -66,6 +67,18 @@ async fn the_shared_case_list_passes_against_the_morph_simulator_and_leaves_noth
     let sim = MorphSim::start(0, SECRET).await.unwrap();
     let s = session("morph", sim.policy_toml(), sim.api_base(), "MORPH_API_KEY").await;
     let report = s.run("snapshot_base").await;
+    assert_all_passed(&report, &s);
+    assert_eq!(sim.live_count(), 0, "the run stopped what it created");
+}
+
+/// The Python plugin answers the same table: the case list knows nothing of languages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_case_list_passes_against_the_vercel_simulator_and_leaves_nothing_running() {
+    let sim = VercelSim::start(0, SECRET).await.unwrap();
+    let mut s = session("vercel", sim.policy_toml(), sim.api_base(), "VERCEL_TOKEN").await;
+    // Vercel publishes only the ports listed at create: the simulator's policy lists 3000.
+    s.expose_port = 3000;
+    let report = s.run("node24").await;
     assert_all_passed(&report, &s);
     assert_eq!(sim.live_count(), 0, "the run stopped what it created");
 }

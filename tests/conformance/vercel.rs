@@ -288,3 +288,27 @@ async fn a_wrong_token_is_vercels_403_and_the_callers_auth_error() {
     assert!(msg.contains("Not authorized (forbidden)"), "{msg}");
     assert_eq!((up.live(), h.host.registry.book(P).in_flight()), (0, 0));
 }
+
+/// The Python plugin's documented memory defaults hold: CPython's image is ~14 MiB, so
+/// the default 64 MiB reads a 12 MiB file whole; a limit too small for it is S702, typed
+/// and contained, and the next call runs in a fresh instance.
+#[tokio::test]
+async fn the_default_memory_limit_fits_a_large_read_and_a_small_one_is_s702() {
+    let big = vec![b'v'; 12 << 20];
+    for (overrides, fits) in [("", true), ("[limits]\nmemory_mib = 24", false)] {
+        let (up, h) = fresh::<VercelUpstream>(overrides).await;
+        let id = create(&h, json!({"image": "node24"})).await;
+        std::fs::write(up.0.root_of(&id).unwrap().join("vercel/sandbox/big.bin"), &big).unwrap();
+        let read = json!({"sandbox_id": id, "path": "big.bin"});
+        if fits {
+            let v = h.ok(P, Leaf::FsRead, read).await;
+            let got = base64::engine::general_purpose::STANDARD.decode(v["bytes_base64"].as_str().unwrap()).unwrap();
+            assert_eq!(got.len(), big.len());
+        } else {
+            let msg = h.err(P, Leaf::FsRead, read, Code::PluginMemory).await;
+            assert!(msg.contains("memory"), "{msg}");
+            let out = h.ok(P, Leaf::Exec, json!({"sandbox_id": id, "cmd": "echo", "args": ["still here"]})).await;
+            assert_eq!(out["stdout"], "still here\n");
+        }
+    }
+}

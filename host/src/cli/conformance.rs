@@ -37,6 +37,10 @@ pub struct ConformanceArgs {
     /// Image / template / snapshot the sandboxes start from.
     #[arg(long, default_value = "base")]
     pub image: String,
+    /// Port the expose_port check asks for (a provider that publishes only ports chosen at
+    /// create, such as Vercel, needs one its policy lists).
+    #[arg(long, default_value_t = crate::conformance::DEFAULT_EXPOSE_PORT)]
+    pub port: u16,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -49,13 +53,14 @@ pub async fn run(global: &GlobalArgs, args: ConformanceArgs) -> anyhow::Result<u
     };
     let target = Target::from_files(&args.plugin, args.policy.as_deref(), upstream)?;
     let loader = Loader::new(Runtime::new(global.host_config()?.cache_dir)?)?;
-    let session = match Session::start(&target, loader).await {
+    let mut session = match Session::start(&target, loader).await {
         Ok(s) => s,
         Err(e) => {
             errln!("error: {e:#}");
             return Ok(1);
         }
     };
+    session.expose_port = args.port;
     // Ctrl-C ends the run after the check under way (a create in flight keeps its id and
     // is stopped); the clean-up still runs and the table is printed. A second Ctrl-C quits.
     // The handler is in place before the first check: a signal at any point is caught.

@@ -296,7 +296,7 @@ impl Ctx<'_> {
     }
 
     async fn expose_port(&mut self) -> CheckResult {
-        let v = self.ok(Leaf::ExposePort, json!({"sandbox_id": self.id(), "port": 8080})).await?;
+        let v = self.ok(Leaf::ExposePort, json!({"sandbox_id": self.id(), "port": self.session.expose_port})).await?;
         let url = string(&v, "url")?;
         expect(url.starts_with("https://") || url.starts_with("http://"), || format!("not an http(s) URL: {url}"))?;
         expect(v["headers"].is_object(), || format!("headers is not an object: {v}"))

@@ -102,11 +102,16 @@ impl std::fmt::Display for UpstreamCall {
 pub struct Session {
     pub host: Arc<Host>,
     pub provider: String,
+    /// The port the expose_port check asks for.
+    pub expose_port: u16,
     calls: Arc<Mutex<Vec<UpstreamCall>>>,
     ledger: Mutex<cases::Ledger>,
     interrupted: std::sync::atomic::AtomicBool,
     _dir: ScratchDir,
 }
+
+/// The expose_port check's port unless `--port` says otherwise.
+pub const DEFAULT_EXPOSE_PORT: u16 = 8080;
 
 impl Session {
     /// Loads `target` through `loader` (its runtime and credential lookup) into a host of
@@ -130,7 +135,15 @@ impl Session {
             let call = UpstreamCall { method: method.to_string(), path: uri.path().to_string() };
             sink.lock().unwrap_or_else(|p| p.into_inner()).push(call);
         }));
-        Ok(Session { host, provider, calls, ledger: Mutex::default(), interrupted: Default::default(), _dir: dir })
+        Ok(Session {
+            host,
+            provider,
+            expose_port: DEFAULT_EXPOSE_PORT,
+            calls,
+            ledger: Mutex::default(),
+            interrupted: Default::default(),
+            _dir: dir,
+        })
     }
 
     /// The upstream calls recorded since the last time this was asked.
