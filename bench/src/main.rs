@@ -2,6 +2,7 @@
 //! loopback floor and the iii bridge, all in one run, printed as ratios. Never a test:
 //! numbers depend on the machine; the ratios are what `BENCHMARKS.md` tracks.
 
+mod decompose;
 mod e2b_api;
 mod footprint;
 mod measure;
@@ -75,6 +76,10 @@ async fn bench() {
         Some("streaming") => return streaming::run(&sandbox_tests::root()).await,
         Some("e2b-api") => return e2b_api::run(&sandbox_tests::root()).await,
         Some("footprint") => return footprint::run(&sandbox_tests::root()).await,
+        Some("decompose") => {
+            let cache = tempfile::tempdir().unwrap();
+            return decompose::run(&decompose::setup(&sandbox_tests::root(), cache.path()).await).await;
+        }
         Some("soak") => {
             let calls = std::env::args().nth(2).map(|n| n.parse().expect("soak [CALLS]")).unwrap_or(200_000);
             if !soak::run(&sandbox_tests::root(), calls).await {
@@ -206,6 +211,7 @@ async fn bench() {
         (rated_p50[4].as_secs_f64() - on.p50.as_secs_f64()) * 1e6
     );
 
+    decompose::run(&decompose::setup(&root, cache.path()).await).await;
     instance_costs(&host_on).await;
     startup(&root, &addr.to_string()).await;
     memory(&root, &host_on).await;

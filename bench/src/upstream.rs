@@ -10,7 +10,7 @@ use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 
 /// `GET /v2/sandboxes` as E2B answers it, two running sandboxes.
-pub const LIST_BODY: &str = r#"[{"templateID":"rki5dems9wqfm4r03t7g","alias":"base","sandboxID":"ibench000001","clientID":"6532622b","startedAt":"2026-01-01T00:00:00Z","endAt":"2026-01-01T00:05:00Z","cpuCount":2,"memoryMB":512,"diskSizeMB":512,"metadata":{},"state":"running","envdVersion":"0.2.0"},{"templateID":"rki5dems9wqfm4r03t7g","alias":"base","sandboxID":"ibench000002","clientID":"6532622b","startedAt":"2026-01-01T00:00:01Z","endAt":"2026-01-01T00:05:01Z","cpuCount":2,"memoryMB":512,"diskSizeMB":512,"metadata":{},"state":"running","envdVersion":"0.2.0"}]"#;
+pub const LIST_BODY: &str = include_str!("list_body.json");
 
 pub async fn start() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -9,6 +9,12 @@ use sandbox_host::Leaf;
 /// The fake credential every suite uses; the suites assert it never leaks.
 pub const SECRET: &str = "sk-conformance-7d1e5c0b9a";
 
+/// `Authorization: Bearer SECRET`, as Morph, Daytona and Vercel take their key.
+pub fn assert_bearer(req: &Recorded) {
+    let expected = format!("Bearer {SECRET}");
+    assert_eq!(req.header("authorization"), Some(expected.as_str()), "{} must carry the injected bearer token", req.route());
+}
+
 pub trait Upstream: Sized + Send + Sync + 'static {
     /// Plugin name, e.g. `e2b`.
     const PROVIDER: &'static str;

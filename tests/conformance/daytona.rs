@@ -36,8 +36,7 @@ impl Upstream for DaytonaUpstream {
     }
 
     fn assert_authenticated(req: &Recorded) {
-        let expected = format!("Bearer {SECRET}");
-        assert_eq!(req.header("authorization"), Some(expected.as_str()), "{} must carry the injected bearer key", req.route());
+        sandbox_tests::upstream::assert_bearer(req)
     }
 
     fn needs_credential(_req: &Recorded) -> bool {

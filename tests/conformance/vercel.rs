@@ -33,12 +33,7 @@ impl Upstream for VercelUpstream {
     }
 
     fn assert_authenticated(req: &Recorded) {
-        assert_eq!(
-            req.header("authorization"),
-            Some(format!("Bearer {SECRET}").as_str()),
-            "{} must carry the injected bearer token",
-            req.route()
-        );
+        sandbox_tests::upstream::assert_bearer(req)
     }
 
     fn needs_credential(_req: &Recorded) -> bool {

@@ -441,7 +441,7 @@ mod tests {
             credentials,
             timeouts: UpstreamTimeouts::default(),
             max_body_bytes: 1 << 20,
-            client: Some(crate::runtime::upstream::UpstreamClient::new(Duration::from_secs(1), false)),
+            client: Some(crate::runtime::upstream::UpstreamClient::new(Duration::from_secs(1), false, 16)),
             fanout: UpstreamFanout::new(32, 16),
             observer: Default::default(),
         }

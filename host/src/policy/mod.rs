@@ -433,6 +433,7 @@ impl PluginPolicy {
                 client: crate::runtime::upstream::UpstreamClient::from_env(
                     ms(l.connect_timeout_ms, defaults::CONNECT_TIMEOUT_MS),
                     raw.allow_private_networks.unwrap_or(false),
+                    l.max_concurrent_upstream_requests.unwrap_or(defaults::MAX_CONCURRENT_UPSTREAM_REQUESTS),
                 ),
                 fanout: UpstreamFanout::new(
                     l.max_upstream_requests_per_call.unwrap_or(defaults::MAX_UPSTREAM_REQUESTS_PER_CALL),

@@ -125,19 +125,21 @@ impl std::fmt::Debug for UpstreamClient {
 
 /// Idle pooled connections are closed after this long.
 const IDLE: Duration = Duration::from_secs(30);
-/// At most this many idle connections are kept per upstream host.
-const MAX_IDLE_PER_HOST: usize = 32;
 
 impl UpstreamClient {
     /// A pool, unless `SANDBOX_UPSTREAM_POOL=off`.
-    pub fn from_env(connect_timeout: Duration, allow_private: bool) -> Option<Self> {
+    pub fn from_env(connect_timeout: Duration, allow_private: bool, max_in_flight: usize) -> Option<Self> {
         match std::env::var("SANDBOX_UPSTREAM_POOL").as_deref() {
             Ok("off") => None,
-            _ => Some(Self::new(connect_timeout, allow_private)),
+            _ => Some(Self::new(connect_timeout, allow_private, max_in_flight)),
         }
     }
 
-    pub fn new(connect_timeout: Duration, allow_private: bool) -> Self {
+    /// Keeps up to `max_in_flight` idle connections per upstream host: the plugin's bound
+    /// on requests in flight, so a connection opened at the busiest moment is reused, not
+    /// closed on return (a smaller pool made every request above it a fresh TCP connect
+    /// under load: 110-120 µs of CPU per call at 64 callers against 63-80 µs at one).
+    pub fn new(connect_timeout: Duration, allow_private: bool, max_in_flight: usize) -> Self {
         let mut http = HttpConnector::new_with_resolver(PublicOnly { allow_private });
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect_timeout));
@@ -145,7 +147,7 @@ impl UpstreamClient {
         let https = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().wrap_connector(http);
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(IDLE)
-            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+            .pool_max_idle_per_host(max_in_flight.max(1))
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(https);
         UpstreamClient { client }
