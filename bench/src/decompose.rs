@@ -67,8 +67,8 @@ where
 }
 
 pub struct Paths {
-    pub floor: BoxedCall,
-    pub native: BoxedCall,
+    pub floor: Arc<crate::upstream::RawFloor>,
+    pub native: Arc<crate::native::NativeE2b>,
     /// Serves `e2b` (pointed at the loopback upstream) and `no-upstream`.
     pub host: Arc<Host>,
 }
@@ -83,7 +83,22 @@ pub async fn run(paths: &Paths) {
     ];
     let mut runs: Vec<[Sample; 5]> = Vec::new();
     for _ in 0..RUNS {
-        let (floor, native) = (paths.floor.clone(), paths.native.clone());
+        let floor = {
+            let raw = paths.floor.clone();
+            move || {
+                let raw = raw.clone();
+                async move { raw.get().await }
+            }
+        };
+        let native = {
+            let client = paths.native.clone();
+            move || {
+                let client = client.clone();
+                async move {
+                    client.list().await.unwrap();
+                }
+            }
+        };
         let describe = {
             let plugin = paths.host.registry.get("e2b").unwrap();
             move || {
@@ -103,8 +118,8 @@ pub async fn run(paths: &Paths) {
             }
         };
         runs.push([
-            sample(move || floor()).await,
-            sample(move || native()).await,
+            sample(floor).await,
+            sample(native).await,
             sample(describe).await,
             sample(call("no-upstream")).await,
             sample(call("e2b")).await,
@@ -113,23 +128,23 @@ pub async fn run(paths: &Paths) {
     println!("\n## Decomposition (list; worker tasks; {RUNS} runs, min–max)\n");
     println!("| row | p50 µs @1 | CPU µs/call @1 | CPU µs/call @64 | calls/s @64 |");
     println!("|---|---:|---:|---:|---:|");
-    let span = |f: &dyn Fn(&Sample) -> f64, row: usize| {
+    let span = |f: &dyn Fn(&Sample) -> f64, row: usize, decimals: usize| {
         let v: Vec<f64> = runs.iter().map(|r| f(&r[row])).collect();
         let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
         if (hi - lo) / hi.max(1e-9) < 0.005 {
-            format!("{lo:.1}")
+            format!("{lo:.decimals$}")
         } else {
-            format!("{lo:.1}–{hi:.1}")
+            format!("{lo:.decimals$}–{hi:.decimals$}")
         }
     };
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
     for (i, name) in names.iter().enumerate() {
         println!(
             "| {name} | {} | {} | {} | {} |",
-            span(&|s| micros(s.p50), i),
-            span(&|s| micros(s.cpu_1), i),
-            span(&|s| micros(s.cpu_64), i),
-            span(&|s| s.tput_64, i).replace(".0", ""),
+            span(&|s| micros(s.p50), i, 1),
+            span(&|s| micros(s.cpu_1), i, 1),
+            span(&|s| micros(s.cpu_64), i, 1),
+            span(&|s| s.tput_64, i, 0),
         );
     }
     // Attribution from the median run (by the plugin row's p50).
@@ -156,8 +171,6 @@ pub async fn run(paths: &Paths) {
     println!("| plugin ÷ native, throughput @64 (target ≥ 0.8) | {:.2} | |", m[4].tput_64 / m[1].tput_64);
 }
 
-type BoxedCall = Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
 /// The loopback upstream, a host serving `e2b` and the `no-upstream` fixture, the raw
 /// floor and native clients, all pointed at that upstream.
 pub async fn setup(root: &std::path::Path, cache: &std::path::Path) -> Paths {
@@ -168,23 +181,7 @@ pub async fn setup(root: &std::path::Path, cache: &std::path::Path) -> Paths {
     let host = crate::host(dir.path(), cache, true).await;
     // The host has read its plugins; the directory may go.
     drop(dir);
-    let raw: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let url: hyper::Uri = format!("http://{addr}/v2/sandboxes").parse().unwrap();
-    let floor: BoxedCall = Arc::new(move || {
-        let (raw, url) = (raw.clone(), url.clone());
-        Box::pin(async move {
-            use http_body_util::BodyExt;
-            let r = raw.get(url).await.unwrap();
-            let _ = r.into_body().collect().await.unwrap();
-        })
-    });
-    let client = Arc::new(crate::native::NativeE2b::new(format!("http://{addr}"), crate::KEY));
-    let native: BoxedCall = Arc::new(move || {
-        let client = client.clone();
-        Box::pin(async move {
-            client.list().await.unwrap();
-        })
-    });
+    let floor = Arc::new(crate::upstream::RawFloor::new(addr));
+    let native = Arc::new(crate::native::NativeE2b::new(format!("http://{addr}"), crate::KEY));
     Paths { floor, native, host }
 }

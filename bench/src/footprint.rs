@@ -134,7 +134,7 @@ async fn measure(root: &Path, name: &'static str, lang: &'static str) -> Footpri
     .await
     .p50;
     let peak_in_list = peak_in_list.into_inner();
-    let (linear_memory, resident_per_instance, instantiate_only) = held_instances(&plugin).await;
+    let (linear_memory, resident_per_instance, instantiate_only) = held_instances(&plugin, HELD).await;
     drop(sim);
     Footprint {
         name,
@@ -151,12 +151,12 @@ async fn measure(root: &Path, name: &'static str, lang: &'static str) -> Footpri
     }
 }
 
-/// Linear memory of one fresh instance, resident memory per instance with [`HELD`] of
-/// them alive, and the mean time to instantiate one (no export called).
-async fn held_instances(plugin: &LoadedPlugin) -> (usize, u64, Duration) {
+/// Linear memory of one fresh instance, resident memory per instance with `n` of them
+/// alive, and the mean time to instantiate one (no export called).
+pub async fn held_instances(plugin: &LoadedPlugin, n: usize) -> (usize, u64, Duration) {
     let (before, mut took) = (rss(), Duration::ZERO);
-    let mut live = Vec::with_capacity(HELD);
-    for _ in 0..HELD {
+    let mut live = Vec::with_capacity(n);
+    for _ in 0..n {
         let state = StoreState::new(plugin.name.clone(), &plugin.policy, plugin.config.clone(), Arc::default());
         let mut store = wasmtime::Store::new(plugin.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -166,7 +166,7 @@ async fn held_instances(plugin: &LoadedPlugin) -> (usize, u64, Duration) {
         took += t.elapsed();
         live.push(store);
     }
-    let per = rss().saturating_sub(before) / HELD as u64;
+    let per = rss().saturating_sub(before) / n as u64;
     let linear = live[0].data().limiter.peak_bytes;
-    (linear, per, took / HELD as u32)
+    (linear, per, took / n as u32)
 }

@@ -96,20 +96,10 @@ async fn bench() {
     let host_on = host(dir.path(), cache.path(), true).await;
     let native = Arc::new(native::NativeE2b::new(format!("http://{addr}"), KEY));
 
-    // The raw floor: one pooled loopback GET with hyper, body read, nothing parsed.
-    let raw: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let raw_url: hyper::Uri = format!("http://{addr}/v2/sandboxes").parse().unwrap();
-    let floor = {
-        let (raw, url) = (raw.clone(), raw_url.clone());
-        move || {
-            let (raw, url) = (raw.clone(), url.clone());
-            async move {
-                use http_body_util::BodyExt;
-                let r = raw.get(url).await.unwrap();
-                let _ = r.into_body().collect().await.unwrap();
-            }
-        }
+    let raw = Arc::new(upstream::RawFloor::new(addr));
+    let floor = move || {
+        let raw = raw.clone();
+        async move { raw.get().await }
     };
     let native_call = {
         let native = native.clone();
@@ -298,18 +288,7 @@ async fn startup(root: &Path, upstream: &str) {
 async fn memory(root: &Path, host: &Arc<Host>) {
     let plugin = host.registry.get("e2b").unwrap();
     let n = 200;
-    let before = rss();
-    let mut live = Vec::with_capacity(n);
-    for _ in 0..n {
-        let state =
-            sandbox_host::runtime::store::StoreState::new(plugin.name.clone(), &plugin.policy, plugin.config.clone(), Arc::default());
-        let mut store = wasmtime::Store::new(plugin.pre.engine(), state);
-        store.set_epoch_deadline(u64::MAX / 2);
-        plugin.pre.instantiate(&mut store).await.unwrap();
-        live.push(store);
-    }
-    let per = (rss().saturating_sub(before)) / n as u64;
-    drop(live);
+    let (_, per, _) = footprint::held_instances(&plugin, n).await;
     println!("| resident memory per live instance | {:.1} KiB | target ≤ 100 KiB ({n} instances held) |", per as f64 / 1024.0);
     let exe = std::env::current_exe().unwrap();
     // Twice: the first run fills the precompiled cache, the second is the measured start.

@@ -34,3 +34,22 @@ pub async fn start() -> SocketAddr {
     });
     addr
 }
+
+/// The raw floor: one pooled loopback GET with hyper, body read, nothing parsed.
+pub struct RawFloor {
+    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Empty<Bytes>>,
+    url: hyper::Uri,
+}
+
+impl RawFloor {
+    pub fn new(addr: SocketAddr) -> RawFloor {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        RawFloor { client, url: format!("http://{addr}/v2/sandboxes").parse().unwrap() }
+    }
+
+    pub async fn get(&self) {
+        use http_body_util::BodyExt;
+        let r = self.client.get(self.url.clone()).await.unwrap();
+        let _ = r.into_body().collect().await.unwrap();
+    }
+}
