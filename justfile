@@ -59,8 +59,9 @@ test: fmt-check python-deps build-plugins build-fixtures lint
     # Guest crates: their logic tests, natively (their cdylib only links for wasm32-wasip2).
     cargo test --lib -p e2b -p morph -p daytona
 
-# Benchmarks: plugin path vs native vs raw floor (ratios in one run).
-bench: build-plugins
+# Benchmarks: plugin path vs native vs raw floor (ratios in one run), the decomposition,
+# footprints and one host at scale (the fixtures serve the decomposition and the scale rows).
+bench: build-plugins build-fixtures
     cargo run --release -p sandbox-bench
 
 # Bounded soak (a few minutes, not part of `test`): 200 000 mixed calls with faults; fails on RSS/fd/task growth.

@@ -7,6 +7,7 @@ mod e2b_api;
 mod footprint;
 mod measure;
 mod native;
+mod scale;
 mod soak;
 mod streaming;
 mod upstream;
@@ -76,6 +77,8 @@ async fn bench() {
         Some("streaming") => return streaming::run(&sandbox_tests::root()).await,
         Some("e2b-api") => return e2b_api::run(&sandbox_tests::root()).await,
         Some("footprint") => return footprint::run(&sandbox_tests::root()).await,
+        Some("scale") => return scale::run(&sandbox_tests::root()).await,
+        Some("scale-child") => return scale::child(&std::env::args().skip(2).collect::<Vec<_>>()).await,
         Some("decompose") => {
             let cache = tempfile::tempdir().unwrap();
             return decompose::run(&decompose::setup(&sandbox_tests::root(), cache.path()).await).await;
@@ -208,6 +211,7 @@ async fn bench() {
     footprint::run(&root).await;
     streaming::run(&root).await;
     e2b_api::run(&root).await;
+    scale::run(&root).await;
     bridge.shutdown().await;
 }
 

@@ -77,6 +77,7 @@ pub fn describe_json(p: &LoadedPlugin) -> Value {
                 "max_exec_output_kib": pol.limits.max_exec_output_bytes / 1024,
                 "max_timeout_secs": pol.limits.max_timeout_secs,
                 "max_upstream_requests_per_call": pol.egress.fanout.per_call,
+                "max_upstream_requests_per_list": pol.egress.fanout.per_list,
                 "max_concurrent_upstream_requests": pol.egress.fanout.concurrent,
                 "max_log_lines_per_call": pol.logs.lines_per_call,
                 "max_log_kib_per_call": pol.logs.bytes_per_call / 1024,

@@ -39,7 +39,8 @@ pub enum Code {
     /// S703: the plugin tried to reach a host outside its egress allowlist.
     EgressDenied,
     /// S704: the plugin exceeded its upstream request budget: more requests in one call
-    /// than `limits.max_upstream_requests_per_call`, or more in flight at once (across
+    /// than `limits.max_upstream_requests_per_call` (`…_per_list` for a `list`, which
+    /// follows pages), or more in flight at once (across
     /// its calls) than `limits.max_concurrent_upstream_requests`. A plugin fault (exit
     /// status 5): the plugin, not the caller or the upstream, fanned out.
     UpstreamBudget,

@@ -216,13 +216,15 @@ pub struct EgressHooks {
     /// This call's largest upstream body: the policy's, or none for an exec (see
     /// `runtime/invoke.rs`).
     pub max_body_bytes: u64,
+    /// This call is a `list`: its requests count against the list budget.
+    pub listing: bool,
     forbidden: Arc<[HeaderName]>,
 }
 
 impl EgressHooks {
     pub fn new(policy: Arc<EgressPolicy>, record: Arc<EgressRecord>) -> Self {
         let forbidden = policy.forbidden_headers().into();
-        EgressHooks { timeouts: policy.timeouts, max_body_bytes: policy.max_body_bytes, policy, record, forbidden }
+        EgressHooks { timeouts: policy.timeouts, max_body_bytes: policy.max_body_bytes, listing: false, policy, record, forbidden }
     }
 
     /// A fan-out slot for the next request of this call, or the bound that refuses it.
@@ -230,7 +232,7 @@ impl EgressHooks {
         if let Some(earlier) = self.record.fanout_refusal() {
             return Err(earlier);
         }
-        self.policy.fanout.admit(self.record.requests())
+        self.policy.fanout.admit(self.record.requests(), self.listing)
     }
 }
 
@@ -442,7 +444,7 @@ mod tests {
             timeouts: UpstreamTimeouts::default(),
             max_body_bytes: 1 << 20,
             client: Some(crate::runtime::upstream::UpstreamClient::new(Duration::from_secs(1), false, 16)),
-            fanout: UpstreamFanout::new(32, 16),
+            fanout: UpstreamFanout::new(32, 128, 16),
             observer: Default::default(),
         }
     }
@@ -555,7 +557,7 @@ mod tests {
         let entry = format!("127.0.0.1:{port}");
         p.allow = AllowList::parse(&[entry.as_str()]).unwrap();
         p.credentials[0].plain_http_hosts = AllowList::parse(&[entry.as_str()]).unwrap();
-        p.fanout = UpstreamFanout::new(2, 16);
+        p.fanout = UpstreamFanout::new(2, 2, 16);
         let (policy, record) = (Arc::new(p), Arc::new(EgressRecord::default()));
         let mut hooks = EgressHooks::new(policy.clone(), record.clone());
         for _ in 0..2 {
@@ -636,7 +638,7 @@ mod tests {
         let mut p = policy();
         let entry = format!("127.0.0.1:{port}");
         p.allow = AllowList::parse(&[entry.as_str()]).unwrap();
-        p.fanout = UpstreamFanout::new(32, 1);
+        p.fanout = UpstreamFanout::new(32, 128, 1);
         let policy = Arc::new(p);
         let mut hooks = EgressHooks::new(policy.clone(), Arc::default());
         let (open, _io) = Box::into_pin(hooks.send_request(get(port), None, Box::new(async { Ok(()) }))).await.unwrap();

@@ -34,6 +34,7 @@
 //! max_exec_output_kib = 1024                 # per stream; more is cut, counted, `truncated: true`
 //! max_timeout_secs = 86400                   # set_timeout/resume asking for longer → S422
 //! max_upstream_requests_per_call = 32        # one call's upstream requests; more → S704
+//! max_upstream_requests_per_list = 128       # a list's (it follows pages); more → S704
 //! max_concurrent_upstream_requests = 16      # in flight at once, across calls; more → S704
 //! max_log_lines_per_call = 1000              # more log lines are dropped, counted, summarised
 //! max_log_kib_per_call = 1024
@@ -97,6 +98,8 @@ pub mod defaults {
     pub const EXEC_GRACE_MS: u64 = 15_000;
     /// Upstream requests one call may send (Fastly's per-invocation backend limit).
     pub const MAX_UPSTREAM_REQUESTS_PER_CALL: u64 = 32;
+    /// Upstream requests one `list` may send: 128 pages of 100 rows (`fanout.rs`).
+    pub const MAX_UPSTREAM_REQUESTS_PER_LIST: u64 = 128;
     /// Upstream requests of one plugin in flight at once, across its calls.
     pub const MAX_CONCURRENT_UPSTREAM_REQUESTS: usize = 16;
     /// Log lines and KiB one call may write (see `log_budget.rs` for why).
@@ -158,6 +161,7 @@ pub struct RawLimits {
     pub default_exec_timeout_ms: Option<u64>,
     pub max_timeout_secs: Option<u64>,
     pub max_upstream_requests_per_call: Option<u64>,
+    pub max_upstream_requests_per_list: Option<u64>,
     pub max_concurrent_upstream_requests: Option<usize>,
     /// 0 silences the plugin's log.
     pub max_log_lines_per_call: Option<u64>,
@@ -215,6 +219,7 @@ impl RawPolicy {
             ("default_exec_timeout_ms", l.default_exec_timeout_ms),
             ("max_timeout_secs", l.max_timeout_secs),
             ("max_upstream_requests_per_call", l.max_upstream_requests_per_call),
+            ("max_upstream_requests_per_list", l.max_upstream_requests_per_list),
             ("max_concurrent_upstream_requests", l.max_concurrent_upstream_requests.map(|v| v as u64)),
             ("log_burst", l.log_burst.map(u64::from)),
             ("quarantine_window_secs", l.quarantine_window_secs),
@@ -437,6 +442,7 @@ impl PluginPolicy {
                 ),
                 fanout: UpstreamFanout::new(
                     l.max_upstream_requests_per_call.unwrap_or(defaults::MAX_UPSTREAM_REQUESTS_PER_CALL),
+                    l.max_upstream_requests_per_list.unwrap_or(defaults::MAX_UPSTREAM_REQUESTS_PER_LIST),
                     l.max_concurrent_upstream_requests.unwrap_or(defaults::MAX_CONCURRENT_UPSTREAM_REQUESTS),
                 ),
                 redactor,

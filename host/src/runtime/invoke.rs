@@ -163,6 +163,9 @@ fn call_state(plugin: &LoadedPlugin, req: &Request, record: Arc<EgressRecord>, t
         // wall clock; a body cap would only fail a healthy command.
         state.unlimit_upstream_bodies();
     }
+    if matches!(req, Request::List) {
+        state.budget_as_list();
+    }
     state
 }
 

@@ -70,6 +70,11 @@ impl StoreState {
         &mut self.hooks
     }
 
+    /// Counts this call's upstream requests against the list budget (it follows pages).
+    pub fn budget_as_list(&mut self) {
+        self.hooks.listing = true;
+    }
+
     /// Lets this call read upstream bodies of any size (an exec's output stream).
     pub fn unlimit_upstream_bodies(&mut self) {
         self.hooks.max_body_bytes = u64::MAX;
