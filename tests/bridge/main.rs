@@ -192,6 +192,25 @@ async fn http_triggers_bind_an_adapter_that_speaks_http_envelopes() {
     assert_eq!((bad["status_code"].clone(), bad["body"]["code"].clone()), (json!(422), json!("S422")));
 }
 
+/// The SDK dials from a thread of its own: a dropped bridge closes its connection and
+/// never dials again (else a later test's server on the freed port saw its `GET /`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_bridge_closes_its_engine_connection_and_stops_dialling() {
+    let World { engine, bridge, host, sim } = world(|_| {}).await;
+    assert_eq!(engine.live_connections(), 1);
+    let dialled = engine.connections();
+    drop(bridge);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while engine.live_connections() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the dropped bridge's connection is still open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Longer than the SDK's 2 s reconnect delay.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(engine.connections(), dialled, "a dropped bridge dialled the engine again");
+    drop((host, sim));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_restart_re_registers_everything_and_serves_the_next_call() {
     let w = world(|_| {}).await;

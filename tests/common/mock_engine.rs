@@ -189,6 +189,11 @@ impl MockEngine {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// Workers connected now (`connections` counts every connection ever accepted).
+    pub fn live_connections(&self) -> usize {
+        self.state.conns.lock().unwrap().len()
+    }
+
     /// Leaves `id` out of `engine::functions::list` until another worker's registration
     /// of it is refused: as if its owner registered it just after a worker listed.
     pub fn hide_until_contested(&self, id: &str) {

@@ -41,6 +41,7 @@ use crate::plugin::LoadedPlugin;
 use crate::policy::concurrency::BookFuture;
 use crate::policy::shared_book::{EngineState, StateError};
 use crate::{router, Host, Leaf};
+use futures_util::FutureExt;
 use iii_sdk::protocol::RegisterTriggerInput;
 use iii_sdk::runtime::WorkerMetadata;
 use iii_sdk::{Error as IiiError, IIIClient, InitOptions, RegisterFunction};
@@ -453,6 +454,21 @@ impl Bridge {
         // The SDK drops frames still queued when the socket closes.
         tokio::time::sleep(Duration::from_millis(200)).await;
         self.client.shutdown_async().await;
+    }
+}
+
+/// The SDK's connection runs on a thread of its own that outlives every runtime: a
+/// bridge dropped without [`Bridge::shutdown`] would keep dialling the engine's address
+/// every 2 s for the life of the process, whatever listens there by then.
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.stop.send(true);
+        // `shutdown_async` only flips flags and queues the close frame (it never waits),
+        // so one poll completes it; `shutdown` would block here joining the thread.
+        let _ = self.client.shutdown_async().now_or_never();
     }
 }
 
