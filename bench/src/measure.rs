@@ -63,9 +63,24 @@ pub fn us(d: Duration) -> String {
 
 /// Resident set size of this process, bytes.
 pub fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_number("/proc/self/status", "VmRSS:") * 1024
+}
+
+/// Proportional set size of this process, bytes: pages shared between mappings (every
+/// instance maps its plugin's memory image) counted once, not once per mapping as RSS does.
+pub fn pss() -> u64 {
+    proc_number("/proc/self/smaps_rollup", "Pss:") * 1024
+}
+
+/// Threads of this process.
+pub fn threads() -> u64 {
+    proc_number("/proc/self/status", "Threads:")
+}
+
+/// The number after `key` on its line of `file` (0 when absent).
+fn proc_number(file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(file)
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
         .unwrap_or(0)
-        * 1024
 }

@@ -13,12 +13,10 @@
 //!   name, so each is a distinct component) loaded by one host from a cold and from a
 //!   warm cache, resident memory, then one call to each.
 
-use crate::measure::rss;
+use crate::measure::{pss, rss, threads};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::service::service_fn;
 use hyper::Response;
-use hyper_util::rt::TokioIo;
 use sandbox_host::Leaf;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -46,61 +44,56 @@ pub async fn run(root: &Path) {
         serde_json::from_str(last)
             .unwrap_or_else(|e| panic!("scale-child {args:?} failed ({e}): {}\n{text}", String::from_utf8_lossy(&out.stderr)))
     };
-    let mib = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN) / (1 << 20) as f64;
-    let ms = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let mib = |v: &Value, k: &str| num(v, k) / (1 << 20) as f64;
 
     println!("\n## One host at scale (each case in a fresh child process)\n");
     println!("| case | N | result | growth per unit (N₁ → N₂) |");
     println!("|---|---:|---|---|");
 
-    let lists: Vec<Value> = LIST_SIZES.iter().map(|n| child(&["list", &n.to_string()])).collect();
-    for (i, v) in lists.iter().enumerate() {
-        let growth = if i == 0 {
-            String::new()
-        } else {
-            let (a, b) = (&lists[0], v);
-            let dn = (b["n"].as_f64().unwrap() - a["n"].as_f64().unwrap()).max(1.0);
+    let [small, large] = LIST_SIZES.map(|n| child(&["list", &n.to_string()]));
+    for (v, growth) in [
+        (&small, String::new()),
+        (
+            &large,
             format!(
                 "reconcile {:.2} µs/row, caller's list {:.2} µs/row, host memory {:.2} KiB/row, guest peak {:.2} KiB/row",
-                (ms(b, "reconcile_ms") - ms(a, "reconcile_ms")) * 1e3 / dn,
-                (ms(b, "call_ms") - ms(a, "call_ms")) * 1e3 / dn,
-                (b["host_growth"].as_f64().unwrap() - a["host_growth"].as_f64().unwrap()) / 1024.0 / dn,
-                (b["guest_peak"].as_f64().unwrap() - a["guest_peak"].as_f64().unwrap()) / 1024.0 / dn,
-            )
-        };
+                per_unit(&small, &large, "reconcile_ms") * 1e3,
+                per_unit(&small, &large, "call_ms") * 1e3,
+                per_unit(&small, &large, "host_growth") / 1024.0,
+                per_unit(&small, &large, "guest_peak") / 1024.0,
+            ),
+        ),
+    ] {
         println!(
             "| list of N upstream rows | {} | reconcile {:.1} ms (best of 3), caller's list {:.1} ms ({} rows), host RSS +{:.1} MiB, guest peak {:.1} MiB | {growth} |",
             v["n"],
-            ms(v, "reconcile_ms"),
-            ms(v, "call_ms"),
+            num(v, "reconcile_ms"),
+            num(v, "call_ms"),
             v["rows"],
             mib(v, "host_growth"),
             mib(v, "guest_peak"),
         );
     }
 
-    let flights: Vec<Value> = IN_FLIGHT_SIZES.iter().map(|n| child(&["in-flight", &n.to_string()])).collect();
-    let big = IN_FLIGHT_SIZES[1].to_string();
-    let bare = child(&["in-flight-bare", &big]);
-    let kib = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN) / 1024.0;
-    for (i, v) in flights.iter().enumerate() {
-        let growth = if i == 0 {
-            String::new()
-        } else {
-            let (a, b) = (&flights[0], v);
-            let dn = (b["n"].as_f64().unwrap() - a["n"].as_f64().unwrap()).max(1.0);
+    let [small, large] = IN_FLIGHT_SIZES.map(|n| child(&["in-flight", &n.to_string()]));
+    let bare = child(&["in-flight-bare", &IN_FLIGHT_SIZES[1].to_string()]);
+    for (v, growth) in [
+        (&small, String::new()),
+        (
+            &large,
             format!(
                 "{:.0} KiB RSS, {:.0} KiB PSS per call in flight",
-                (kib(b, "waiting_growth") - kib(a, "waiting_growth")) / dn,
-                (kib(b, "waiting_pss_growth") - kib(a, "waiting_pss_growth")) / dn
-            )
-        };
+                per_unit(&small, &large, "waiting_growth") / 1024.0,
+                per_unit(&small, &large, "waiting_pss_growth") / 1024.0,
+            ),
+        ),
+    ] {
         println!(
             "| plugin calls in flight, upstream answers after {} ms | {} | {} held upstream at once, all answered in {:.0} ms ({} ok); while waiting RSS +{:.1} MiB, PSS +{:.1} MiB; RSS after +{:.1} MiB; threads {} → {} | {growth} |",
             SLOW.as_millis(),
             v["n"],
             v["held"],
-            ms(v, "took_ms"),
+            num(v, "took_ms"),
             v["ok"],
             mib(v, "waiting_growth"),
             mib(v, "waiting_pss_growth"),
@@ -109,42 +102,48 @@ pub async fn run(root: &Path) {
             v["threads_waiting"],
         );
     }
-    let n = bare["n"].as_f64().unwrap_or(1.0);
     println!(
         "| the same requests from a bare hyper client (the connections' share, both ends) | {} | {} held at once, {:.0} ms; while waiting RSS +{:.1} MiB, PSS +{:.1} MiB | {:.0} KiB PSS per request |",
         bare["n"],
         bare["held"],
-        ms(&bare, "took_ms"),
+        num(&bare, "took_ms"),
         mib(&bare, "waiting_growth"),
         mib(&bare, "waiting_pss_growth"),
-        kib(&bare, "waiting_pss_growth") / n,
+        num(&bare, "waiting_pss_growth") / 1024.0 / num(&bare, "n"),
     );
 
     let cache = tempfile::tempdir().unwrap();
-    let mut warm = Vec::new();
-    for n in PLUGIN_SIZES {
-        let dir = cache.path().join(n.to_string());
-        let cold = child(&["plugins", &n.to_string(), dir.to_str().unwrap()]);
-        let hot = child(&["plugins", &n.to_string(), dir.to_str().unwrap()]);
+    let [small, large] = PLUGIN_SIZES.map(|n| {
+        let (n, dir) = (n.to_string(), cache.path().join(n.to_string()));
+        let cold = child(&["plugins", &n, dir.to_str().unwrap()]);
+        let hot = child(&["plugins", &n, dir.to_str().unwrap()]);
         println!(
             "| plugins loaded ({} KiB each, distinct) | {n} | start {:.0} ms from a cold cache, {:.0} ms from the cache; RSS +{:.1} MiB; {} of {n} answered a call | |",
             hot["size"].as_u64().unwrap_or(0) / 1024,
-            ms(&cold, "start_ms"),
-            ms(&hot, "start_ms"),
+            num(&cold, "start_ms"),
+            num(&hot, "start_ms"),
             mib(&hot, "host_growth"),
             hot["ok"],
         );
-        warm.push(hot);
-    }
-    let (a, b) = (&warm[0], &warm[1]);
-    let dn = (PLUGIN_SIZES[1] - PLUGIN_SIZES[0]) as f64;
+        hot
+    });
     println!(
         "| plugins, growth from the cache | {} → {} | | {:.2} ms and {:.0} KiB per plugin |",
-        PLUGIN_SIZES[0],
-        PLUGIN_SIZES[1],
-        (ms(b, "start_ms") - ms(a, "start_ms")) / dn,
-        (b["host_growth"].as_f64().unwrap() - a["host_growth"].as_f64().unwrap()) / 1024.0 / dn,
+        small["n"],
+        large["n"],
+        per_unit(&small, &large, "start_ms"),
+        per_unit(&small, &large, "host_growth") / 1024.0,
     );
+}
+
+/// A child's measurement `key` (NaN when missing).
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// How much `key` grew per unit of N from the `small` run to the `large` one.
+fn per_unit(small: &Value, large: &Value, key: &str) -> f64 {
+    (num(large, key) - num(small, key)) / (num(large, "n") - num(small, "n"))
 }
 
 /// `sandbox-bench scale-child CASE N [CACHE]`: one case, its measurements as a JSON line.
@@ -286,24 +285,6 @@ fn renamed(fixture: &[u8], name: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Proportional set size of this process, bytes: pages shared between mappings (every
-/// instance maps its plugin's memory image) counted once, not once per mapping as RSS does.
-fn pss() -> u64 {
-    std::fs::read_to_string("/proc/self/smaps_rollup")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Pss:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
-        .unwrap_or(0)
-        * 1024
-}
-
-/// Threads of this process.
-fn threads() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Threads:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
-}
-
 /// `GET /v2/sandboxes` for N live sandboxes, pre-rendered in pages of [`PAGE`].
 struct Pages(Vec<Bytes>);
 
@@ -334,38 +315,21 @@ impl Pages {
 /// A loopback upstream answering from `pages` after `delay`; `held` counts requests
 /// waiting out their delay.
 async fn serve(pages: Arc<Pages>, delay: Duration, held: Arc<AtomicUsize>) -> SocketAddr {
-    // A backlog above the calls in flight: a full accept queue drops the connection's
-    // last handshake packet, and the client's retransmit a second later would be
-    // measured as the host's time.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(4096).unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let _ = stream.set_nodelay(true);
-            let (pages, held) = (pages.clone(), held.clone());
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (pages, held) = (pages.clone(), held.clone());
-                    async move {
-                        if !delay.is_zero() {
-                            held.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(delay).await;
-                            held.fetch_sub(1, Ordering::SeqCst);
-                        }
-                        let (body, next) = pages.answer(req.uri().query());
-                        let mut r = Response::builder().header("content-type", "application/json");
-                        if let Some(next) = next {
-                            r = r.header("x-next-token", next);
-                        }
-                        Ok::<_, std::convert::Infallible>(r.body(Full::new(body)).unwrap())
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc).await;
-            });
+    crate::upstream::serve(move |uri: hyper::Uri| {
+        let (pages, held) = (pages.clone(), held.clone());
+        async move {
+            if !delay.is_zero() {
+                held.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                held.fetch_sub(1, Ordering::SeqCst);
+            }
+            let (body, next) = pages.answer(uri.query());
+            let mut r = Response::builder().header("content-type", "application/json");
+            if let Some(next) = next {
+                r = r.header("x-next-token", next);
+            }
+            r.body(Full::new(body)).unwrap()
         }
-    });
-    addr
+    })
+    .await
 }

@@ -10,6 +10,7 @@ use provider_sims::e2b::E2bSim;
 use provider_sims::{Fault, Recorded, Sim};
 use sandbox_host::{Code, Leaf};
 use sandbox_tests::upstream::{Upstream, SECRET};
+use sandbox_tests::TestHost;
 use serde_json::json;
 
 pub struct E2bUpstream(pub E2bSim);
@@ -173,33 +174,37 @@ async fn list_follows_x_next_token_pages() {
     assert_eq!(pages[1].query_param("nextToken").as_deref(), Some("page-2"));
 }
 
+/// A host (with `policy`) whose E2B upstream holds 40 sandboxes, one per list page.
+async fn forty_sandboxes_one_per_page(policy: &str) -> (E2bUpstream, TestHost) {
+    let (up, h) = fresh::<E2bUpstream>(policy).await;
+    *up.0.state.page_size.lock().unwrap() = Some(1);
+    for _ in 0..40 {
+        up.0.create_out_of_band("base");
+    }
+    (up, h)
+}
+
+fn pages_requested(up: &E2bUpstream) -> usize {
+    up.0.api.requests().into_iter().filter(|r| r.path == "/v2/sandboxes").count()
+}
+
 /// A list follows every page, beyond the per-call budget of 32 requests: a team with
 /// more than 32 pages of sandboxes must still be listed, or the cap could never be
 /// reconciled. The list has its own budget, which the operator may set.
 #[tokio::test]
 async fn a_list_longer_than_the_per_call_budget_is_followed_to_its_last_page() {
-    let (up, h) = fresh::<E2bUpstream>("").await;
-    *up.0.state.page_size.lock().unwrap() = Some(1);
-    for _ in 0..40 {
-        up.0.create_out_of_band("base");
-    }
+    let (up, h) = forty_sandboxes_one_per_page("").await;
     let listed = h.ok("e2b", Leaf::List, json!({})).await;
     assert_eq!(listed["sandboxes"].as_array().unwrap().len(), 40);
     assert_eq!(listed["in_flight"], 40);
-    let pages = up.0.api.requests().into_iter().filter(|r| r.path == "/v2/sandboxes").count();
-    assert_eq!(pages, 40, "one request per page, more than max_upstream_requests_per_call");
+    assert_eq!(pages_requested(&up), 40, "one request per page, more than max_upstream_requests_per_call");
 
-    let (up, h) = fresh::<E2bUpstream>("[limits]\nmax_upstream_requests_per_list = 10").await;
-    *up.0.state.page_size.lock().unwrap() = Some(1);
-    for _ in 0..40 {
-        up.0.create_out_of_band("base");
-    }
+    let (up, h) = forty_sandboxes_one_per_page("[limits]\nmax_upstream_requests_per_list = 10").await;
     let e = h.host.call("e2b", Leaf::List, &json!({})).await.unwrap_err();
     assert_eq!(e.code, Code::UpstreamBudget, "{e}");
     assert!(e.message().contains("more than 10 upstream requests in one list"), "{e}");
     assert!(e.message().contains("limits.max_upstream_requests_per_list in plugins/e2b.toml"), "{e}");
-    let pages = up.0.api.requests().into_iter().filter(|r| r.path == "/v2/sandboxes").count();
-    assert_eq!(pages, 10, "the refused request never reached the upstream");
+    assert_eq!(pages_requested(&up), 10, "the refused request never reached the upstream");
 }
 
 #[tokio::test]
