@@ -22,6 +22,7 @@ build-fixtures: setup
 # Build the host and the simulators in the dev profile `test` uses too (dependencies are
 # optimised there: Cargo.toml), so `demo` then `test` compile wasmtime once; and the plugins.
 build: build-plugins
+    @echo "building the host and the simulators (dev profile; the first time compiles wasmtime and Cranelift, about 10 min on 2 cores)"
     cargo build -p sandbox-host -p provider-sims
 
 # A full create → exec → fs → list → stop lifecycle through the host against a local E2B-shaped simulator.
@@ -52,8 +53,11 @@ python-deps:
       "$venv/bin/python" -c "$check"
     fi
 
-# Everything CI runs: formatting and lints, plugins and fixtures built, then every test in the workspace.
-test: fmt-check python-deps build-plugins build-fixtures lint
+# Every test in the workspace, after the formatting check and the plugins and fixtures.
+# Not the lints: clippy type-checks every dependency again in check mode (~7 min of
+# wasmtime and Cranelift on 2 cores), which a newcomer's first `test` need not wait for;
+# CI runs `lint` after `test` (.ci/run).
+test: fmt-check python-deps build-plugins build-fixtures
     cargo build -p sandbox-host
     cargo test --workspace --exclude e2b --exclude morph --exclude daytona
     # Guest crates: their logic tests, natively (their cdylib only links for wasm32-wasip2).
@@ -68,7 +72,7 @@ bench: build-plugins build-fixtures
 soak: build-plugins
     cargo run --release -p sandbox-bench -- soak
 
-# Lints as CI would see them.
+# Lints as CI sees them (.ci/run runs them after `test`).
 lint:
     cargo clippy --workspace --all-targets -- -D warnings
 
