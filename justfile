@@ -22,7 +22,7 @@ build-fixtures: setup
 # Build the host and the simulators in the dev profile `test` uses too (dependencies are
 # optimised there: Cargo.toml), so `demo` then `test` compile wasmtime once; and the plugins.
 build: build-plugins
-    @echo "building the host and the simulators (dev profile; the first time compiles wasmtime and Cranelift, about 10 min on 2 cores)"
+    @echo "building the host and the simulators (dev profile; the first time downloads and compiles wasmtime and Cranelift: 22 min measured on 2 cores)"
     cargo build -p sandbox-host -p provider-sims
 
 # A full create → exec → fs → list → stop lifecycle through the host against a local E2B-shaped simulator.
