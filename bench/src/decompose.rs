@@ -14,7 +14,7 @@
 //! process, so rows 1, 2 and 5 include its share (the same for each); rows 3 and 4 have
 //! none. Three runs, each row's spread printed.
 
-use crate::measure::{latency, throughput, us};
+use crate::measure::{cpu_per_call, latency, us};
 use sandbox_host::{Host, Leaf};
 use serde_json::json;
 use std::future::Future;
@@ -25,15 +25,6 @@ const RUNS: usize = 3;
 const N: usize = 2000;
 const WINDOW: Duration = Duration::from_secs(2);
 
-/// Process CPU time (user + system) so far.
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the struct we pass and nothing else.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 #[derive(Clone, Copy, Default)]
 struct Sample {
     p50: Duration,
@@ -42,27 +33,14 @@ struct Sample {
     tput_64: f64,
 }
 
-/// CPU per call and calls/s with `callers` closed loops.
-async fn cpu_per_call<F, Fut>(callers: usize, f: F) -> (Duration, f64)
-where
-    F: Fn() -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let before = cpu_time();
-    let rate = throughput(callers, WINDOW, f).await;
-    let spent = cpu_time().saturating_sub(before);
-    let calls = (rate * WINDOW.as_secs_f64()).max(1.0);
-    (spent.div_f64(calls), rate)
-}
-
 async fn sample<F, Fut>(f: F) -> Sample
 where
     F: Fn() -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let p50 = latency(200, N, &f).await.p50;
-    let (cpu_1, _) = cpu_per_call(1, f.clone()).await;
-    let (cpu_64, tput_64) = cpu_per_call(64, f).await;
+    let (cpu_1, _) = cpu_per_call(1, WINDOW, f.clone()).await;
+    let (cpu_64, tput_64) = cpu_per_call(64, WINDOW, f).await;
     Sample { p50, cpu_1, cpu_64, tput_64 }
 }
 

@@ -12,7 +12,7 @@ mod soak;
 mod streaming;
 mod upstream;
 
-use measure::{latency, rss, throughput, us, Latency};
+use measure::{cpu_per_call, latency, rss, us, Latency};
 use sandbox_host::bridge::iii::{Bridge, BridgeOptions};
 use sandbox_host::config::HostConfig;
 use sandbox_host::plugin::loader::Loader;
@@ -58,6 +58,8 @@ struct Row {
     name: &'static str,
     lat: Latency,
     tput: [f64; 3],
+    /// Process CPU time per call in each throughput window.
+    cpu: [Duration; 3],
 }
 
 #[tokio::main]
@@ -145,11 +147,11 @@ async fn bench() {
         ($name:expr, $f:expr) => {{
             let f = $f;
             let lat = latency(200, N, &f).await;
-            let mut tput = [0.0; 3];
+            let (mut tput, mut cpu) = ([0.0; 3], [Duration::ZERO; 3]);
             for (i, c) in [1usize, 16, 64].into_iter().enumerate() {
-                tput[i] = throughput(c, WINDOW, f.clone()).await;
+                (cpu[i], tput[i]) = cpu_per_call(c, WINDOW, f.clone()).await;
             }
-            rows.push(Row { name: $name, lat, tput });
+            rows.push(Row { name: $name, lat, tput, cpu });
         }};
     }
     row!("raw floor (hyper GET)", floor);
@@ -158,10 +160,14 @@ async fn bench() {
     row!("end to end through iii", iii_call);
 
     println!("\n## Latency and throughput (list, loopback upstream, {N} sequential calls, {}s windows)\n", WINDOW.as_secs());
-    println!("| path | p50 µs | p99 µs | calls/s @1 | @16 | @64 |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    // CPU is the whole process's (user + system) over the window: the loopback upstream's
+    // share is in every row, and the iii row also carries the mock engine's.
+    println!("| path | p50 µs | p99 µs | calls/s @1 | @16 | @64 | CPU µs/call @1 | @16 | @64 |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
-        println!("| {} | {} | {} | {:.0} | {:.0} | {:.0} |", r.name, us(r.lat.p50), us(r.lat.p99), r.tput[0], r.tput[1], r.tput[2]);
+        let [c1, c16, c64] = r.cpu.map(us);
+        let (p50, p99) = (us(r.lat.p50), us(r.lat.p99));
+        println!("| {} | {p50} | {p99} | {:.0} | {:.0} | {:.0} | {c1} | {c16} | {c64} |", r.name, r.tput[0], r.tput[1], r.tput[2]);
     }
     let (floor_r, native_r, plugin_r, iii_r) = (&rows[0], &rows[1], &rows[2], &rows[3]);
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
@@ -171,6 +177,9 @@ async fn bench() {
     println!("| plugin ÷ native, p50 | {:.2} | ≤ 1.15 |", ratio(plugin_r.lat.p50, native_r.lat.p50));
     println!("| plugin ÷ native, p99 | {:.2} | ≤ 1.30 |", ratio(plugin_r.lat.p99, native_r.lat.p99));
     println!("| plugin ÷ native, throughput @64 | {:.2} | ≥ 0.80 |", plugin_r.tput[2] / native_r.tput[2]);
+    let extra = |i: usize| (plugin_r.cpu[i].as_secs_f64() - native_r.cpu[i].as_secs_f64()) * 1e6;
+    println!("| plugin − native, CPU µs per call @1 | {:+.1} | ≤ 25 |", extra(0));
+    println!("| plugin − native, CPU µs per call @64 | {:+.1} | (information) |", extra(2));
     println!("| plugin ÷ floor, p50 | {:.2} | (information) |", ratio(plugin_r.lat.p50, floor_r.lat.p50));
     println!("| iii ÷ plugin, p50 (the bridge's share) | {:.2} | (information) |", ratio(iii_r.lat.p50, plugin_r.lat.p50));
 

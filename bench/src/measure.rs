@@ -57,6 +57,28 @@ where
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Process CPU time (user + system) so far.
+pub fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the struct we pass and nothing else.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// CPU per call and calls/s with `callers` closed loops.
+pub async fn cpu_per_call<F, Fut>(callers: usize, window: Duration, f: F) -> (Duration, f64)
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let before = cpu_time();
+    let rate = throughput(callers, window, f).await;
+    let spent = cpu_time().saturating_sub(before);
+    let calls = (rate * window.as_secs_f64()).max(1.0);
+    (spent.div_f64(calls), rate)
+}
+
 pub fn us(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e6)
 }
