@@ -165,3 +165,22 @@ async fn i17_2_check_writes_no_cache_into_the_current_directory() {
     assert!(!workdir.path().join("plugins/.cache").exists(), "check wrote ./plugins/.cache");
     assert_eq!(std::fs::read_dir(files.path()).unwrap().count(), 1, "nothing written beside the checked file");
 }
+
+/// Hosts starting side by side on one engine (as every suite's tests do) compile a
+/// component once: the loads that missed the cache together wait for the first and then
+/// load what it stored.
+#[test]
+fn loads_of_one_component_at_once_compile_it_once() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+    let bytes = std::sync::Arc::new(std::fs::read(plugin_wasm("e2b")).unwrap());
+    let loads: Vec<_> = (0..4)
+        .map(|_| {
+            let (runtime, bytes) = (runtime.clone(), bytes.clone());
+            std::thread::spawn(move || runtime.component(&bytes).unwrap().1)
+        })
+        .collect();
+    let outcomes: Vec<CacheOutcome> = loads.into_iter().map(|l| l.join().unwrap()).collect();
+    let compiled = outcomes.iter().filter(|o| **o == CacheOutcome::Compiled).count();
+    assert_eq!(compiled, 1, "one compile, the others from the cache: {outcomes:?}");
+}

@@ -43,6 +43,29 @@ pub enum CacheOutcome {
 pub struct Runtime {
     pub engine: Engine,
     cache: Option<Arc<Cache>>,
+    compiling: Arc<InFlight>,
+}
+
+/// One compile per component at a time: loads of the same bytes that miss the cache
+/// together wait for the first, then load what it stored, instead of each running
+/// Cranelift (hosts starting side by side on one engine, as the test suites do, compiled
+/// the 19 MiB Python plugin once per host).
+#[derive(Default)]
+struct InFlight(std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<std::sync::Mutex<()>>>>);
+
+impl InFlight {
+    fn slot(&self, key: &[u8; 32]) -> Arc<std::sync::Mutex<()>> {
+        let mut slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(*key).or_default().clone()
+    }
+
+    /// Forgets `key` once no other load holds its slot.
+    fn release(&self, key: &[u8; 32], slot: Arc<std::sync::Mutex<()>>) {
+        let mut slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&slot) == 2 {
+            slots.remove(key);
+        }
+    }
 }
 
 impl Runtime {
@@ -82,7 +105,7 @@ impl Runtime {
                 None
             }
         });
-        Ok(Runtime { engine, cache })
+        Ok(Runtime { engine, cache, compiling: Arc::default() })
     }
 
     /// The precompiled cache in use; `None` when none was configured or it was refused.
@@ -96,7 +119,17 @@ impl Runtime {
             return Ok((Component::new(&self.engine, bytes)?, CacheOutcome::Compiled));
         };
         let component_sha256: [u8; 32] = Sha256::digest(bytes).into();
-        match cache.load(&component_sha256) {
+        let slot = self.compiling.slot(&component_sha256);
+        let loaded = {
+            let _only = slot.lock().unwrap_or_else(|p| p.into_inner());
+            self.cached_or_compiled(cache, bytes, &component_sha256)
+        };
+        self.compiling.release(&component_sha256, slot);
+        loaded
+    }
+
+    fn cached_or_compiled(&self, cache: &Cache, bytes: &[u8], component_sha256: &[u8; 32]) -> anyhow::Result<(Component, CacheOutcome)> {
+        match cache.load(component_sha256) {
             Ok(Some(verified)) => {
                 // SAFETY: these bytes are in memory and carry this host's MAC over this
                 // component's hash, this engine and the artifact itself, so they are what
@@ -104,15 +137,15 @@ impl Runtime {
                 // bytes that were checked, not a file that could change since.
                 match unsafe { Component::deserialize(&self.engine, verified.artifact()) } {
                     Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                    Err(e) => tracing::warn!("discarding unusable cache entry {}: {e:#}", cache.entry_path(&component_sha256).display()),
+                    Err(e) => tracing::warn!("discarding unusable cache entry {}: {e:#}", cache.entry_path(component_sha256).display()),
                 }
             }
             Ok(None) => {}
             Err(refused) => tracing::warn!("{refused}"),
         }
         let compiled = self.engine.precompile_component(bytes)?;
-        if let Err(e) = cache.store(&component_sha256, &compiled) {
-            tracing::warn!("could not write the precompiled cache entry {}: {e:#}", cache.entry_path(&component_sha256).display());
+        if let Err(e) = cache.store(component_sha256, &compiled) {
+            tracing::warn!("could not write the precompiled cache entry {}: {e:#}", cache.entry_path(component_sha256).display());
         }
         // SAFETY: `compiled` was produced just now by this engine.
         let component = unsafe { Component::deserialize(&self.engine, &compiled)? };
