@@ -61,7 +61,7 @@ python-deps:
 
 # Every test in the workspace, after the formatting check and the plugins and fixtures.
 # Not the lints: clippy type-checks every dependency again in check mode (wasmtime and
-# Cranelift: 3 min on a fresh clone, 7 in a checkout with incremental state, on 2 cores),
+# Cranelift: 2 min on a fresh clone, on 2 cores),
 # which a newcomer's first `test` need not wait for; CI runs `lint` after `test`.
 test: fmt-check python-deps build-plugins build-fixtures
     cargo build {{host_build}}
