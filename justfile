@@ -25,8 +25,9 @@ build-fixtures: setup
 # wasmtime, WASI and the host a second time (about 2 min on 2 cores).
 host_build := "-p sandbox-host -p provider-sims -p provider-kit"
 
-# Build the host and the simulators in the dev profile `test` uses too (Cargo.toml says
-# which dependencies are optimised there), so `demo` then `test` compile wasmtime once.
+# In the dev profile `test` uses too (Cargo.toml says which dependencies are optimised
+# there), so `demo` then `test` compile wasmtime once.
+# Build the host, the simulators and the kit natively, and the plugins.
 build: build-plugins
     @echo "building the host and the simulators (dev profile; the first time downloads and compiles wasmtime and Cranelift: about 7 min on 2 cores)"
     cargo build {{host_build}}
