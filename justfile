@@ -19,18 +19,14 @@ build-plugins: setup
 build-fixtures: setup
     bash scripts/build-fixtures.sh
 
-# What `build` compiles natively, and `test` again before its test binaries. The same
-# selection both times, the kit included: without it, the kit's wit-bindgen macros (built
-# by `test`) turn on features of crates the wasmtime macros also use, and `test` compiled
+# The dev profile, which `test` uses too (Cargo.toml says which dependencies are optimised
+# there), and the kit is in the selection because `test` builds it: its wit-bindgen macros
+# turn on features of crates the wasmtime macros also use, so without it `test` compiled
 # wasmtime, WASI and the host a second time (about 2 min on 2 cores).
-host_build := "-p sandbox-host -p provider-sims -p provider-kit"
-
-# In the dev profile `test` uses too (Cargo.toml says which dependencies are optimised
-# there), so `demo` then `test` compile wasmtime once.
 # Build the host, the simulators and the kit natively, and the plugins.
 build: build-plugins
-    @echo "building the host and the simulators (dev profile; the first time downloads and compiles wasmtime and Cranelift: about 7 min on 2 cores)"
-    cargo build {{host_build}}
+    @echo "building the host, the simulators and the kit (dev profile; the first time downloads and compiles wasmtime and Cranelift: about 7 min on 2 cores)"
+    cargo build -p sandbox-host -p provider-sims -p provider-kit
 
 # A full create → exec → fs → list → stop lifecycle through the host against a local E2B-shaped simulator.
 demo: build
@@ -60,12 +56,11 @@ python-deps:
       "$venv/bin/python" -c "$check"
     fi
 
-# Every test in the workspace, after the formatting check and the plugins and fixtures.
 # Not the lints: clippy type-checks every dependency again in check mode (wasmtime and
-# Cranelift: 2 min on a fresh clone, on 2 cores),
-# which a newcomer's first `test` need not wait for; CI runs `lint` after `test`.
-test: fmt-check python-deps build-plugins build-fixtures
-    cargo build {{host_build}}
+# Cranelift: 2 min on a fresh clone, on 2 cores), which a newcomer's first `test` need not
+# wait for; CI runs `lint` after `test`.
+# Every test in the workspace, after the formatting check, the build and the fixtures.
+test: fmt-check python-deps build build-fixtures
     # Most suites wait on simulators, engines and deadlines, not on the CPU: 8 tests at a
     # time (not one per core) took conformance from 96 s to 41 s on 2 cores; the CPU-bound
     # ones (generated, kit) take as long either way. RUST_TEST_THREADS overrides it.

@@ -30,8 +30,9 @@ where
     Latency { p50: samples[n / 2], p99: samples[(n * 99 / 100).min(n - 1)] }
 }
 
-/// Calls per second with `callers` concurrent closed loops for `window`.
-pub async fn throughput<F, Fut>(callers: usize, window: Duration, f: F) -> f64
+/// Calls made by `callers` concurrent closed loops for `window`, and how long they took
+/// (the window plus the last calls' ends).
+async fn closed_loops<F, Fut>(callers: usize, window: Duration, f: F) -> (u64, Duration)
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -54,7 +55,7 @@ where
     for t in tasks {
         t.await.unwrap();
     }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    (done.load(Ordering::Relaxed), started.elapsed())
 }
 
 /// Process CPU time (user + system) so far.
@@ -66,17 +67,17 @@ pub fn cpu_time() -> Duration {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
-/// CPU per call and calls/s with `callers` closed loops.
+/// CPU per call and calls/s with `callers` closed loops for `window`.
 pub async fn cpu_per_call<F, Fut>(callers: usize, window: Duration, f: F) -> (Duration, f64)
 where
     F: Fn() -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let before = cpu_time();
-    let rate = throughput(callers, window, f).await;
+    let (calls, took) = closed_loops(callers, window, f).await;
     let spent = cpu_time().saturating_sub(before);
-    let calls = (rate * window.as_secs_f64()).max(1.0);
-    (spent.div_f64(calls), rate)
+    let calls = calls.max(1) as f64;
+    (spent.div_f64(calls), calls / took.as_secs_f64())
 }
 
 pub fn us(d: Duration) -> String {
