@@ -61,13 +61,11 @@ python-deps:
 # wait for; CI runs `lint` after `test`.
 # Every test in the workspace, after the formatting check, the build and the fixtures.
 test: fmt-check python-deps build build-fixtures
-    # Most suites wait on simulators, engines and deadlines, not on the CPU: 8 tests at a
-    # time (not one per core) took conformance from 96 s to 41 s on 2 cores; the CPU-bound
-    # ones (generated, kit) take as long either way. RUST_TEST_THREADS overrides it.
-    # The bench has no tests (`lint` still checks it), so it is not built here.
-    RUST_TEST_THREADS=${RUST_TEST_THREADS:-8} cargo test --workspace --exclude e2b --exclude morph --exclude daytona --exclude sandbox-bench
-    # Guest crates: their logic tests, natively (their cdylib only links for wasm32-wasip2).
-    cargo test --lib -p e2b -p morph -p daytona
+    # The test binaries run side by side, each in its own process (most suites wait on
+    # simulators, engines and deadlines, not on the CPU), and 8 tests at a time within
+    # each; TEST_JOBS and RUST_TEST_THREADS override them. The guest crates' logic tests
+    # run natively among them; the bench has no tests (`lint` still checks it).
+    python3 scripts/run-tests.py
 
 # Benchmarks: plugin path vs native vs raw floor (ratios in one run), the decomposition,
 # footprints and one host at scale (the fixtures serve the decomposition and the scale rows).
