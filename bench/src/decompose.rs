@@ -102,6 +102,8 @@ pub async fn run(paths: &Paths) {
                     use sandbox_host::runtime::whole_body::{send, WholeRequest};
                     let record = Arc::default();
                     let mut hooks = sandbox_host::policy::egress::EgressHooks::new(plugin.policy.egress.clone(), record);
+                    // As a `list` call's Store sets them (`runtime/invoke.rs`): its budget.
+                    hooks.listing = true;
                     let req = WholeRequest { method: "GET".into(), url, headers: vec![], body: vec![], timeout: None };
                     let answer = send(&mut hooks, req).await.unwrap();
                     assert_eq!(answer.status, 200);
