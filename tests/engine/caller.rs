@@ -1,7 +1,9 @@
 //! A caller of the engine that speaks its WebSocket frames itself, so what the test sees
 //! of the engine does not pass through the SDK under test: one connection, one
-//! `invokefunction`, the matching `invocationresult`.
+//! `invokefunction`, the matching `invocationresult`. A call left unanswered fails with
+//! the engine's log, which shows whether the worker serving the id was still connected.
 
+use super::RealEngine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -9,11 +11,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Calls `function_id` with `data` on the engine at `url`: the result, or the error body.
-pub async fn call(url: &str, function_id: &str, data: Value) -> Result<Value, Value> {
-    tokio::time::timeout(CALL_TIMEOUT, call_unbounded(url, function_id, data))
+/// Calls `function_id` with `data` on `engine`: the result, or the error body.
+pub async fn call(engine: &RealEngine, function_id: &str, data: Value) -> Result<Value, Value> {
+    let url = engine.url();
+    tokio::time::timeout(CALL_TIMEOUT, call_unbounded(&url, function_id, data))
         .await
-        .unwrap_or_else(|_| panic!("{function_id} got no answer from {url} within {CALL_TIMEOUT:?}"))
+        .unwrap_or_else(|_| panic!("{function_id} got no answer from {url} within {CALL_TIMEOUT:?}; the engine's log:\n{}", engine.log()))
 }
 
 async fn call_unbounded(url: &str, function_id: &str, data: Value) -> Result<Value, Value> {
@@ -41,15 +44,15 @@ async fn call_unbounded(url: &str, function_id: &str, data: Value) -> Result<Val
 }
 
 /// The function ids the engine lists under `prefix`.
-pub async fn listed(url: &str, prefix: &str) -> Vec<String> {
-    let answer = call(url, "engine::functions::list", json!({"prefix": prefix})).await.expect("engine::functions::list answers");
+pub async fn listed(engine: &RealEngine, prefix: &str) -> Vec<String> {
+    let answer = call(engine, "engine::functions::list", json!({"prefix": prefix})).await.expect("engine::functions::list answers");
     let functions = answer["functions"].as_array().cloned().unwrap_or_default();
     functions.iter().filter_map(|f| f["function_id"].as_str().map(str::to_string)).collect()
 }
 
 /// The owner (`worker_name`) of every function the engine lists under `prefix`.
-pub async fn owners(url: &str, prefix: &str) -> std::collections::BTreeMap<String, String> {
-    let answer = call(url, "engine::functions::list", json!({"prefix": prefix})).await.expect("engine::functions::list answers");
+pub async fn owners(engine: &RealEngine, prefix: &str) -> std::collections::BTreeMap<String, String> {
+    let answer = call(engine, "engine::functions::list", json!({"prefix": prefix})).await.expect("engine::functions::list answers");
     let functions = answer["functions"].as_array().cloned().unwrap_or_default();
     functions
         .iter()

@@ -18,7 +18,7 @@ struct Through<'a>(&'a RealEngine);
 
 impl Invoker for Through<'_> {
     async fn invoke(&self, function_id: &str, data: Value) -> Result<Value, Refusal> {
-        caller::call(&self.0.url(), function_id, data).await.map_err(|e| Refusal {
+        caller::call(self.0, function_id, data).await.map_err(|e| Refusal {
             code: e["code"].as_str().unwrap_or_default().to_string(),
             message: e["message"].as_str().unwrap_or_default().to_string(),
         })

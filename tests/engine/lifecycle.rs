@@ -56,9 +56,9 @@ async fn a_subscriber_receives_created_then_stopped() {
     let (client, mut rx) = subscriber(&engine.url(), LIFECYCLE_TOPIC).await;
     until_subscribed(&client, &mut rx).await;
     let (_sim, _host, bridge) = served(&engine, false).await;
-    let created = caller::call(&engine.url(), "sandbox::provider::e2b::create", json!({"image": "base"})).await.expect("create");
+    let created = caller::call(&engine, "sandbox::provider::e2b::create", json!({"image": "base"})).await.expect("create");
     let id = created["sandbox_id"].clone();
-    caller::call(&engine.url(), "sandbox::provider::e2b::stop", json!({"sandbox_id": id})).await.expect("stop");
+    caller::call(&engine, "sandbox::provider::e2b::stop", json!({"sandbox_id": id})).await.expect("stop");
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     while events.len() < 2 {

@@ -37,7 +37,7 @@ const SETTLE: Duration = Duration::from_secs(4);
 async fn until_listed(engine: &RealEngine, ids: &[String]) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let listed = caller::listed(&engine.url(), "sandbox::").await;
+        let listed = caller::listed(&engine, "sandbox::").await;
         let missing: Vec<&String> = ids.iter().filter(|id| !listed.contains(id)).collect();
         if missing.is_empty() {
             return;
@@ -99,10 +99,10 @@ async fn i17_3_functions_do_not_vanish_after_a_reconnect() {
     until_listed(&engine, &e2b_ids).await;
     // A stale unregister would land right after the replay: look again once it would have.
     tokio::time::sleep(SETTLE).await;
-    let listed = caller::listed(&engine.url(), "sandbox::").await;
+    let listed = caller::listed(&engine, "sandbox::").await;
     let missing: Vec<String> = bridge.function_ids().into_iter().filter(|id| !listed.contains(id)).collect();
     assert!(missing.is_empty(), "the engine lost {missing:?} after the reconnect; its log:\n{}", engine.log());
-    let created = caller::call(&engine.url(), "sandbox::provider::e2b::create", json!({"image": "base"})).await;
+    let created = caller::call(&engine, "sandbox::provider::e2b::create", json!({"image": "base"})).await;
     let created = created.unwrap_or_else(|e| panic!("sandbox::provider::e2b::create through the engine failed: {e}"));
     assert!(created["sandbox_id"].is_string(), "{created}");
     assert_eq!(sim.live_count(), 1);

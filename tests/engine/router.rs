@@ -13,7 +13,7 @@ async fn the_router_leaves_sandbox_create_to_the_iii_sandbox_worker() {
     let Some(engine) = RealEngine::start().await else { return };
     let daemon = owning(&engine.url(), "iii-sandbox", &["sandbox::create"]).await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    while caller::owners(&engine.url(), "sandbox::").await.get("sandbox::create").map(String::as_str) != Some("iii-sandbox") {
+    while caller::owners(&engine, "sandbox::").await.get("sandbox::create").map(String::as_str) != Some("iii-sandbox") {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the engine never listed iii-sandbox's sandbox::create; its log:\n{}",
@@ -41,16 +41,16 @@ async fn the_router_leaves_sandbox_create_to_the_iii_sandbox_worker() {
         },
         "{report:?}"
     );
-    let owners = caller::owners(&engine.url(), "sandbox::").await;
+    let owners = caller::owners(&engine, "sandbox::").await;
     assert_eq!(owners.get("sandbox::create").map(String::as_str), Some("iii-sandbox"));
     for id in &others {
         assert_eq!(owners.get(id).map(String::as_str), Some(bridge.worker_name()), "{id}: {owners:?}");
     }
-    let answer = caller::call(&engine.url(), "sandbox::create", json!({"image": "base"})).await.expect("sandbox::create answers");
+    let answer = caller::call(&engine, "sandbox::create", json!({"image": "base"})).await.expect("sandbox::create answers");
     assert_eq!(answer, json!({"served_by": "iii-sandbox", "id": "sandbox::create"}), "invoking it reaches the other worker");
-    let created = caller::call(&engine.url(), "sandbox::provider::e2b::create", json!({"image": "base"})).await;
+    let created = caller::call(&engine, "sandbox::provider::e2b::create", json!({"image": "base"})).await;
     let created = created.unwrap_or_else(|e| panic!("sandbox::provider::e2b::create failed: {e}"));
-    let listed = caller::call(&engine.url(), "sandbox::list", json!({"provider": "e2b"})).await.expect("sandbox::list is ours");
+    let listed = caller::call(&engine, "sandbox::list", json!({"provider": "e2b"})).await.expect("sandbox::list is ours");
     assert_eq!(listed["sandboxes"][0]["sandbox_id"], created["sandbox_id"]);
     bridge.shutdown().await;
     daemon.shutdown_async().await;

@@ -12,7 +12,7 @@ use sandbox_host::bridge::iii::iii_sdk::protocol::TriggerRequest;
 async fn a_streaming_exec_delivers_output_through_the_engine_before_it_returns() {
     let Some(engine) = RealEngine::start().await else { return };
     let (sim, _host, bridge) = served(&engine, false).await;
-    let created = caller::call(&engine.url(), "sandbox::provider::e2b::create", json!({"image": "base"})).await.expect("create");
+    let created = caller::call(&engine, "sandbox::provider::e2b::create", json!({"image": "base"})).await.expect("create");
     let caller = worker(&engine.url(), "stream-caller");
     caller.wait_until_registered(WAIT).await.expect("the caller connects");
     let channel = create_channel(&caller, Some(64)).await.expect("engine::channels::create");
@@ -37,7 +37,7 @@ async fn a_streaming_exec_delivers_output_through_the_engine_before_it_returns()
     // A ref the engine does not know (its 404 on /ws/channels) is S422 before anything runs.
     let unknown = json!({"channel_id": "no-such-channel", "access_key": "k", "direction": "write"});
     let payload = json!({"sandbox_id": created["sandbox_id"], "cmd": "ls", "stream": unknown});
-    let e = caller::call(&engine.url(), "sandbox::provider::e2b::exec", payload).await.expect_err("an unknown channel is refused");
+    let e = caller::call(&engine, "sandbox::provider::e2b::exec", payload).await.expect_err("an unknown channel is refused");
     assert_eq!(e["code"], "S422", "{e}");
     assert!(e["message"].as_str().unwrap().contains("field `stream` names a channel the engine does not know"), "{e}");
     caller.shutdown_async().await;
