@@ -184,3 +184,30 @@ fn loads_of_one_component_at_once_compile_it_once() {
     let compiled = outcomes.iter().filter(|o| **o == CacheOutcome::Compiled).count();
     assert_eq!(compiled, 1, "one compile, the others from the cache: {outcomes:?}");
 }
+
+/// The same across hosts that share only the cache directory (separate engines, as in
+/// separate processes): the entry's lock file makes the others wait and load it.
+#[test]
+fn hosts_sharing_a_cache_compile_a_component_once() {
+    let cache = tempfile::tempdir().unwrap();
+    let bytes = std::sync::Arc::new(std::fs::read(plugin_wasm("e2b")).unwrap());
+    let start = std::sync::Arc::new(std::sync::Barrier::new(3));
+    let loads: Vec<_> = (0..3)
+        .map(|_| {
+            let runtime = Runtime::new(Some(cache.path().to_path_buf())).unwrap();
+            let (bytes, start) = (bytes.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                runtime.component(&bytes).unwrap().1
+            })
+        })
+        .collect();
+    let outcomes: Vec<CacheOutcome> = loads.into_iter().map(|l| l.join().unwrap()).collect();
+    let compiled = outcomes.iter().filter(|o| **o == CacheOutcome::Compiled).count();
+    assert_eq!(compiled, 1, "one compile, the others from the cache: {outcomes:?}");
+    let mut left: Vec<String> =
+        std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left.len(), 2, "the key and the one entry, no lock file left: {left:?}");
+    assert!(left[0].ends_with(".cwasm") && left[1] == "key", "{left:?}");
+}

@@ -37,7 +37,7 @@ const SETTLE: Duration = Duration::from_secs(4);
 async fn until_listed(engine: &RealEngine, ids: &[String]) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let listed = caller::listed(&engine, "sandbox::").await;
+        let listed = caller::listed(engine, "sandbox::").await;
         let missing: Vec<&String> = ids.iter().filter(|id| !listed.contains(id)).collect();
         if missing.is_empty() {
             return;

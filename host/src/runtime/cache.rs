@@ -9,6 +9,7 @@
 //! | folder | outside the plugins folder; default from [`default_dir`] | created 0700; not used (warning) when another user owns it or group/others may write it |
 //! | key | `<dir>/key`, 32 bytes from `/dev/urandom` | made 0600 on first use; not used (warning) when it is not ours, others may read or write it, or it is not 32 bytes |
 //! | entry | `<dir>/<sha256(wasm)>-<compat>.cwasm` | [`MAGIC`] ‖ tag (32) ‖ artifact, written 0600 to a temp file and renamed into place |
+//! | lock | `<dir>/.<entry>.lock`, while a missing entry is compiled | `flock`ed so hosts sharing the folder compile a component once; removed before it is unlocked |
 //!
 //! tag = HMAC-SHA256(key, [`DOMAIN`] ‖ sha256(wasm) ‖ len(engine id) as u64 LE ‖ engine id
 //! ‖ artifact), the engine id naming the wasmtime version and the engine's compatibility
@@ -217,6 +218,31 @@ impl Cache {
         Ok(Some(Verified { entry }))
     }
 
+    /// Holds this component's entry across processes while it is compiled and stored
+    /// (an advisory `flock` on `.<entry>.lock`): hosts sharing this cache that miss it
+    /// together compile it once, and the others then load what was stored. `None` when
+    /// the lock cannot be had; the caller then goes on without it.
+    pub fn lock_entry(&self, component_sha256: &[u8; 32]) -> Option<EntryLock> {
+        let path = self.dir.join(format!(".{}-{}.lock", hex::encode(component_sha256), self.compat));
+        // The holder removes the file before it unlocks, so a waiter may wake on a file
+        // no longer at `path`: it then locks whatever is there now.
+        for _ in 0..8 {
+            let opened = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path);
+            let file = match opened.and_then(|f| f.lock().map(|()| f)) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!("compiling without the cache entry's lock {}: {e}", path.display());
+                    return None;
+                }
+            };
+            let (Ok(at_path), Ok(held)) = (std::fs::metadata(&path), file.metadata()) else { continue };
+            if (at_path.dev(), at_path.ino()) == (held.dev(), held.ino()) {
+                return Some(EntryLock { path, _file: file });
+            }
+        }
+        None
+    }
+
     /// Writes the entry for this component: whole or not at all (temp file + rename).
     pub fn store(&self, component_sha256: &[u8; 32], artifact: &[u8]) -> std::io::Result<()> {
         let path = self.entry_path(component_sha256);
@@ -247,6 +273,19 @@ impl Cache {
 }
 
 /// `Err((reason, fix))` unless this user owns `what` and nobody else may write it.
+/// A cache entry's lock ([`Cache::lock_entry`]): dropping it removes the lock file,
+/// then unlocks it, so the cache folder holds no lock files between compiles.
+pub struct EntryLock {
+    path: PathBuf,
+    _file: File,
+}
+
+impl Drop for EntryLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 fn check_private(meta: &std::fs::Metadata, what: &str, path: &Path) -> Result<(), (String, String)> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };

@@ -122,6 +122,10 @@ impl Runtime {
         let slot = self.compiling.slot(&component_sha256);
         let loaded = {
             let _only = slot.lock().unwrap_or_else(|p| p.into_inner());
+            // And across processes sharing the cache (hosts, test suites side by side);
+            // taken only for a missing entry, so a load from the cache makes no lock file.
+            let missing = !cache.entry_path(&component_sha256).exists();
+            let _only_here = missing.then(|| cache.lock_entry(&component_sha256)).flatten();
             self.cached_or_compiled(cache, bytes, &component_sha256)
         };
         self.compiling.release(&component_sha256, slot);
