@@ -12,6 +12,10 @@ mod soak;
 mod streaming;
 mod upstream;
 
+// The allocator the host binary uses (host/src/main.rs), so the plugin path is measured as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use measure::{cpu_per_call, latency, rss, us, Latency};
 use sandbox_host::bridge::iii::{Bridge, BridgeOptions};
 use sandbox_host::config::HostConfig;
