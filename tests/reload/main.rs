@@ -202,6 +202,10 @@ async fn bad_files_are_diagnosed_by_name_and_reason_while_the_others_load() {
     std::fs::copy(plugin_wasm("morph"), dir.path().join("morph.wasm")).unwrap();
     std::fs::copy(sandbox_tests::root().join("tests/fixtures/wrong-world.wasm"), dir.path().join("wrong-world.wasm"))
         .expect("tests/fixtures/wrong-world.wasm: run `just build-fixtures`");
+    // Every export named as world 0.2.0 names it, one typed otherwise: a call checks only
+    // the export it calls, so the whole interface is checked here, at load.
+    std::fs::copy(sandbox_tests::root().join("tests/fixtures/mistyped-export.wasm"), dir.path().join("mistyped-export.wasm"))
+        .expect("tests/fixtures/mistyped-export.wasm: run `just build-fixtures`");
     std::fs::write(dir.path().join("morph.toml"), "max_concurent_sandboxes = 3\n").unwrap();
     let h = TestHost::start(vec![], &[]).await;
     let (plugins, diags) = h.host.loader.load_dir(dir.path()).await;
@@ -222,6 +226,9 @@ async fn bad_files_are_diagnosed_by_name_and_reason_while_the_others_load() {
     // Both world versions the host loads are named, newest first.
     let (v2, v1) = (wrong.find("provider-plugin@0.2.0"), wrong.find("provider-plugin@0.1.0"));
     assert!(v2.is_some() && v1.is_some() && v2 < v1, "{wrong}");
+    let mistyped = reason("mistyped-export.wasm");
+    assert!(mistyped.contains("its exports do not match iii:sandbox/provider-plugin@0.2.0"), "{mistyped}");
+    assert!(mistyped.contains("export `create`"), "the first export that differs is named: {mistyped}");
 }
 
 /// A restart deserializes the precompiled component instead of compiling it again;

@@ -185,7 +185,7 @@ impl Loader {
         let load_policy =
             PluginPolicy::resolve(&stem, &RawPolicy { allowed_hosts: Some(vec![]), ..RawPolicy::default() }, &[], &[], &|_| None)
                 .map_err(fail)?;
-        let descriptor = invoke::describe(&stem, &pre, &load_policy).await.map_err(|e| fail(one_line(&e)))?;
+        let descriptor = invoke::describe_checked(&stem, &pre, &load_policy).await.map_err(|e| fail(one_line(&e)))?;
         if descriptor.name != stem {
             // The provider name is the file stem, so two files can never register one name;
             // a second copy of a plugin under another file name is refused here, by name.

@@ -126,13 +126,34 @@ pub async fn run_or_overtime(plugin: &Arc<LoadedPlugin>, req: &Request, wall: Du
     }
 }
 
-/// Calls `describe()` once, as at load time.
+/// Calls `describe()` in a fresh Store, as a call instantiates (for measurements).
 pub async fn describe(plugin_name: &str, pre: &PluginPre, policy: &crate::policy::PluginPolicy) -> anyhow::Result<Descriptor> {
+    describe_in_store(plugin_name, pre, policy, false).await
+}
+
+/// At load: checks that every export has its world's type (a call checks only the one
+/// it calls), then calls `describe()`.
+pub async fn describe_checked(plugin_name: &str, pre: &PluginPre, policy: &crate::policy::PluginPolicy) -> anyhow::Result<Descriptor> {
+    describe_in_store(plugin_name, pre, policy, true).await
+}
+
+async fn describe_in_store(
+    plugin_name: &str,
+    pre: &PluginPre,
+    policy: &crate::policy::PluginPolicy,
+    check: bool,
+) -> anyhow::Result<Descriptor> {
     let state = StoreState::new(plugin_name.into(), policy, Arc::default(), Arc::default());
     let (mut store, _meter) = budgeted_store(pre.engine(), state, policy.limits.cpu);
     let wall = policy.limits.call_timeout.min(DESCRIBE_BUDGET);
-    match tokio::time::timeout(wall, pre.describe(&mut store)).await {
-        Ok(r) => r.map_err(|e| anyhow::anyhow!("describe() failed: {e:#}")),
+    let described = async {
+        if check {
+            pre.check_exports(&mut store).await.map_err(|e| anyhow::anyhow!("its exports do not match {}: {e:#}", pre.world()))?;
+        }
+        pre.describe(&mut store).await.map_err(|e| anyhow::anyhow!("describe() failed: {e:#}"))
+    };
+    match tokio::time::timeout(wall, described).await {
+        Ok(r) => r,
         Err(_) => anyhow::bail!("describe() did not return within {wall:?}"),
     }
 }

@@ -102,14 +102,17 @@ pub struct PluginFailure {
 /// A plugin ready to instantiate, for the world version it exports.
 pub enum PluginPre {
     V0_1(v0_1::ProviderPluginPre<StoreState>),
-    V0_2(v0_2::ProviderPluginPre<StoreState>),
+    V0_2(v0_2::ProviderPluginPre<StoreState>, Box<v0_2::Exports>),
 }
 
 impl PluginPre {
     /// Binds `pre` to the newest world whose provider interface the component exports.
     pub fn new(pre: InstancePre<StoreState>) -> anyhow::Result<Self> {
         let v2 = match v0_2::ProviderPluginPre::new(pre.clone()) {
-            Ok(p) => return Ok(PluginPre::V0_2(p)),
+            Ok(p) => {
+                let exports = Box::new(v0_2::Exports::new(&p)?);
+                return Ok(PluginPre::V0_2(p, exports));
+            }
             Err(e) => e,
         };
         match v0_1::ProviderPluginPre::new(pre) {
@@ -121,7 +124,7 @@ impl PluginPre {
     pub fn engine(&self) -> &wasmtime::Engine {
         match self {
             PluginPre::V0_1(p) => p.engine(),
-            PluginPre::V0_2(p) => p.engine(),
+            PluginPre::V0_2(p, _) => p.engine(),
         }
     }
 
@@ -129,7 +132,7 @@ impl PluginPre {
     pub fn world(&self) -> &'static str {
         match self {
             PluginPre::V0_1(_) => v0_1::WORLD,
-            PluginPre::V0_2(_) => v0_2::WORLD,
+            PluginPre::V0_2(..) => v0_2::WORLD,
         }
     }
 
@@ -137,7 +140,7 @@ impl PluginPre {
     pub fn knows(&self, cap: Capability) -> bool {
         match self {
             PluginPre::V0_1(_) => v0_1::knows(cap),
-            PluginPre::V0_2(_) => true,
+            PluginPre::V0_2(..) => true,
         }
     }
 
@@ -154,18 +157,25 @@ impl PluginPre {
                 let instance = p.instantiate_async(&mut *store).await?;
                 v0_1::invoke(&instance, store, req, idle_default).await
             }
-            PluginPre::V0_2(p) => {
-                let instance = p.instantiate_async(&mut *store).await?;
-                v0_2::invoke(&instance, store, req, idle_default).await
-            }
+            PluginPre::V0_2(p, exports) => v0_2::invoke(p, exports, store, req, idle_default).await,
         }
     }
 
-    /// Only instantiates (the instance lives as long as `store`): for measurements.
+    /// Only instantiates, as a call does (the instance lives as long as `store`): for
+    /// measurements.
     pub async fn instantiate(&self, store: &mut Store<StoreState>) -> wasmtime::Result<()> {
         match self {
             PluginPre::V0_1(p) => p.instantiate_async(store).await.map(drop),
-            PluginPre::V0_2(p) => p.instantiate_async(store).await.map(drop),
+            PluginPre::V0_2(p, _) => p.instance_pre().instantiate_async(store).await.map(drop),
+        }
+    }
+
+    /// Instantiates and checks that every export has the type the world gives it (a
+    /// call checks only the export it calls): once, at load.
+    pub async fn check_exports(&self, store: &mut Store<StoreState>) -> wasmtime::Result<()> {
+        match self {
+            PluginPre::V0_1(p) => p.instantiate_async(store).await.map(drop),
+            PluginPre::V0_2(p, exports) => v0_2::check_exports(p, exports, store).await,
         }
     }
 
@@ -176,10 +186,7 @@ impl PluginPre {
                 let instance = p.instantiate_async(&mut *store).await?;
                 v0_1::describe(&instance, store).await
             }
-            PluginPre::V0_2(p) => {
-                let instance = p.instantiate_async(&mut *store).await?;
-                v0_2::describe(&instance, store).await
-            }
+            PluginPre::V0_2(p, exports) => v0_2::describe(p, exports, store).await,
         }
     }
 }

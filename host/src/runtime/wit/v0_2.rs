@@ -7,7 +7,8 @@ use crate::contract::shapes::{Capability, ExecOutput, ExposedPort, PluginReply, 
 use crate::policy::CredentialSpec;
 use crate::runtime::output::OutputStream;
 use crate::runtime::store::StoreState;
-use wasmtime::component::Resource;
+use wasmtime::component::{ComponentExportIndex, ComponentNamedList, Instance, Lift, Lower, Resource};
+use wasmtime::Store;
 
 /// The host side of the `exec-output` resource: a handle only; the bytes go to the
 /// call's collector in [`StoreState`], so nothing outlives the call's Store.
@@ -70,31 +71,95 @@ fn sandbox(s: types::Sandbox) -> SandboxInfo {
     SandboxInfo { sandbox_id: s.sandbox_id, image: s.image, started_at: s.started_at, state, ends_at: s.ends_at, metadata: s.metadata }
 }
 
-/// Calls the export for `req`. Outer error: a trap; inner error: the plugin's failure.
+/// The provider interface's exports, found once per plugin. bindgen's `instantiate`
+/// looks up and type-checks all fifteen on every instantiation; a call uses one, so
+/// [`invoke`] fetches only that one; [`check_exports`] runs the full check once, at load.
+pub struct Exports {
+    describe: ComponentExportIndex,
+    create: ComponentExportIndex,
+    exec: ComponentExportIndex,
+    stop: ComponentExportIndex,
+    list_sandboxes: ComponentExportIndex,
+    get: ComponentExportIndex,
+    set_timeout: ComponentExportIndex,
+    pause: ComponentExportIndex,
+    resume: ComponentExportIndex,
+    snapshot: ComponentExportIndex,
+    branch: ComponentExportIndex,
+    expose_port: ComponentExportIndex,
+    fs_read: ComponentExportIndex,
+    fs_write: ComponentExportIndex,
+}
+
+impl Exports {
+    pub fn new(pre: &ProviderPluginPre<StoreState>) -> wasmtime::Result<Self> {
+        const PROVIDER: &str = "iii:sandbox/provider@0.2.0";
+        let component = pre.instance_pre().component();
+        let provider =
+            component.get_export_index(None, PROVIDER).ok_or_else(|| wasmtime::format_err!("no exported instance named `{PROVIDER}`"))?;
+        let export = |name: &str| {
+            component
+                .get_export_index(Some(&provider), name)
+                .ok_or_else(|| wasmtime::format_err!("instance export `{PROVIDER}` does not have export `{name}`"))
+        };
+        Ok(Exports {
+            describe: export("describe")?,
+            create: export("create")?,
+            exec: export("exec")?,
+            stop: export("stop")?,
+            list_sandboxes: export("list-sandboxes")?,
+            get: export("get")?,
+            set_timeout: export("set-timeout")?,
+            pause: export("pause")?,
+            resume: export("resume")?,
+            snapshot: export("snapshot")?,
+            branch: export("branch")?,
+            expose_port: export("expose-port")?,
+            fs_read: export("fs-read")?,
+            fs_write: export("fs-write")?,
+        })
+    }
+}
+
+/// What every export returns: the plugin's answer or its typed failure.
+type Answer<T> = (Result<T, types::Error>,);
+
+/// Calls one export of `instance` (type-checked against `P` and `R` here, for this
+/// export only).
+async fn call<P, R>(store: &mut Store<StoreState>, instance: &Instance, export: &ComponentExportIndex, params: P) -> wasmtime::Result<R>
+where
+    P: ComponentNamedList + Lower + Send + Sync,
+    R: ComponentNamedList + Lift + Send + Sync + 'static,
+{
+    instance.get_typed_func::<P, R>(&mut *store, export)?.call_async(&mut *store, params).await
+}
+
+/// Instantiates `pre` and calls the export for `req`. Outer error: a trap; inner
+/// error: the plugin's failure.
 pub async fn invoke(
-    plugin: &ProviderPlugin,
-    store: &mut wasmtime::Store<StoreState>,
+    pre: &ProviderPluginPre<StoreState>,
+    exports: &Exports,
+    store: &mut Store<StoreState>,
     req: &Request,
     idle_default: u64,
 ) -> wasmtime::Result<Result<PluginReply, PluginFailure>> {
-    let p = plugin.iii_sandbox_provider();
+    let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+    let i = &instance;
     let r = match req {
-        Request::Create(c) => p
-            .call_create(
-                &mut *store,
-                &types::CreateRequest {
-                    image: c.image.clone(),
-                    idle_timeout_secs: c.idle_timeout_secs.unwrap_or(idle_default),
-                    env: c.env.clone(),
-                    metadata: c.metadata.clone(),
-                    name: c.name.clone(),
-                    cpus: c.cpus,
-                    memory_mb: c.memory_mb,
-                    network: c.network.unwrap_or(true),
-                },
-            )
-            .await?
-            .map(|s| PluginReply::Created(sandbox(s))),
+        Request::Create(c) => {
+            let req = types::CreateRequest {
+                image: c.image.clone(),
+                idle_timeout_secs: c.idle_timeout_secs.unwrap_or(idle_default),
+                env: c.env.clone(),
+                metadata: c.metadata.clone(),
+                name: c.name.clone(),
+                cpus: c.cpus,
+                memory_mb: c.memory_mb,
+                network: c.network.unwrap_or(true),
+            };
+            let (r,): Answer<types::Sandbox> = call(store, i, &exports.create, (&req,)).await?;
+            r.map(|s| PluginReply::Created(sandbox(s)))
+        }
         Request::Exec(e) => {
             let started = std::time::Instant::now();
             let req = types::ExecRequest {
@@ -107,7 +172,8 @@ pub async fn invoke(
                 stdin: e.stdin.clone(),
             };
             let sink = Resource::<ExecOutputHandle>::new_borrow(0);
-            match p.call_exec(&mut *store, &req, sink).await? {
+            let (r,): Answer<types::ExecResult> = call(store, i, &exports.exec, (&req, sink)).await?;
+            match r {
                 Ok(r) => {
                     let (stdout, stderr, truncated) = store.data_mut().output.finish();
                     let duration_ms = started.elapsed().as_millis() as u64;
@@ -123,43 +189,99 @@ pub async fn invoke(
                 Err(e) => Err(e),
             }
         }
-        Request::Stop { sandbox_id } => p.call_stop(&mut *store, sandbox_id).await?.map(|()| PluginReply::Stopped),
-        Request::List => p.call_list_sandboxes(&mut *store).await?.map(|l| PluginReply::Listed(l.into_iter().map(sandbox).collect())),
-        Request::Get { sandbox_id } => p.call_get(&mut *store, sandbox_id).await?.map(|s| PluginReply::Got(sandbox(s))),
+        Request::Stop { sandbox_id } => {
+            let (r,): Answer<()> = call(store, i, &exports.stop, (sandbox_id.as_str(),)).await?;
+            r.map(|()| PluginReply::Stopped)
+        }
+        Request::List => {
+            let (r,): Answer<Vec<types::Sandbox>> = call(store, i, &exports.list_sandboxes, ()).await?;
+            r.map(|l| PluginReply::Listed(l.into_iter().map(sandbox).collect()))
+        }
+        Request::Get { sandbox_id } => {
+            let (r,): Answer<types::Sandbox> = call(store, i, &exports.get, (sandbox_id.as_str(),)).await?;
+            r.map(|s| PluginReply::Got(sandbox(s)))
+        }
         Request::SetTimeout { sandbox_id, timeout_secs } => {
-            p.call_set_timeout(&mut *store, sandbox_id, *timeout_secs).await?.map(|()| PluginReply::TimeoutSet)
+            let (r,): Answer<()> = call(store, i, &exports.set_timeout, (sandbox_id.as_str(), *timeout_secs)).await?;
+            r.map(|()| PluginReply::TimeoutSet)
         }
-        Request::Pause { sandbox_id } => p.call_pause(&mut *store, sandbox_id).await?.map(|()| PluginReply::Paused),
+        Request::Pause { sandbox_id } => {
+            let (r,): Answer<()> = call(store, i, &exports.pause, (sandbox_id.as_str(),)).await?;
+            r.map(|()| PluginReply::Paused)
+        }
         Request::Resume { sandbox_id, timeout_secs } => {
-            p.call_resume(&mut *store, sandbox_id, *timeout_secs).await?.map(|()| PluginReply::Resumed)
+            let (r,): Answer<()> = call(store, i, &exports.resume, (sandbox_id.as_str(), *timeout_secs)).await?;
+            r.map(|()| PluginReply::Resumed)
         }
-        Request::Snapshot { sandbox_id } => p.call_snapshot(&mut *store, sandbox_id).await?.map(PluginReply::Snapshotted),
-        Request::Branch { sandbox_id, count } => p.call_branch(&mut *store, sandbox_id, *count).await?.map(PluginReply::Branched),
-        Request::ExposePort { sandbox_id, port } => p
-            .call_expose_port(&mut *store, sandbox_id, *port)
-            .await?
-            .map(|e| PluginReply::Exposed(ExposedPort { url: e.url, headers: e.headers })),
-        Request::FsRead { sandbox_id, path } => p.call_fs_read(&mut *store, sandbox_id, path).await?.map(PluginReply::Read),
-        Request::FsWrite(w) => p
-            .call_fs_write(
-                &mut *store,
-                &types::FsWriteRequest {
-                    sandbox_id: w.sandbox_id.clone(),
-                    path: w.path.clone(),
-                    bytes: w.bytes.clone(),
-                    mode: w.mode,
-                    parents: w.parents,
-                },
-            )
-            .await?
-            .map(|()| PluginReply::Written),
+        Request::Snapshot { sandbox_id } => {
+            let (r,): Answer<String> = call(store, i, &exports.snapshot, (sandbox_id.as_str(),)).await?;
+            r.map(PluginReply::Snapshotted)
+        }
+        Request::Branch { sandbox_id, count } => {
+            let (r,): Answer<Vec<String>> = call(store, i, &exports.branch, (sandbox_id.as_str(), *count)).await?;
+            r.map(PluginReply::Branched)
+        }
+        Request::ExposePort { sandbox_id, port } => {
+            let (r,): Answer<types::ExposedPort> = call(store, i, &exports.expose_port, (sandbox_id.as_str(), *port)).await?;
+            r.map(|e| PluginReply::Exposed(ExposedPort { url: e.url, headers: e.headers }))
+        }
+        Request::FsRead { sandbox_id, path } => {
+            let (r,): Answer<Vec<u8>> = call(store, i, &exports.fs_read, (sandbox_id.as_str(), path.as_str())).await?;
+            r.map(PluginReply::Read)
+        }
+        Request::FsWrite(w) => {
+            let req = types::FsWriteRequest {
+                sandbox_id: w.sandbox_id.clone(),
+                path: w.path.clone(),
+                bytes: w.bytes.clone(),
+                mode: w.mode,
+                parents: w.parents,
+            };
+            let (r,): Answer<()> = call(store, i, &exports.fs_write, (&req,)).await?;
+            r.map(|()| PluginReply::Written)
+        }
     };
     Ok(r.map_err(PluginFailure::from))
 }
 
-/// Calls `describe()`.
-pub async fn describe(plugin: &ProviderPlugin, store: &mut wasmtime::Store<StoreState>) -> wasmtime::Result<Descriptor> {
-    Ok(plugin.iii_sandbox_provider().call_describe(store).await?.into())
+/// Instantiates `pre` and calls `describe()`.
+pub async fn describe(
+    pre: &ProviderPluginPre<StoreState>,
+    exports: &Exports,
+    store: &mut Store<StoreState>,
+) -> wasmtime::Result<Descriptor> {
+    let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+    let (d,): (types::Descriptor,) = call(store, &instance, &exports.describe, ()).await?;
+    Ok(d.into())
+}
+
+/// Instantiates `pre` and checks every export's type against the world's, naming the
+/// first that differs (the types are those [`invoke`] calls them with).
+pub async fn check_exports(pre: &ProviderPluginPre<StoreState>, e: &Exports, store: &mut Store<StoreState>) -> wasmtime::Result<()> {
+    let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+    let (s, i) = (&mut *store, &instance);
+    check::<(), (types::Descriptor,)>(s, i, &e.describe, "describe")?;
+    check::<(&types::CreateRequest,), Answer<types::Sandbox>>(s, i, &e.create, "create")?;
+    check::<(&types::ExecRequest, Resource<ExecOutputHandle>), Answer<types::ExecResult>>(s, i, &e.exec, "exec")?;
+    check::<(&str,), Answer<()>>(s, i, &e.stop, "stop")?;
+    check::<(), Answer<Vec<types::Sandbox>>>(s, i, &e.list_sandboxes, "list-sandboxes")?;
+    check::<(&str,), Answer<types::Sandbox>>(s, i, &e.get, "get")?;
+    check::<(&str, u64), Answer<()>>(s, i, &e.set_timeout, "set-timeout")?;
+    check::<(&str,), Answer<()>>(s, i, &e.pause, "pause")?;
+    check::<(&str, Option<u64>), Answer<()>>(s, i, &e.resume, "resume")?;
+    check::<(&str,), Answer<String>>(s, i, &e.snapshot, "snapshot")?;
+    check::<(&str, u32), Answer<Vec<String>>>(s, i, &e.branch, "branch")?;
+    check::<(&str, u16), Answer<types::ExposedPort>>(s, i, &e.expose_port, "expose-port")?;
+    check::<(&str, &str), Answer<Vec<u8>>>(s, i, &e.fs_read, "fs-read")?;
+    check::<(&types::FsWriteRequest,), Answer<()>>(s, i, &e.fs_write, "fs-write")
+}
+
+fn check<P, R>(store: &mut Store<StoreState>, instance: &Instance, export: &ComponentExportIndex, name: &str) -> wasmtime::Result<()>
+where
+    P: ComponentNamedList + Lower,
+    R: ComponentNamedList + Lift,
+{
+    instance.get_typed_func::<P, R>(store, export).map(drop).map_err(|e| e.context(format!("export `{name}`")))
 }
 
 /// Adds the world's imports (`log`, `config`, `output`) to `linker`.
