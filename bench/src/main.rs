@@ -16,6 +16,13 @@ mod upstream;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Before the first allocation (see `sandbox_host::allocator`; elsewhere than Linux,
+/// mimalloc's defaults).
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static CONFIGURE_ALLOCATOR: extern "C" fn() = sandbox_host::allocator::configure;
+
 use measure::{cpu_per_call, latency, rss, us, Latency};
 use sandbox_host::bridge::iii::{Bridge, BridgeOptions};
 use sandbox_host::config::HostConfig;
@@ -66,10 +73,13 @@ struct Row {
     cpu: [Duration; 3],
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    tokio::runtime::Runtime::new().expect("the bench's runtime").block_on(run());
+}
+
+async fn run() {
     // Every measurement runs in a task on a runtime worker, as production runs calls
-    // (bridge/iii.rs spawns one per invocation), never on the `#[tokio::main]` thread,
+    // (bridge/iii.rs spawns one per invocation), never on the `block_on` thread,
     // whose hand-offs to the workers would be counted as the call's cost.
     tokio::spawn(bench()).await.expect("the bench task panicked");
 }

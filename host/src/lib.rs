@@ -14,6 +14,7 @@
 //! - [`e2b_api`]: the E2B-compatible API (control plane and envd) for the E2B SDKs.
 //! - [`metrics`]: per-plugin counters and histograms (Prometheus text, JSON).
 //! - [`cli`]: the `sandbox-host` subcommands.
+//! - [`allocator`]: the binaries' allocator (mimalloc) and its setting.
 //! - [`conformance`]: the contract's checks against one plugin (`sandbox-host conformance`, our suite).
 //!
 //! One call end to end: `Host::call("e2b", Leaf::Create, json)` → registry lookup (S600) →
@@ -24,6 +25,7 @@
 //! injection) → outcome classified (S70x, or the plugin's error kind → S-code) →
 //! reservation committed or rolled back → the contract's JSON answer.
 
+pub mod allocator;
 pub mod bridge;
 pub mod calls;
 pub mod cli;
