@@ -12,16 +12,8 @@ mod soak;
 mod streaming;
 mod upstream;
 
-// The allocator the host binary uses (host/src/main.rs), so the plugin path is measured as it runs.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Before the first allocation (see `sandbox_host::allocator`; elsewhere than Linux,
-/// mimalloc's defaults).
-#[cfg(target_os = "linux")]
-#[used]
-#[link_section = ".init_array"]
-static CONFIGURE_ALLOCATOR: extern "C" fn() = sandbox_host::allocator::configure;
+// The host binary's allocator and its setting, so the plugin path is measured as it runs.
+sandbox_host::install_allocator!();
 
 use measure::{cpu_per_call, latency, rss, us, Latency};
 use sandbox_host::bridge::iii::{Bridge, BridgeOptions};

@@ -1,5 +1,5 @@
-//! The binaries' allocator, mimalloc (`#[global_allocator]` in `main.rs` and the bench's),
-//! and its one setting. A call allocates and frees hundreds of small objects (Store, WASI
+//! The binaries' allocator, mimalloc, and its one setting; a binary installs both with
+//! [`install_allocator!`](crate::install_allocator) at its crate root. A call allocates and frees hundreds of small objects (Store, WASI
 //! context, hooks, header lists, JSON), where glibc's malloc was 12.7 µs of a call's CPU
 //! against native's 4.8 (BENCHMARKS.md).
 //!
@@ -9,8 +9,22 @@
 
 use std::ffi::{c_int, c_long};
 
-// The options live in mimalloc's C library, which this links.
-use mimalloc as _;
+pub use mimalloc::MiMalloc;
+
+/// Declares mimalloc this binary's `#[global_allocator]` and runs [`configure`] before the
+/// first allocation, as an ELF constructor (elsewhere than Linux, mimalloc's defaults).
+#[macro_export]
+macro_rules! install_allocator {
+    () => {
+        #[global_allocator]
+        static ALLOCATOR: $crate::allocator::MiMalloc = $crate::allocator::MiMalloc;
+
+        #[cfg(target_os = "linux")]
+        #[used]
+        #[link_section = ".init_array"]
+        static CONFIGURE_ALLOCATOR: extern "C" fn() = $crate::allocator::configure;
+    };
+}
 
 unsafe extern "C" {
     /// mimalloc's `mi_option_set` (linked through the `mimalloc` crate).
@@ -24,8 +38,8 @@ unsafe extern "C" {
 const ARENA_EAGER_COMMIT: c_int = 4;
 
 /// Applies the settings above. It must run before the first allocation makes mimalloc's
-/// first arena, which is before `main` (the runtime allocates), so the binaries run it as
-/// a constructor: `#[used] #[link_section = ".init_array"] static _C: extern "C" fn() = configure;`.
+/// first arena, which is before `main` (the runtime allocates): called from `main` it
+/// changed nothing, hence the constructor in [`install_allocator!`](crate::install_allocator).
 pub extern "C" fn configure() {
     // SAFETY: setting an option is a plain store into mimalloc's option table.
     unsafe { mi_option_set(ARENA_EAGER_COMMIT, 0) }

@@ -2,15 +2,7 @@ use clap::Parser;
 use sandbox_host::cli::out::{is_stdout_closed, write_err};
 use std::process::ExitCode;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Before the first allocation (see `sandbox_host::allocator`; elsewhere than Linux,
-/// mimalloc's defaults).
-#[cfg(target_os = "linux")]
-#[used]
-#[link_section = ".init_array"]
-static CONFIGURE_ALLOCATOR: extern "C" fn() = sandbox_host::allocator::configure;
+sandbox_host::install_allocator!();
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
