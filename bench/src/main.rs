@@ -65,13 +65,10 @@ struct Row {
     cpu: [Duration; 3],
 }
 
-fn main() {
-    tokio::runtime::Runtime::new().expect("the bench's runtime").block_on(run());
-}
-
-async fn run() {
+#[tokio::main]
+async fn main() {
     // Every measurement runs in a task on a runtime worker, as production runs calls
-    // (bridge/iii.rs spawns one per invocation), never on the `block_on` thread,
+    // (bridge/iii.rs spawns one per invocation), never on the `#[tokio::main]` thread,
     // whose hand-offs to the workers would be counted as the call's cost.
     tokio::spawn(bench()).await.expect("the bench task panicked");
 }

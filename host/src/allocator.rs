@@ -1,7 +1,7 @@
 //! The binaries' allocator, mimalloc, and its one setting; a binary installs both with
-//! [`install_allocator!`](crate::install_allocator) at its crate root. A call allocates and frees hundreds of small objects (Store, WASI
-//! context, hooks, header lists, JSON), where glibc's malloc was 12.7 µs of a call's CPU
-//! against native's 4.8 (BENCHMARKS.md).
+//! [`install_allocator!`](crate::install_allocator) at its crate root. A call allocates
+//! and frees hundreds of small objects (Store, WASI context, hooks, header lists, JSON),
+//! where glibc's malloc was 12.7 µs of a call's CPU against native's 4.8 (BENCHMARKS.md).
 //!
 //! Arenas are committed as they are used, not up front: committed eagerly (mimalloc's
 //! default on Linux), an idle host with three plugins held 39.5 MiB resident against

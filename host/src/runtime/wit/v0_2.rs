@@ -7,7 +7,7 @@ use crate::contract::shapes::{Capability, ExecOutput, ExposedPort, PluginReply, 
 use crate::policy::CredentialSpec;
 use crate::runtime::output::OutputStream;
 use crate::runtime::store::StoreState;
-use wasmtime::component::{ComponentExportIndex, ComponentNamedList, Instance, Lift, Lower, Resource};
+use wasmtime::component::{ComponentExportIndex, Instance, Resource, TypedFunc};
 use wasmtime::Store;
 
 /// The host side of the `exec-output` resource: a handle only; the bytes go to the
@@ -71,67 +71,67 @@ fn sandbox(s: types::Sandbox) -> SandboxInfo {
     SandboxInfo { sandbox_id: s.sandbox_id, image: s.image, started_at: s.started_at, state, ends_at: s.ends_at, metadata: s.metadata }
 }
 
-/// The provider interface's exports, found once per plugin. bindgen's `instantiate`
-/// looks up and type-checks all fifteen on every instantiation; a call uses one, so
-/// [`invoke`] fetches only that one; [`check_exports`] runs the full check once, at load.
-pub struct Exports {
-    describe: ComponentExportIndex,
-    create: ComponentExportIndex,
-    exec: ComponentExportIndex,
-    stop: ComponentExportIndex,
-    list_sandboxes: ComponentExportIndex,
-    get: ComponentExportIndex,
-    set_timeout: ComponentExportIndex,
-    pause: ComponentExportIndex,
-    resume: ComponentExportIndex,
-    snapshot: ComponentExportIndex,
-    branch: ComponentExportIndex,
-    expose_port: ComponentExportIndex,
-    fs_read: ComponentExportIndex,
-    fs_write: ComponentExportIndex,
-}
-
-impl Exports {
-    pub fn new(pre: &ProviderPluginPre<StoreState>) -> wasmtime::Result<Self> {
-        const PROVIDER: &str = "iii:sandbox/provider@0.2.0";
-        let component = pre.instance_pre().component();
-        let provider =
-            component.get_export_index(None, PROVIDER).ok_or_else(|| wasmtime::format_err!("no exported instance named `{PROVIDER}`"))?;
-        let export = |name: &str| {
-            component
-                .get_export_index(Some(&provider), name)
-                .ok_or_else(|| wasmtime::format_err!("instance export `{PROVIDER}` does not have export `{name}`"))
-        };
-        Ok(Exports {
-            describe: export("describe")?,
-            create: export("create")?,
-            exec: export("exec")?,
-            stop: export("stop")?,
-            list_sandboxes: export("list-sandboxes")?,
-            get: export("get")?,
-            set_timeout: export("set-timeout")?,
-            pause: export("pause")?,
-            resume: export("resume")?,
-            snapshot: export("snapshot")?,
-            branch: export("branch")?,
-            expose_port: export("expose-port")?,
-            fs_read: export("fs-read")?,
-            fs_write: export("fs-write")?,
-        })
-    }
-}
-
 /// What every export returns: the plugin's answer or its typed failure.
 type Answer<T> = (Result<T, types::Error>,);
 
-/// Calls one export of `instance` (type-checked against `P` and `R` here, for this
-/// export only).
-async fn call<P, R>(store: &mut Store<StoreState>, instance: &Instance, export: &ComponentExportIndex, params: P) -> wasmtime::Result<R>
-where
-    P: ComponentNamedList + Lower + Send + Sync,
-    R: ComponentNamedList + Lift + Send + Sync + 'static,
-{
-    instance.get_typed_func::<P, R>(&mut *store, export)?.call_async(&mut *store, params).await
+/// The provider interface's exports, each one's name and type said once. bindgen's
+/// `instantiate` looks up and type-checks all fifteen on every instantiation; a call uses
+/// one, so [`invoke`] fetches (and checks) only that one, by an index found at load, and
+/// [`check_exports`] checks them all once, at load.
+macro_rules! provider_exports {
+    ($($field:ident $name:literal: $params:ty => $results:ty;)*) => {
+        pub struct Exports {
+            $($field: ComponentExportIndex,)*
+        }
+
+        impl Exports {
+            pub fn new(pre: &ProviderPluginPre<StoreState>) -> wasmtime::Result<Self> {
+                const PROVIDER: &str = "iii:sandbox/provider@0.2.0";
+                let component = pre.instance_pre().component();
+                let provider = component
+                    .get_export_index(None, PROVIDER)
+                    .ok_or_else(|| wasmtime::format_err!("no exported instance named `{PROVIDER}`"))?;
+                let export = |name: &str| {
+                    component
+                        .get_export_index(Some(&provider), name)
+                        .ok_or_else(|| wasmtime::format_err!("instance export `{PROVIDER}` does not have export `{name}`"))
+                };
+                Ok(Exports { $($field: export($name)?,)* })
+            }
+
+            $(
+                /// This export of `instance`, type-checked against the world's type (`'a` is
+                /// its borrowed parameters' lifetime, unused by those without any).
+                #[allow(clippy::extra_unused_lifetimes)]
+                fn $field<'a>(&self, store: &mut Store<StoreState>, instance: &Instance) -> wasmtime::Result<TypedFunc<$params, $results>> {
+                    instance.get_typed_func(store, &self.$field).map_err(|e| e.context(concat!("export `", $name, "`")))
+                }
+            )*
+
+            /// Every export's type, in the world's order; the first that differs is named.
+            fn check_all(&self, store: &mut Store<StoreState>, instance: &Instance) -> wasmtime::Result<()> {
+                $(self.$field(&mut *store, instance)?;)*
+                Ok(())
+            }
+        }
+    };
+}
+
+provider_exports! {
+    describe "describe": () => (types::Descriptor,);
+    create "create": (&'a types::CreateRequest,) => Answer<types::Sandbox>;
+    exec "exec": (&'a types::ExecRequest, Resource<ExecOutputHandle>) => Answer<types::ExecResult>;
+    stop "stop": (&'a str,) => Answer<()>;
+    list_sandboxes "list-sandboxes": () => Answer<Vec<types::Sandbox>>;
+    get "get": (&'a str,) => Answer<types::Sandbox>;
+    set_timeout "set-timeout": (&'a str, u64) => Answer<()>;
+    pause "pause": (&'a str,) => Answer<()>;
+    resume "resume": (&'a str, Option<u64>) => Answer<()>;
+    snapshot "snapshot": (&'a str,) => Answer<String>;
+    branch "branch": (&'a str, u32) => Answer<Vec<String>>;
+    expose_port "expose-port": (&'a str, u16) => Answer<types::ExposedPort>;
+    fs_read "fs-read": (&'a str, &'a str) => Answer<Vec<u8>>;
+    fs_write "fs-write": (&'a types::FsWriteRequest,) => Answer<()>;
 }
 
 /// Instantiates `pre` and calls the export for `req`. Outer error: a trap; inner
@@ -157,7 +157,7 @@ pub async fn invoke(
                 memory_mb: c.memory_mb,
                 network: c.network.unwrap_or(true),
             };
-            let (r,): Answer<types::Sandbox> = call(store, i, &exports.create, (&req,)).await?;
+            let (r,) = exports.create(store, i)?.call_async(&mut *store, (&req,)).await?;
             r.map(|s| PluginReply::Created(sandbox(s)))
         }
         Request::Exec(e) => {
@@ -172,7 +172,7 @@ pub async fn invoke(
                 stdin: e.stdin.clone(),
             };
             let sink = Resource::<ExecOutputHandle>::new_borrow(0);
-            let (r,): Answer<types::ExecResult> = call(store, i, &exports.exec, (&req, sink)).await?;
+            let (r,) = exports.exec(store, i)?.call_async(&mut *store, (&req, sink)).await?;
             match r {
                 Ok(r) => {
                     let (stdout, stderr, truncated) = store.data_mut().output.finish();
@@ -190,43 +190,43 @@ pub async fn invoke(
             }
         }
         Request::Stop { sandbox_id } => {
-            let (r,): Answer<()> = call(store, i, &exports.stop, (sandbox_id.as_str(),)).await?;
+            let (r,) = exports.stop(store, i)?.call_async(&mut *store, (sandbox_id.as_str(),)).await?;
             r.map(|()| PluginReply::Stopped)
         }
         Request::List => {
-            let (r,): Answer<Vec<types::Sandbox>> = call(store, i, &exports.list_sandboxes, ()).await?;
+            let (r,) = exports.list_sandboxes(store, i)?.call_async(&mut *store, ()).await?;
             r.map(|l| PluginReply::Listed(l.into_iter().map(sandbox).collect()))
         }
         Request::Get { sandbox_id } => {
-            let (r,): Answer<types::Sandbox> = call(store, i, &exports.get, (sandbox_id.as_str(),)).await?;
+            let (r,) = exports.get(store, i)?.call_async(&mut *store, (sandbox_id.as_str(),)).await?;
             r.map(|s| PluginReply::Got(sandbox(s)))
         }
         Request::SetTimeout { sandbox_id, timeout_secs } => {
-            let (r,): Answer<()> = call(store, i, &exports.set_timeout, (sandbox_id.as_str(), *timeout_secs)).await?;
+            let (r,) = exports.set_timeout(store, i)?.call_async(&mut *store, (sandbox_id.as_str(), *timeout_secs)).await?;
             r.map(|()| PluginReply::TimeoutSet)
         }
         Request::Pause { sandbox_id } => {
-            let (r,): Answer<()> = call(store, i, &exports.pause, (sandbox_id.as_str(),)).await?;
+            let (r,) = exports.pause(store, i)?.call_async(&mut *store, (sandbox_id.as_str(),)).await?;
             r.map(|()| PluginReply::Paused)
         }
         Request::Resume { sandbox_id, timeout_secs } => {
-            let (r,): Answer<()> = call(store, i, &exports.resume, (sandbox_id.as_str(), *timeout_secs)).await?;
+            let (r,) = exports.resume(store, i)?.call_async(&mut *store, (sandbox_id.as_str(), *timeout_secs)).await?;
             r.map(|()| PluginReply::Resumed)
         }
         Request::Snapshot { sandbox_id } => {
-            let (r,): Answer<String> = call(store, i, &exports.snapshot, (sandbox_id.as_str(),)).await?;
+            let (r,) = exports.snapshot(store, i)?.call_async(&mut *store, (sandbox_id.as_str(),)).await?;
             r.map(PluginReply::Snapshotted)
         }
         Request::Branch { sandbox_id, count } => {
-            let (r,): Answer<Vec<String>> = call(store, i, &exports.branch, (sandbox_id.as_str(), *count)).await?;
+            let (r,) = exports.branch(store, i)?.call_async(&mut *store, (sandbox_id.as_str(), *count)).await?;
             r.map(PluginReply::Branched)
         }
         Request::ExposePort { sandbox_id, port } => {
-            let (r,): Answer<types::ExposedPort> = call(store, i, &exports.expose_port, (sandbox_id.as_str(), *port)).await?;
+            let (r,) = exports.expose_port(store, i)?.call_async(&mut *store, (sandbox_id.as_str(), *port)).await?;
             r.map(|e| PluginReply::Exposed(ExposedPort { url: e.url, headers: e.headers }))
         }
         Request::FsRead { sandbox_id, path } => {
-            let (r,): Answer<Vec<u8>> = call(store, i, &exports.fs_read, (sandbox_id.as_str(), path.as_str())).await?;
+            let (r,) = exports.fs_read(store, i)?.call_async(&mut *store, (sandbox_id.as_str(), path.as_str())).await?;
             r.map(PluginReply::Read)
         }
         Request::FsWrite(w) => {
@@ -237,7 +237,7 @@ pub async fn invoke(
                 mode: w.mode,
                 parents: w.parents,
             };
-            let (r,): Answer<()> = call(store, i, &exports.fs_write, (&req,)).await?;
+            let (r,) = exports.fs_write(store, i)?.call_async(&mut *store, (&req,)).await?;
             r.map(|()| PluginReply::Written)
         }
     };
@@ -251,37 +251,15 @@ pub async fn describe(
     store: &mut Store<StoreState>,
 ) -> wasmtime::Result<Descriptor> {
     let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
-    let (d,): (types::Descriptor,) = call(store, &instance, &exports.describe, ()).await?;
+    let (d,) = exports.describe(store, &instance)?.call_async(&mut *store, ()).await?;
     Ok(d.into())
 }
 
 /// Instantiates `pre` and checks every export's type against the world's, naming the
-/// first that differs (the types are those [`invoke`] calls them with).
-pub async fn check_exports(pre: &ProviderPluginPre<StoreState>, e: &Exports, store: &mut Store<StoreState>) -> wasmtime::Result<()> {
+/// first that differs.
+pub async fn check_exports(pre: &ProviderPluginPre<StoreState>, exports: &Exports, store: &mut Store<StoreState>) -> wasmtime::Result<()> {
     let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
-    let (s, i) = (&mut *store, &instance);
-    check::<(), (types::Descriptor,)>(s, i, &e.describe, "describe")?;
-    check::<(&types::CreateRequest,), Answer<types::Sandbox>>(s, i, &e.create, "create")?;
-    check::<(&types::ExecRequest, Resource<ExecOutputHandle>), Answer<types::ExecResult>>(s, i, &e.exec, "exec")?;
-    check::<(&str,), Answer<()>>(s, i, &e.stop, "stop")?;
-    check::<(), Answer<Vec<types::Sandbox>>>(s, i, &e.list_sandboxes, "list-sandboxes")?;
-    check::<(&str,), Answer<types::Sandbox>>(s, i, &e.get, "get")?;
-    check::<(&str, u64), Answer<()>>(s, i, &e.set_timeout, "set-timeout")?;
-    check::<(&str,), Answer<()>>(s, i, &e.pause, "pause")?;
-    check::<(&str, Option<u64>), Answer<()>>(s, i, &e.resume, "resume")?;
-    check::<(&str,), Answer<String>>(s, i, &e.snapshot, "snapshot")?;
-    check::<(&str, u32), Answer<Vec<String>>>(s, i, &e.branch, "branch")?;
-    check::<(&str, u16), Answer<types::ExposedPort>>(s, i, &e.expose_port, "expose-port")?;
-    check::<(&str, &str), Answer<Vec<u8>>>(s, i, &e.fs_read, "fs-read")?;
-    check::<(&types::FsWriteRequest,), Answer<()>>(s, i, &e.fs_write, "fs-write")
-}
-
-fn check<P, R>(store: &mut Store<StoreState>, instance: &Instance, export: &ComponentExportIndex, name: &str) -> wasmtime::Result<()>
-where
-    P: ComponentNamedList + Lower,
-    R: ComponentNamedList + Lift,
-{
-    instance.get_typed_func::<P, R>(store, export).map(drop).map_err(|e| e.context(format!("export `{name}`")))
+    exports.check_all(store, &instance)
 }
 
 /// Adds the world's imports (`log`, `config`, `output`) to `linker`.
